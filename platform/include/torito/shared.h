@@ -1,0 +1,94 @@
+/*
+ * What the ring-0 supervisor and the ring-3 runtime share. The structures live in the
+ * runtime's memory (user pages) so that ring 3 reads them without a trap; the
+ * supervisor writes them at boot, from interrupt handlers and when a fault is handed over.
+ */
+#ifndef TORITO_SHARED_H
+#define TORITO_SHARED_H
+
+#define TORITO_MAX_CORES 16
+
+/* Address-space layout (identity mapped, 4 GiB). */
+#define SUPERVISOR_BASE   0x100000UL   /* 1 MiB: supervisor, supervisor-only pages */
+#define RUNTIME_BASE      0x200000UL   /* 2 MiB: runtime, QuickJS, libc, app (user pages) */
+#define LAPIC_BASE        0xfee00000UL
+#define IOAPIC_BASE       0xfec00000UL
+
+/* Interrupt vectors. 32..63 are device and timer lines; bit (v - 32) of pending_vectors. */
+#define VEC_FIRST_IRQ     32
+#define VEC_TIMER         32           /* LAPIC timer, one-shot */
+#define VEC_LAST_IRQ      63
+#define VEC_SPURIOUS      0xff
+
+/* Supervisor calls: rax = number, rdi/rsi = arguments, result in rax.
+ * Under this machine's /dev/kvm a software interrupt (`int n`) from ring 3 raises #UD and
+ * `syscall` does not reach ring 0, but exceptions do; so a supervisor call is `ud2`
+ * followed by the two marker bytes below, and the #UD handler resumes after them. */
+#define SVC_MARKER0       0x54         /* 'T' */
+#define SVC_MARKER1       0x6f         /* 'o' */
+#define SVC_LENGTH        4            /* ud2 (2 bytes) + marker */
+#define SVC_IDLE          1            /* halt until an interrupt unless one is pending */
+#define SVC_CALL_COUNT    2
+
+/* Guest exit codes used by the platform itself (the CLI maps QEMU's (v << 1) | 1 back). */
+#define EXIT_UNCAUGHT     1            /* uncaught JavaScript error or rejection */
+#define EXIT_CPU_FAULT    3            /* CPU exception in the runtime or the app */
+#define EXIT_OUT_OF_MEMORY 4           /* this core's heap limit was reached */
+#define EXIT_SUPERVISOR   5            /* fault in the supervisor itself */
+#define EXIT_BAD_BOOT     6            /* unusable boot information (memory map, ...) */
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+/* The register frame pushed by the CPU and isr_common (platform/supervisor/boot.S). */
+struct trap_frame {
+    uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+    uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    uint64_t vector, error;
+    uint64_t rip, cs, rflags, rsp, ss;
+};
+
+/* KVM pvclock structures (Documentation/virt/kvm/x86/msr.rst). */
+struct pvclock_time_info {
+    uint32_t version;
+    uint32_t pad0;
+    uint64_t tsc_timestamp;
+    uint64_t system_time;
+    uint32_t tsc_to_system_mul;
+    int8_t   tsc_shift;
+    uint8_t  flags;
+    uint8_t  pad[2];
+} __attribute__((packed, aligned(32)));
+
+struct pvclock_wall_clock {
+    uint32_t version;
+    uint32_t sec;
+    uint32_t nsec;
+} __attribute__((packed, aligned(4)));
+
+/* A CPU fault in ring 3, as the supervisor saw it before handing it to the runtime. */
+struct fault_info {
+    struct trap_frame frame;
+    uint64_t cr2;
+    uint64_t count;                    /* faults taken; a second one means the handler faulted */
+};
+
+/* One per core. The runtime owns the memory; the supervisor fills it in. */
+struct core_shared {
+    volatile uint64_t pending_vectors; /* set by ring-0 handlers, taken by ring 3 with xchg */
+    uint64_t boot_tsc;                 /* TSC at the core's first instruction */
+    uint64_t start_info;               /* physical address of hvm_start_info (boot core) */
+    uint64_t kvmclock;                 /* 1 when pvclock and wall clock below are live */
+    struct pvclock_time_info pvclock;
+    struct pvclock_wall_clock wall;
+    struct fault_info fault;
+    uint64_t fault_stack_top;          /* where the runtime's fault handler runs */
+    uint64_t fault_entry;              /* runtime fault handler (ring 3) */
+} __attribute__((aligned(64)));
+
+/* Defined by the runtime, written by the supervisor. */
+extern struct core_shared torito_cores[TORITO_MAX_CORES];
+
+#endif /* __ASSEMBLER__ */
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * Runtime start (ring 3): the boot core's memory, clocks, heap, QuickJS, the app.
+ *
+ * The supervisor jumps here with interrupts enabled and %fs pointing at runtime_tls.
+ * From now on nothing enters ring 0 except idle and faults.
+ */
+#include "runtime.h"
+
+/* Xen's PVH start info (xen/include/public/arch-x86/hvm/start_info.h). */
+#define HVM_START_MAGIC 0x336ec578
+struct hvm_start_info {
+    uint32_t magic, version, flags, nr_modules;
+    uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+    uint32_t memmap_entries, reserved;
+};
+struct hvm_memmap_entry {
+    uint64_t addr, size;
+    uint32_t type, reserved;
+};
+#define E820_RAM 1
+
+/* musl's thread block: self at 0, errno at 0x34, locale at 0xa8 (checked at build time
+   by check-image.sh); our per-core fields from 0x100. */
+struct runtime_tls {
+    void *self;
+    uint8_t musl_fields[0xa8 - 8];
+    void *locale;
+    uint8_t pad[0x100 - 0xb0];
+    unsigned core_id;
+} __attribute__((aligned(64)));
+
+static uint64_t c_locale[8];                    /* every category NULL: the C locale */
+struct runtime_tls runtime_tls;                 /* boot core; the others get theirs with SMP */
+struct core_shared torito_cores[TORITO_MAX_CORES];
+uint64_t boot_first_output_tsc;
+int heap_exhausted;
+JSContext *current_context;
+
+extern char image_end[];
+extern void runtime_fault_entry(void);
+extern char runtime_fault_stack_top[];
+
+static char cmdline[2048];
+
+const char *kernel_cmdline(void) { return cmdline; }
+
+void power_off(int code)
+{
+    outl(0xf4, (uint32_t)code & 0x7f);
+    /* isa-debug-exit absent (e.g. Firecracker): nothing else stops the VM from ring 3 */
+    for (;;)
+        svc_idle();
+}
+
+static void boot_fail(const char *what)
+{
+    console_printf("torito: boot failed: %s\n", what);
+    power_off(EXIT_BAD_BOOT);
+}
+
+/* Finds the RAM range that holds the image and returns its end: this core's region. */
+static uintptr_t ram_end_above_image(const struct hvm_start_info *si)
+{
+    uintptr_t image = (uintptr_t)image_end;
+    if (si->version < 1 || !si->memmap_paddr || !si->memmap_entries)
+        boot_fail("no memory map in hvm_start_info");
+    const struct hvm_memmap_entry *e = (const void *)(uintptr_t)si->memmap_paddr;
+    for (uint32_t i = 0; i < si->memmap_entries; i++) {
+        if (e[i].type != E820_RAM)
+            continue;
+        uint64_t end = e[i].addr + e[i].size;
+        if (e[i].addr <= image && image < end)
+            return end > 0xfe000000ull ? 0xfe000000ull : (uintptr_t)end;
+    }
+    boot_fail("the image does not sit in RAM (is --mem too small?)");
+    return 0;
+}
+
+static void heap_report(void)
+{
+    size_t limit, used, peak;
+    heap_usage(&limit, &used, &peak);
+    console_printf("fatal: JavaScript heap out of memory on core %u (limit %zu KiB, in use %zu KiB, peak %zu KiB)\n",
+                   this_core_id(), limit >> 10, used >> 10, peak >> 10);
+}
+
+void heap_out_of_memory_hook(size_t request)
+{
+    (void)request;
+    heap_exhausted = 1;
+}
+
+static void *js_malloc_cb(JSMallocState *s, size_t n) { (void)s; return malloc(n); }
+static void js_free_cb(JSMallocState *s, void *p) { (void)s; free(p); }
+static void *js_realloc_cb(JSMallocState *s, void *p, size_t n) { (void)s; return realloc(p, n); }
+static size_t js_usable_cb(const void *p) { return malloc_usable_size((void *)p); }
+static const JSMallocFunctions malloc_functions = { js_malloc_cb, js_free_cb, js_realloc_cb, js_usable_cb };
+
+void runtime_main(void)
+{
+    runtime_tls.self = &runtime_tls;
+    runtime_tls.locale = c_locale;
+    runtime_tls.core_id = 0;
+    struct core_shared *core = this_core();
+    core->fault_entry = (uint64_t)(uintptr_t)runtime_fault_entry;
+    core->fault_stack_top = (uint64_t)(uintptr_t)runtime_fault_stack_top;
+
+    const struct hvm_start_info *si = (const void *)(uintptr_t)core->start_info;
+    if (!si || si->magic != HVM_START_MAGIC)
+        boot_fail("bad hvm_start_info magic");
+    if (si->cmdline_paddr) {
+        const char *c = (const char *)(uintptr_t)si->cmdline_paddr;
+        size_t n = strnlen(c, sizeof cmdline - 1);
+        memcpy(cmdline, c, n);
+        cmdline[n] = 0;
+    }
+    clock_init(cmdline);
+    boot_milestone("runtimeEntry");
+    apic_init();
+
+    uintptr_t region_start = ((uintptr_t)image_end + 4095) & ~4095ul;
+    uintptr_t region_end = ram_end_above_image(si);
+    if (region_end <= region_start + (1u << 20))
+        boot_fail("less than 1 MiB of memory above the image (raise --mem)");
+    heap_init(0, region_start, region_end);
+
+    JSRuntime *rt = JS_NewRuntime2(&malloc_functions, NULL);
+    if (!rt)
+        boot_fail("JS_NewRuntime failed");
+    JS_SetMaxStackSize(rt, 448 * 1024);      /* of the 512 KiB runtime stack */
+    JSContext *ctx = JS_NewContext(rt);
+    if (!ctx)
+        boot_fail("JS_NewContext failed");
+    current_context = ctx;
+    native_install(ctx);
+    boot_milestone("engineReady");
+
+    size_t len = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
+    JSValue module = JS_ReadObject(ctx, torito_app_bytecode, len, JS_READ_OBJ_BYTECODE);
+    if (JS_IsException(module))
+        fatal_error(ctx, "cannot load the app's bytecode: ", JS_GetException(ctx));
+    if (JS_VALUE_GET_TAG(module) == JS_TAG_MODULE && JS_ResolveModule(ctx, module) < 0)
+        fatal_error(ctx, "cannot link the app: ", JS_GetException(ctx));
+    boot_milestone("bytecodeLoaded");
+    JSValue result = JS_EvalFunction(ctx, module);
+    if (JS_IsException(result))
+        fatal_error(ctx, "Uncaught ", JS_GetException(ctx));
+    loop_run(ctx, result);
+}
+
+/* The supervisor sends a ring-3 CPU fault here, on the fault stack, interrupts off. */
+void runtime_fault(struct fault_info *fault)
+{
+    (void)fault;
+    if (heap_exhausted)
+        heap_report();
+    JSContext *ctx = current_context;
+    if (ctx) {
+        /* Best effort: the interpreter may be mid-operation, but its frame chain is
+           usually intact, and the stack is what tells the developer where they were. */
+        JS_ThrowInternalError(ctx, "CPU fault (vector %u) at rip 0x%lx",
+                              (unsigned)fault->frame.vector, (unsigned long)fault->frame.rip);
+        JSValue e = JS_GetException(ctx);
+        char *text = format_error(ctx, e);
+        console_printf("JavaScript stack at the fault:\n%s\n", text);
+    }
+    power_off(EXIT_CPU_FAULT);
+}
+
+/* --- libc pieces QuickJS needs that musl would implement with system calls ---------- */
+
+void abort(void)
+{
+    if (heap_exhausted) {
+        heap_report();
+        power_off(EXIT_OUT_OF_MEMORY);
+    }
+    console_puts("fatal: abort() called\n");
+    power_off(EXIT_CPU_FAULT);
+}
+
+void __assert_fail(const char *expr, const char *file, int line, const char *func)
+{
+    console_printf("fatal: assertion failed: %s (%s:%d, %s)\n", expr, file, line, func);
+    power_off(EXIT_CPU_FAULT);
+}
+
+void exit(int code)
+{
+    power_off(code);
+}
+
+void _Exit(int code)
+{
+    power_off(code);
+}
