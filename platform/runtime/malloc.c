@@ -13,7 +13,11 @@
  *     are allocated and freed.
  * No locks: a heap belongs to one core, and nothing migrates.
  */
+#ifdef MALLOC_HOST_TEST
+#include "malloc_host_test.h"        /* test/platform/: renames the API, fakes the core */
+#else
 #include "runtime.h"
+#endif
 
 #define IN_USE      1ul
 #define PREV_FREE   2ul
