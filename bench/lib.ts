@@ -1,0 +1,59 @@
+/** Shared helpers for the benchmarks: statistics, QEMU launches, markdown tables. */
+import { spawn } from "node:child_process";
+import { qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+export function runOptions(image: string, accel: Accel, memBytes = 64 << 20, appArgs: string[] = []): RunOptions {
+  return { image, accel, memBytes, cpus: 1, ports: [], appArgs };
+}
+
+export interface Launch {
+  /** ms from spawn to the first stdout chunk containing `marker` (NaN if never seen) */
+  markerMs: number;
+  /** ms from spawn to process exit */
+  exitMs: number;
+  stdout: string;
+  /** the guest's exit code (QEMU's (v << 1) | 1 translated back), or -1 */
+  guestCode: number;
+}
+
+/** Launches QEMU directly (no CLI in between) and times the marker and the exit. */
+export function launch(o: RunOptions, marker: string, timeoutMs = 60_000): Promise<Launch> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const elapsed = () => Number(process.hrtime.bigint() - start) / 1e6;
+    const child = spawn(QEMU_BINARY, qemuArgs(o), { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let markerMs = NaN;
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (chunk: string) => {
+      stdout += chunk;
+      if (Number.isNaN(markerMs) && stdout.includes(marker)) markerMs = elapsed();
+    });
+    child.stderr.resume();
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", reject);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      const guestCode = status !== null && (status & 1) === 1 ? status >> 1 : -1;
+      resolve({ markerMs, exitMs: elapsed(), stdout, guestCode });
+    });
+  });
+}
+
+export function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+  const line = (cells: ReadonlyArray<string | number>) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+export const fmt = (ms: number, digits = 1) => (Number.isFinite(ms) ? ms.toFixed(digits) : "n/a");

@@ -1,0 +1,307 @@
+/**
+ * `torito build`: app.ts → one ES module (kernel first, then the app) → QuickJS bytecode →
+ * linked with the platform into a PVH ELF image, with the source map table beside the bytecode.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { BuildFailure, Message, Plugin } from "esbuild";
+import { encodeSourceMapTable } from "../kernel/sourcemap.ts";
+import { ToolError, UsageError } from "./run.ts";
+
+const run = promisify(execFile);
+
+/** Finds the repository root: the nearest ancestor of `from` with a package.json named "torito". */
+export function repoRoot(from: string = fileURLToPath(import.meta.url)): string {
+  for (let dir = dirname(from); ; dir = dirname(dir)) {
+    const pkg = join(dir, "package.json");
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, "utf8")) as { name?: string }).name === "torito") return dir;
+      } catch {
+        // unreadable package.json: keep looking
+      }
+    }
+    if (dirname(dir) === dir) throw new Error(`cannot find the torito repository above ${from}`);
+  }
+}
+
+/** Inputs of `buildImage`. Relative paths are resolved against `cwd` (default process.cwd()). */
+export interface BuildOptions {
+  entry: string;
+  output: string;
+  cwd?: string;
+  repo?: string;
+  /** Called with progress lines (step timings, image size) when set. */
+  log?: (line: string) => void;
+}
+
+/** Milliseconds spent in each build step. */
+export interface BuildTimings {
+  bundle: number;
+  bytecode: number;
+  sourcemap: number;
+  link: number;
+  total: number;
+}
+
+/** What `buildImage` produced. */
+export interface BuildResult {
+  output: string;
+  imageBytes: number;
+  bundleBytes: number;
+  bytecodeBytes: number;
+  sourceMapBytes: number;
+  timings: BuildTimings;
+}
+
+/** The esbuild output kept in memory: the bundle and its (version 3) source map. */
+export interface Bundle {
+  code: string;
+  map: SourceMapV3;
+}
+
+/** The subset of a version 3 source map that Torito uses. */
+export interface SourceMapV3 {
+  version: 3;
+  sources: string[];
+  names: string[];
+  mappings: string;
+  sourcesContent?: (string | null)[];
+  file?: string;
+  sourceRoot?: string;
+}
+
+/** Paths of the platform artefacts the build needs (produced by `torito setup`). */
+export function platformPaths(repo: string) {
+  return {
+    qjsc: join(repo, "build/quickjs/host/qjsc"),
+    linkScript: join(repo, "build/platform/link.ld"),
+    linkInputs: join(repo, "build/platform/link.txt"),
+    kernelInit: join(repo, "kernel/init.ts"),
+    kernelApi: join(repo, "kernel/api.ts"),
+  };
+}
+
+const PLATFORM_NOT_BUILT = "platform not built: run `npx torito setup`";
+
+/** Formats esbuild errors as compact `file:line:col: text` lines (at most 10). */
+export function formatEsbuildErrors(errors: readonly Message[]): string[] {
+  const lines = errors.slice(0, 10).map((m) => {
+    const where = m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1}: ` : "";
+    return `${where}${m.text}`;
+  });
+  if (errors.length > 10) lines.push(`... and ${errors.length - 10} more errors`);
+  return lines;
+}
+
+/** Error thrown for esbuild failures: one line per esbuild error. */
+export class BundleError extends ToolError {
+  constructor(readonly lines: string[]) {
+    super(lines.join("\n"));
+  }
+}
+
+/**
+ * esbuild plugin: "torito" resolves to kernel/api.ts, and "node:NAME" to kernel/node/NAME.ts
+ * (the kernel's Node subset); any other node: module is a build error, never an external.
+ */
+function toritoResolvePlugin(repo: string): Plugin {
+  const { kernelApi } = platformPaths(repo);
+  return {
+    name: "torito-resolve",
+    setup(build) {
+      build.onResolve({ filter: /^torito$/ }, () => ({ path: kernelApi }));
+      build.onResolve({ filter: /^node:/ }, (args) => {
+        const name = args.path.slice("node:".length);
+        const shim = join(repo, "kernel/node", `${name}.ts`);
+        if (/^[\w/]+$/.test(name) && existsSync(shim)) return { path: shim };
+        return { errors: [{ text: `"${args.path}" is not available in torito (no kernel/node/${name}.ts)` }] };
+      });
+    },
+  };
+}
+
+/**
+ * Bundles the kernel and the app into one ES module in memory. Source map `sources` are made
+ * relative to `cwd`.
+ */
+export async function bundleApp(entry: string, repo: string, cwd: string): Promise<Bundle> {
+  const esbuild = await import("esbuild");
+  const paths = platformPaths(repo);
+  const stdin = `import ${JSON.stringify(paths.kernelInit)};\nimport ${JSON.stringify(entry)};\n`;
+  let result;
+  try {
+    result = await esbuild.build({
+      stdin: { contents: stdin, resolveDir: repo, sourcefile: "torito-entry.js", loader: "js" },
+      bundle: true,
+      format: "esm",
+      target: "es2022",
+      platform: "neutral",
+      sourcemap: "external",
+      sourcesContent: false,
+      minify: false,
+      legalComments: "none",
+      charset: "utf8",
+      write: false,
+      outfile: join(cwd, "app.js"),
+      absWorkingDir: cwd,
+      logLevel: "silent",
+      plugins: [toritoResolvePlugin(repo)],
+    });
+  } catch (e) {
+    const errors = (e as BuildFailure).errors;
+    if (Array.isArray(errors)) throw new BundleError(formatEsbuildErrors(errors));
+    throw e;
+  }
+  const js = result.outputFiles.find((f) => f.path.endsWith(".js"));
+  const mapFile = result.outputFiles.find((f) => f.path.endsWith(".js.map"));
+  if (!js || !mapFile) throw new ToolError("esbuild produced no output");
+  const map = JSON.parse(mapFile.text) as SourceMapV3;
+  // esbuild writes sources relative to the output file's directory, which is cwd here;
+  // normalise anyway so the table never depends on esbuild's choice.
+  const outDir = dirname(mapFile.path);
+  map.sources = map.sources.map((s) => relative(cwd, resolve(outDir, map.sourceRoot ?? "", s)) || s);
+  delete map.sourceRoot;
+  map.file = "app.js";
+  return { code: js.text, map };
+}
+
+/**
+ * Extracts the byte array named `name` from C source emitted by `qjsc -c`
+ * (`const uint8_t name[N] = { 0x.., ... };`) and checks its declared length.
+ */
+export function parseQjscOutput(cSource: string, name: string): Uint8Array {
+  const start = new RegExp(`\\b${name}\\s*\\[\\s*(\\d*)\\s*\\]\\s*=\\s*\\{`).exec(cSource);
+  if (!start) throw new ToolError(`qjsc output has no array '${name}'`);
+  const bodyStart = start.index + start[0].length;
+  const bodyEnd = cSource.indexOf("}", bodyStart);
+  if (bodyEnd < 0) throw new ToolError(`qjsc output: unterminated array '${name}'`);
+  const body = cSource.slice(bodyStart, bodyEnd);
+  const hex = body.match(/0x[0-9a-fA-F]{1,2}/g) ?? [];
+  const bytes = Uint8Array.from(hex, (h) => parseInt(h, 16));
+  const declared = start[1] ? Number(start[1]) : bytes.length;
+  if (declared !== bytes.length) throw new ToolError(`qjsc output: '${name}' declares ${declared} bytes but holds ${bytes.length}`);
+  return bytes;
+}
+
+/**
+ * Encodes the source map into the table linked beside the bytecode (the kernel's compact
+ * format; `JSON.stringify(map)` bytes would be the raw fallback). Sources are already relative
+ * to the build's cwd; "app.js" is the file name qjsc records, so stack frames naming it map.
+ */
+export function encodeSourceMap(map: SourceMapV3): Uint8Array {
+  return encodeSourceMapTable(map, { file: "app.js" });
+}
+
+function gasString(path: string): string {
+  return `"${path.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** The assembly source that wraps the bytecode and source map table in `.rodata.torito_app`. */
+export function appAssembly(bytecodePath: string, sourceMapPath: string): string {
+  return [
+    `\t.section .rodata.torito_app,"a"`,
+    `\t.balign 16`,
+    `\t.globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end`,
+    `torito_app_bytecode:`,
+    `\t.incbin ${gasString(bytecodePath)}`,
+    `torito_app_bytecode_end:`,
+    `\t.balign 16`,
+    `torito_app_sourcemap:`,
+    `\t.incbin ${gasString(sourceMapPath)}`,
+    `torito_app_sourcemap_end:`,
+    `\t.section .note.GNU-stack,"",@progbits`,
+    ``,
+  ].join("\n");
+}
+
+/**
+ * Reads build/platform/link.txt: one ld input per line (absolute or relative to the repo root),
+ * or an ld option such as `--start-group`, passed as is; `#` starts a comment.
+ */
+export function readLinkInputs(repo: string): string[] {
+  const { linkInputs } = platformPaths(repo);
+  return readFileSync(linkInputs, "utf8")
+    .split("\n")
+    .map((l) => l.replace(/#.*/, "").trim())
+    .filter((l) => l !== "")
+    .map((l) => (l.startsWith("-") || isAbsolute(l) ? l : join(repo, l)));
+}
+
+async function tool(cmd: string, args: string[], cwd: string, what: string): Promise<string> {
+  try {
+    const { stdout } = await run(cmd, args, { cwd, maxBuffer: 256 * 1024 * 1024 });
+    return stdout;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: string };
+    if (err.code === "ENOENT") throw new ToolError(`${what}: '${cmd}' not found`);
+    const detail = (err.stderr ?? "").trim().split("\n").slice(0, 20).join("\n");
+    throw new ToolError(`${what} failed${detail ? `:\n${detail}` : ""}`);
+  }
+}
+
+/** Builds a bootable image from an app entry; throws UsageError / ToolError / BundleError. */
+export async function buildImage(options: BuildOptions): Promise<BuildResult> {
+  const t0 = performance.now();
+  const cwd = options.cwd ?? process.cwd();
+  const repo = options.repo ?? repoRoot();
+  const entry = resolve(cwd, options.entry);
+  const output = resolve(cwd, options.output);
+  const paths = platformPaths(repo);
+
+  if (!existsSync(entry) || !statSync(entry).isFile()) throw new UsageError(`entry '${options.entry}' not found`);
+  for (const needed of [paths.qjsc, paths.linkScript, paths.linkInputs]) {
+    if (!existsSync(needed)) throw new ToolError(PLATFORM_NOT_BUILT);
+  }
+  const linkInputs = readLinkInputs(repo);
+  const missing = linkInputs.find((p) => !p.startsWith("-") && !existsSync(p));
+  if (missing !== undefined) throw new ToolError(`${PLATFORM_NOT_BUILT} (missing ${relative(cwd, missing)})`);
+
+  const work = mkdtempSync(join(tmpdir(), "torito-build-"));
+  try {
+    const bundle = await bundleApp(entry, repo, cwd);
+    const t1 = performance.now();
+
+    writeFileSync(join(work, "app.js"), bundle.code);
+    await tool(paths.qjsc, ["-c", "-m", "-N", "torito_app", "-o", "app.c", "app.js"], work, "qjsc");
+    const bytecode = parseQjscOutput(readFileSync(join(work, "app.c"), "utf8"), "torito_app");
+    writeFileSync(join(work, "app.jsbc"), bytecode);
+    const t2 = performance.now();
+
+    const table = encodeSourceMap(bundle.map);
+    writeFileSync(join(work, "sourcemap.bin"), table);
+    const t3 = performance.now();
+
+    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin")));
+    await tool("as", ["--64", "-o", "app.o", "app.S"], work, "as");
+    mkdirSync(dirname(output), { recursive: true });
+    await tool("ld", [
+      "-nostdlib", "-static", "-z", "noexecstack", "-z", "max-page-size=4096",
+      "-T", paths.linkScript, "-o", output, ...linkInputs, join(work, "app.o"),
+    ], work, "ld");
+    const t4 = performance.now();
+
+    const result: BuildResult = {
+      output,
+      imageBytes: statSync(output).size,
+      bundleBytes: Buffer.byteLength(bundle.code),
+      bytecodeBytes: bytecode.length,
+      sourceMapBytes: table.length,
+      timings: { bundle: t1 - t0, bytecode: t2 - t1, sourcemap: t3 - t2, link: t4 - t3, total: t4 - t0 },
+    };
+    if (options.log) {
+      const ms = (n: number) => `${n.toFixed(0)} ms`;
+      const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+      const tm = result.timings;
+      options.log(`bundle ${ms(tm.bundle)} (${kib(result.bundleBytes)}), bytecode ${ms(tm.bytecode)} (${kib(result.bytecodeBytes)}), source map ${ms(tm.sourcemap)} (${kib(result.sourceMapBytes)}), link ${ms(tm.link)}`);
+      options.log(`${relative(cwd, output) || output}: ${kib(result.imageBytes)} in ${ms(tm.total)}`);
+    }
+    return result;
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * The `torito` command line: a small strict argument parser and the build/run/setup commands.
+ * bin/torito.js bundles this file and calls `main`.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { BundleError, buildImage, repoRoot } from "./build.ts";
+import {
+  DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
+  parseIntInRange, parseMem, parsePort, parseTimeout, runImage, validateRunOptions, type RunOptions,
+} from "./run.ts";
+
+/** How one flag is parsed: a boolean switch, a single value, or a repeatable value. */
+export interface FlagSpec {
+  kind: "boolean" | "value" | "list";
+  /** One-letter alias, e.g. "o" for `-o`. */
+  short?: string;
+}
+
+/** The result of `parseArgs`. `rest` holds the words after `--` (null when there was no `--`). */
+export interface ParsedArgs {
+  flags: Map<string, string | true | string[]>;
+  positionals: string[];
+  rest: string[] | null;
+}
+
+/**
+ * Parses `argv` strictly against `spec`: `--name value`, `--name=value`, `-x value`; unknown
+ * flags, missing values, values given to switches and repeated single-value flags throw
+ * UsageError. `--` ends the flags only when `allowRest`; otherwise it is an error.
+ */
+export function parseArgs(argv: readonly string[], spec: Record<string, FlagSpec>, command: string, allowRest = false): ParsedArgs {
+  const flags = new Map<string, string | true | string[]>();
+  const positionals: string[] = [];
+  let rest: string[] | null = null;
+  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      if (!allowRest) throw new UsageError(`'torito ${command}' takes no arguments after --`);
+      rest = argv.slice(i + 1);
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
+    let name: string;
+    let inline: string | undefined;
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+      inline = eq < 0 ? undefined : arg.slice(eq + 1);
+    } else {
+      const long = byShort.get(arg.slice(1, 2));
+      if (long === undefined) throw new UsageError(`unknown option ${arg} for 'torito ${command}' (see torito ${command} --help)`);
+      name = long;
+      inline = arg.length > 2 ? arg.slice(2) : undefined;
+    }
+    const flag = spec[name];
+    if (flag === undefined) throw new UsageError(`unknown option --${name} for 'torito ${command}' (see torito ${command} --help)`);
+    const shown = arg.startsWith("--") ? `--${name}` : arg.slice(0, 2);
+    if (flag.kind === "boolean") {
+      if (inline !== undefined) throw new UsageError(`${shown} takes no value`);
+      flags.set(name, true);
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("--")) throw new UsageError(`${shown} needs a value`);
+      value = next;
+      i++;
+    }
+    if (flag.kind === "list") {
+      const list = flags.get(name);
+      flags.set(name, [...(Array.isArray(list) ? list : []), value]);
+    } else {
+      if (flags.has(name)) throw new UsageError(`${shown} given more than once`);
+      flags.set(name, value);
+    }
+  }
+  return { flags, positionals, rest };
+}
+
+const HELP: Record<string, string> = {
+  main: `Usage: torito <command> [options]
+
+Commands:
+  build <entry.ts> -o <image.elf>   bundle an app with the kernel into a bootable image
+  run <image.elf> [options] [-- args]  boot an image as a QEMU microVM
+  setup [--quiet]                   fetch and build QuickJS and the platform (once)
+  help [command]                    show help for a command
+
+Run 'torito <command> --help' for the options of a command.
+`,
+  build: `Usage: torito build <entry.ts> -o <image.elf> [--verbose]
+
+Bundles <entry.ts> (which imports "torito") with the kernel, compiles it to QuickJS
+bytecode and links it with the platform into a PVH ELF image.
+
+Options:
+  -o, --output FILE   image to write (required)
+  -v, --verbose       print step timings and the image size
+Exit codes: 0 built, 1 build failed, 2 usage error.
+`,
+  run: `Usage: torito run <image.elf> [options] [-- app args...]
+
+Boots the image as a QEMU microvm with the console on stdio, and exits with the
+guest's exit code.
+
+Options:
+  --mem SIZE          guest memory, e.g. 16M, 1G, 8388608 (2M..3G; default 64M)
+  --cpus N            virtual CPUs, 1..16 (default 1)
+  --accel kvm|tcg     accelerator (default: kvm if /dev/kvm is usable, else tcg;
+                      the TORITO_ACCEL environment variable overrides the default)
+  --timeout S         stop the guest after S seconds (exit code 124)
+  --port [ADDR:]HOST:GUEST  forward TCP ADDR:HOST (default 127.0.0.1) to guest
+                      port GUEST (virtio-net); repeatable
+  --fs DIR            share DIR with the guest (virtio-fs, tag fs0)
+  --disk FILE         attach FILE as a raw virtio-blk disk
+  --dry-run           print the QEMU command line and exit
+Exit codes: the guest's code (0..127), 1 QEMU failed, 2 usage error,
+70 guest stopped without an exit code, 124 timeout, 130/143 interrupted.
+`,
+  setup: `Usage: torito setup [--quiet]
+
+Fetches the QuickJS source and builds the host qjsc and the platform (host/setup.sh).
+`,
+};
+
+const BUILD_FLAGS: Record<string, FlagSpec> = {
+  output: { kind: "value", short: "o" },
+  verbose: { kind: "boolean", short: "v" },
+  help: { kind: "boolean", short: "h" },
+};
+const RUN_FLAGS: Record<string, FlagSpec> = {
+  mem: { kind: "value" },
+  cpus: { kind: "value" },
+  accel: { kind: "value" },
+  timeout: { kind: "value" },
+  port: { kind: "list" },
+  fs: { kind: "value" },
+  disk: { kind: "value" },
+  "dry-run": { kind: "boolean" },
+  help: { kind: "boolean", short: "h" },
+};
+const SETUP_FLAGS: Record<string, FlagSpec> = {
+  quiet: { kind: "boolean", short: "q" },
+  help: { kind: "boolean", short: "h" },
+};
+
+function str(args: ParsedArgs, name: string): string | undefined {
+  const v = args.flags.get(name);
+  return typeof v === "string" ? v : undefined;
+}
+
+function onePositional(args: ParsedArgs, command: string, what: string): string {
+  if (args.positionals.length === 0) throw new UsageError(`'torito ${command}' needs ${what} (see torito ${command} --help)`);
+  if (args.positionals.length > 1) {
+    const hint = command === "run" ? " (app arguments go after --)" : "";
+    throw new UsageError(`unexpected argument '${args.positionals[1]}'${hint}`);
+  }
+  return args.positionals[0]!;
+}
+
+/**
+ * Turns parsed `run` arguments into RunOptions (does not touch the file system). Without
+ * --accel, the default (TORITO_ACCEL, else a /dev/kvm probe) is chosen last, so that usage
+ * errors come before any note about falling back to tcg.
+ */
+export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => void): RunOptions & { dryRun: boolean } {
+  const image = onePositional(args, "run", "an image file");
+  const mem = str(args, "mem");
+  const cpus = str(args, "cpus");
+  const accel = str(args, "accel");
+  const timeout = str(args, "timeout");
+  const ports = args.flags.get("port");
+  const options: RunOptions & { dryRun: boolean } = {
+    image,
+    memBytes: mem === undefined ? DEFAULT_MEM_BYTES : parseMem(mem),
+    cpus: cpus === undefined ? 1 : parseIntInRange(cpus, "--cpus", 1, MAX_CPUS),
+    accel: accel === undefined ? "kvm" : parseAccel(accel),
+    ports: Array.isArray(ports) ? ports.map(parsePort) : [],
+    appArgs: args.rest ?? [],
+    dryRun: args.flags.has("dry-run"),
+  };
+  if (timeout !== undefined) options.timeoutSec = parseTimeout(timeout);
+  const fs = str(args, "fs");
+  if (fs !== undefined) options.fsDir = fs;
+  const disk = str(args, "disk");
+  if (disk !== undefined) options.disk = disk;
+  const seen = new Set<number>();
+  for (const p of options.ports) {
+    if (seen.has(p.hostPort)) throw new UsageError(`--port: host port ${p.hostPort} forwarded twice`);
+    seen.add(p.hostPort);
+  }
+  if (accel === undefined) options.accel = defaultAccel(note);
+  return options;
+}
+
+async function commandBuild(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, BUILD_FLAGS, "build");
+  if (args.flags.has("help")) return help("build");
+  const entry = onePositional(args, "build", "an entry file");
+  const output = str(args, "output");
+  if (output === undefined) throw new UsageError(`'torito build' needs -o <image.elf>`);
+  const log = args.flags.has("verbose") ? (line: string) => process.stderr.write(`torito: ${line}\n`) : undefined;
+  await buildImage(log ? { entry, output, log } : { entry, output });
+  return 0;
+}
+
+async function commandRun(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, RUN_FLAGS, "run", true);
+  if (args.flags.has("help")) return help("run");
+  const notes: string[] = [];
+  const options = runOptionsFromArgs(args, (line) => notes.push(line));
+  validateRunOptions(options);
+  for (const line of notes) process.stderr.write(line + "\n"); // only once the options are known good
+  if (options.dryRun) {
+    process.stdout.write(dryRunLines(options).join("\n") + "\n");
+    return 0;
+  }
+  return runImage(options);
+}
+
+function commandSetup(argv: string[]): number {
+  const args = parseArgs(argv, SETUP_FLAGS, "setup");
+  if (args.flags.has("help")) return help("setup");
+  const repo = repoRoot();
+  const script = join(repo, "host/setup.sh");
+  if (!existsSync(script)) throw new ToolError(`${script} is missing`);
+  const result = spawnSync("sh", [script, ...(args.flags.has("quiet") ? ["--quiet"] : [])], { stdio: "inherit", cwd: repo });
+  if (result.error) throw new ToolError(`cannot run sh: ${result.error.message}`);
+  return result.status ?? 1;
+}
+
+function help(topic = "main"): number {
+  process.stdout.write(HELP[topic] ?? HELP["main"]!);
+  return 0;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(repoRoot(), "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "build":
+        return await commandBuild(rest);
+      case "run":
+        return await commandRun(rest);
+      case "setup":
+        return commandSetup(rest);
+      case "help":
+      case "--help":
+      case "-h":
+        if (rest.length > 1 || (rest[0] !== undefined && !(rest[0] in HELP && rest[0] !== "main"))) {
+          throw new UsageError(`no help for '${rest.join(" ")}' (commands: build, run, setup)`);
+        }
+        return help(rest[0]);
+      case "--version":
+        process.stdout.write(`torito ${version()}\n`);
+        return 0;
+      case undefined:
+        throw new UsageError("missing command (see torito --help)");
+      default:
+        throw new UsageError(`unknown command '${command}' (see torito --help)`);
+    }
+  } catch (e) {
+    if (e instanceof BundleError) {
+      for (const line of e.lines) process.stderr.write(`torito: error: ${line}\n`);
+      return 1;
+    }
+    if (e instanceof UsageError || e instanceof ToolError) {
+      process.stderr.write(`torito: error: ${e.message}\n`);
+      return e instanceof UsageError ? EXIT_USAGE : 1;
+    }
+    throw e;
+  }
+}

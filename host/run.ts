@@ -1,0 +1,510 @@
+/**
+ * `torito run`: checks an image, builds the QEMU microvm command line and runs it, translating
+ * the guest's isa-debug-exit value back into this process's exit code.
+ *
+ * Exit codes: the guest's own code (0..127), 1 when QEMU itself fails, 2 for usage errors,
+ * 70 when the guest stops without an exit code (triple fault, reset, KVM emulation failure),
+ * 124 on --timeout, 128+n when the CLI is killed by signal n (130 SIGINT, 143 SIGTERM).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, existsSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { delimiter, join, resolve } from "node:path";
+
+/** An error in what the user typed or pointed at: one line on stderr, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** A failure while doing the work (build, QEMU start): one line on stderr, exit code 1. */
+export class ToolError extends Error {
+  override name = "ToolError";
+}
+
+export type Accel = "kvm" | "tcg";
+
+/** One `--port` forward: TCP connections to host `address:hostPort` reach guest port `guestPort`. */
+export interface PortForward {
+  address: string;
+  hostPort: number;
+  guestPort: number;
+}
+
+/** Everything `qemuArgs` needs; `runImage` fills `virtiofsSocket` when `fsDir` is set. */
+export interface RunOptions {
+  image: string;
+  memBytes: number;
+  cpus: number;
+  accel: Accel;
+  timeoutSec?: number;
+  ports: PortForward[];
+  fsDir?: string;
+  disk?: string;
+  appArgs: string[];
+  /** Path of the vhost-user socket served by virtiofsd (required when fsDir is set). */
+  virtiofsSocket?: string;
+}
+
+export const QEMU_BINARY = "qemu-system-x86_64";
+export const VIRTIOFSD_BINARY = "/usr/lib/qemu/virtiofsd";
+/** virtio-fs tag of the `--fs` share; the guest mounts the device with this tag. */
+export const VIRTIOFS_TAG = "fs0";
+export const DEFAULT_MEM_BYTES = 64 * 1024 * 1024;
+export const MIN_MEM_BYTES = 2 * 1024 * 1024;
+export const MAX_MEM_BYTES = 3 * 1024 * 1024 * 1024;
+/** Heap the image needs beyond its last loaded byte. */
+export const MIN_HEAP_BYTES = 1024 * 1024;
+export const MAX_CPUS = 16;
+
+export const EXIT_QEMU_FAILED = 1;
+export const EXIT_USAGE = 2;
+/** The guest stopped without writing an exit code (triple fault, reset, emulation failure). */
+export const EXIT_GUEST_STOPPED = 70;
+export const EXIT_TIMEOUT = 124;
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+const GIB = 1024 * MIB;
+
+/**
+ * Parses a memory size: plain bytes or a K/M/G suffix, case-insensitive, optionally followed by
+ * "iB" or "B" (all binary: 1K = 1024). Returns bytes; throws UsageError when malformed.
+ */
+export function parseSize(text: string, what = "size"): number {
+  const match = /^(\d+)(?:([kmg])(?:i?b)?|b)?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`bad ${what} '${text}' (expected e.g. 64M, 1G, 8388608)`);
+  const scale = { k: KIB, m: MIB, g: GIB }[(match[2] ?? "").toLowerCase() as "k" | "m" | "g"] ?? 1;
+  const bytes = Number(match[1]) * scale;
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`bad ${what} '${text}' (too large)`);
+  return bytes;
+}
+
+/** Parses and range-checks `--mem`: 2 MiB ..= 3 GiB, a multiple of 4 KiB. */
+export function parseMem(text: string): number {
+  const bytes = parseSize(text, "--mem");
+  if (bytes < MIN_MEM_BYTES || bytes > MAX_MEM_BYTES) {
+    throw new UsageError(`bad --mem '${text}' (must be between 2M and 3G)`);
+  }
+  if (bytes % (4 * KIB) !== 0) throw new UsageError(`bad --mem '${text}' (must be a multiple of 4K)`);
+  return bytes;
+}
+
+/** Parses a whole number in [min, max] for the named flag. */
+export function parseIntInRange(text: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new UsageError(`bad ${flag} '${text}' (expected a whole number from ${min} to ${max})`);
+  }
+  return Number(text);
+}
+
+/** Parses `--timeout S`: a positive number of seconds (decimals allowed). */
+export function parseTimeout(text: string): number {
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text) || Number(text) <= 0) {
+    throw new UsageError(`bad --timeout '${text}' (expected a positive number of seconds)`);
+  }
+  return Number(text);
+}
+
+/** Parses `--port [ADDR:]HOST:GUEST` (TCP; ADDR defaults to 127.0.0.1). */
+export function parsePort(text: string): PortForward {
+  const match = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)$/.exec(text);
+  const valid = (port: string | undefined) => port !== undefined && /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535;
+  if (!match || !valid(match[2]) || !valid(match[3])) {
+    throw new UsageError(`bad --port '${text}' (expected HOST:GUEST with ports 1..65535, e.g. 8080:80)`);
+  }
+  return { address: match[1] ?? "127.0.0.1", hostPort: Number(match[2]), guestPort: Number(match[3]) };
+}
+
+/** Parses `--accel` (or TORITO_ACCEL). */
+export function parseAccel(text: string, flag = "--accel"): Accel {
+  if (text !== "kvm" && text !== "tcg") throw new UsageError(`bad ${flag} '${text}' (expected kvm or tcg)`);
+  return text;
+}
+
+/**
+ * Quotes one app argument for the kernel command line (kernel/cmdline.ts parses it): arguments
+ * that are empty, contain whitespace, quotes or backslashes, or start with `virtio_mmio.` (which
+ * the kernel would take for the options QEMU appends) are wrapped in double quotes with `\"` and
+ * `\\` escaped.
+ */
+export function quoteKernelArg(arg: string): string {
+  if (arg !== "" && !/[\s"'\\]/.test(arg) && !arg.startsWith("virtio_mmio.")) return arg;
+  return `"${arg.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** Quotes an argv for a POSIX shell, leaving plainly safe words bare. */
+export function shellQuote(argv: readonly string[]): string {
+  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}
+
+/** Escapes a value for a QEMU `key=value,...` option list (commas are doubled). */
+function qemuOptValue(value: string): string {
+  return value.replace(/,/g, ",,");
+}
+
+function qemuMemSize(bytes: number): string {
+  return bytes % MIB === 0 ? `${bytes / MIB}M` : `${bytes / KIB}K`;
+}
+
+/**
+ * The kernel command line: `torito.accel=… -- app args…`. QEMU microvm (acpi=off) appends
+ * `virtio_mmio.device=…` entries after it; the kernel strips unquoted ones from the end.
+ */
+export function kernelCommandLine(accel: Accel, appArgs: readonly string[]): string {
+  const opts = [`torito.accel=${accel}`, "--", ...appArgs.map(quoteKernelArg)];
+  return opts.join(" ");
+}
+
+/** The QEMU arguments (without the binary) for the given options. */
+export function qemuArgs(o: RunOptions): string[] {
+  const acpi = o.cpus > 1 ? "on" : "off";
+  const rtc = o.accel === "tcg" ? "on" : "off"; // no kvmclock under TCG: wall time comes from the CMOS RTC
+  const machine = [`microvm`, `x-option-roms=off`, `rtc=${rtc}`, `acpi=${acpi}`];
+  if (o.fsDir !== undefined) machine.push("memory-backend=mem");
+  const args = [
+    "-M", machine.join(","),
+    "-accel", o.accel,
+    "-m", qemuMemSize(o.memBytes),
+    "-smp", String(o.cpus),
+    "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+    // With -nodefaults, microvm creates its ISA serial (0x3f8, IRQ 4) only when a serial
+    // backend is given, so this option is what makes the console exist at all.
+    "-serial", "stdio",
+    "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+  ];
+  if (o.fsDir !== undefined) {
+    if (o.virtiofsSocket === undefined) throw new Error("qemuArgs: fsDir needs virtiofsSocket");
+    args.push(
+      "-object", `memory-backend-memfd,id=mem,size=${qemuMemSize(o.memBytes)},share=on`,
+      "-chardev", `socket,id=fs0,path=${qemuOptValue(o.virtiofsSocket)}`,
+      "-device", `vhost-user-fs-device,chardev=fs0,tag=${VIRTIOFS_TAG}`,
+    );
+  }
+  if (o.ports.length > 0) {
+    const forwards = o.ports.map((p) => `hostfwd=tcp:${p.address}:${p.hostPort}-:${p.guestPort}`);
+    args.push("-netdev", ["user", "id=net0", ...forwards].join(","), "-device", "virtio-net-device,netdev=net0");
+  }
+  if (o.disk !== undefined) {
+    args.push(
+      "-drive", `file=${qemuOptValue(resolve(o.disk))},format=raw,if=none,id=disk0`,
+      "-device", "virtio-blk-device,drive=disk0",
+    );
+  }
+  args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs));
+  return args;
+}
+
+/** The virtiofsd arguments (without the binary) serving `dir` on `socket`. */
+export function virtiofsdArgs(dir: string, socket: string): string[] {
+  return [`--socket-path=${socket}`, "-o", `source=${resolve(dir)}`, "-o", "cache=auto"];
+}
+
+/** What `runImage` learned from the ELF image. */
+export interface ImageInfo {
+  /** Highest physical address + 1 of any PT_LOAD segment. */
+  loadEnd: number;
+  /** PVH entry point from the XEN_ELFNOTE_PHYS32_ENTRY note. */
+  pvhEntry: number;
+}
+
+const PT_LOAD = 1;
+const PT_NOTE = 4;
+const XEN_ELFNOTE_PHYS32_ENTRY = 18;
+
+/** Reads the ELF header, program headers and notes; throws UsageError unless it is a PVH x86-64 ELF. */
+export function inspectImage(path: string): ImageInfo {
+  let fd: number;
+  try {
+    if (!statSync(path).isFile()) throw new UsageError(`image '${path}' is not a file`);
+    fd = openSync(path, "r");
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`image '${path}' not found (build one with: torito build <app.ts> -o ${path})`);
+  }
+  try {
+    const read = (offset: number, length: number): Buffer => {
+      const buf = Buffer.alloc(length);
+      const n = readSync(fd, buf, 0, length, offset);
+      if (n !== length) throw new UsageError(`image '${path}' is truncated`);
+      return buf;
+    };
+    const header = Buffer.alloc(64);
+    const got = readSync(fd, header, 0, 64, 0);
+    if (got < 64 || header.readUInt32BE(0) !== 0x7f454c46) throw new UsageError(`image '${path}' is not an ELF file`);
+    if (header[4] !== 2 || header[5] !== 1 || header.readUInt16LE(18) !== 62) {
+      throw new UsageError(`image '${path}' is not an x86-64 ELF (64-bit little-endian, EM_X86_64)`);
+    }
+    const phoff = Number(header.readBigUInt64LE(32));
+    const phentsize = header.readUInt16LE(54);
+    const phnum = header.readUInt16LE(56);
+    if (phnum === 0 || phentsize < 56) throw new UsageError(`image '${path}' has no program headers`);
+    let loadEnd = 0;
+    let pvhEntry: number | undefined;
+    for (let i = 0; i < phnum; i++) {
+      const ph = read(phoff + i * phentsize, 56);
+      const type = ph.readUInt32LE(0);
+      if (type === PT_LOAD) {
+        const end = Number(ph.readBigUInt64LE(24)) + Number(ph.readBigUInt64LE(40));
+        loadEnd = Math.max(loadEnd, end);
+      } else if (type === PT_NOTE) {
+        const notes = read(Number(ph.readBigUInt64LE(8)), Number(ph.readBigUInt64LE(32)));
+        pvhEntry ??= findPvhEntry(notes);
+      }
+    }
+    if (pvhEntry === undefined) {
+      throw new UsageError(`image '${path}' has no PVH entry note (Xen note type 18); is it a torito image?`);
+    }
+    return { loadEnd, pvhEntry };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function findPvhEntry(notes: Buffer): number | undefined {
+  const align4 = (n: number) => (n + 3) & ~3;
+  for (let at = 0; at + 12 <= notes.length; ) {
+    const namesz = notes.readUInt32LE(at);
+    const descsz = notes.readUInt32LE(at + 4);
+    const type = notes.readUInt32LE(at + 8);
+    const nameAt = at + 12;
+    const descAt = nameAt + align4(namesz);
+    if (descAt + descsz > notes.length) return undefined;
+    const name = notes.toString("latin1", nameAt, nameAt + namesz).replace(/\0+$/, "");
+    if (name === "Xen" && type === XEN_ELFNOTE_PHYS32_ENTRY && (descsz === 4 || descsz === 8)) {
+      return descsz === 8 ? Number(notes.readBigUInt64LE(descAt)) : notes.readUInt32LE(descAt);
+    }
+    at = descAt + align4(descsz);
+  }
+  return undefined;
+}
+
+/** Refuses memory sizes that cannot hold the image plus a minimal heap. */
+export function checkImageFits(info: ImageInfo, memBytes: number, imagePath: string): void {
+  if (info.loadEnd + MIN_HEAP_BYTES > memBytes) {
+    const needMib = Math.ceil((info.loadEnd + MIN_HEAP_BYTES) / MIB);
+    throw new UsageError(`--mem ${qemuMemSize(memBytes)} is too small for '${imagePath}' (image ends at ${(info.loadEnd / MIB).toFixed(1)} MiB; needs at least ${needMib}M)`);
+  }
+}
+
+/** Finds an executable on PATH, or undefined. */
+export function findOnPath(name: string, pathEnv = process.env["PATH"] ?? ""): string | undefined {
+  for (const dir of pathEnv.split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Whether /dev/kvm can be opened read-write (the check QEMU's -accel kvm needs first). */
+export function kvmUsable(): { ok: true } | { ok: false; reason: string } {
+  try {
+    closeSync(openSync("/dev/kvm", "r+"));
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: (e as NodeJS.ErrnoException).code ?? String(e) };
+  }
+}
+
+/**
+ * The accelerator to use when `--accel` is absent: TORITO_ACCEL if set, else kvm when /dev/kvm
+ * is usable, else tcg (calling `note` with a one-line explanation).
+ */
+export function defaultAccel(note: (line: string) => void, env = process.env): Accel {
+  const forced = env["TORITO_ACCEL"];
+  if (forced !== undefined && forced !== "") return parseAccel(forced, "TORITO_ACCEL");
+  const kvm = kvmUsable();
+  if (kvm.ok) return "kvm";
+  note(`torito: note: /dev/kvm is not usable (${kvm.reason}); using tcg (software emulation, slower)`);
+  return "tcg";
+}
+
+/** Validates the image and options that need the file system; throws UsageError. */
+export function validateRunOptions(o: RunOptions): ImageInfo {
+  const info = inspectImage(o.image);
+  checkImageFits(info, o.memBytes, o.image);
+  if (o.fsDir !== undefined) {
+    if (!existsSync(o.fsDir) || !statSync(o.fsDir).isDirectory()) throw new UsageError(`--fs '${o.fsDir}' is not a directory`);
+  }
+  if (o.disk !== undefined) {
+    if (!existsSync(o.disk) || !statSync(o.disk).isFile()) throw new UsageError(`--disk '${o.disk}' is not a file`);
+    try {
+      accessSync(o.disk, constants.R_OK | constants.W_OK);
+    } catch {
+      throw new UsageError(`--disk '${o.disk}' is not readable and writable`);
+    }
+  }
+  return info;
+}
+
+/** The command lines `--dry-run` prints: virtiofsd (when --fs is given, run in background) then QEMU. */
+export function dryRunLines(o: RunOptions): string[] {
+  const lines: string[] = [];
+  const withSocket = { ...o };
+  if (o.fsDir !== undefined) {
+    withSocket.virtiofsSocket ??= join(tmpdir(), "torito-run-XXXXXX", "virtiofsd.sock");
+    lines.push(`${shellQuote([VIRTIOFSD_BINARY, ...virtiofsdArgs(o.fsDir, withSocket.virtiofsSocket)])} &`);
+  }
+  lines.push(shellQuote([QEMU_BINARY, ...qemuArgs(withSocket)]));
+  return lines;
+}
+
+/** Output sinks of `runImage` (stderr lines from torito and filtered QEMU stderr). */
+export interface RunIo {
+  stderr: (text: string) => void;
+}
+
+// QEMU's default CPU model asks for SSE3, which this host's KVM does not offer; harmless noise.
+const IGNORED_QEMU_STDERR = [/warning: host doesn't support requested feature/];
+const SETPRIV = "/usr/bin/setpriv";
+const KILL_GRACE_MS = 1000;
+
+/**
+ * Spawns a helper so that it dies with this process: in its own session (terminal signals
+ * reach only the CLI, which forwards them) and, where util-linux setpriv exists, with a parent
+ * death signal so it is SIGKILLed even if the CLI itself is SIGKILLed.
+ */
+function spawnTied(binary: string, args: string[], stdio: ("pipe" | "inherit" | "ignore")[]): ChildProcess {
+  const [cmd, argv] = existsSync(SETPRIV) ? [SETPRIV, ["--pdeathsig", "KILL", binary, ...args]] : [binary, args];
+  return spawn(cmd, argv, { stdio, detached: true });
+}
+
+function killWithGrace(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
+  timer.unref();
+  child.once("exit", () => clearTimeout(timer));
+}
+
+async function startVirtiofsd(dir: string, socket: string): Promise<ChildProcess> {
+  if (!existsSync(VIRTIOFSD_BINARY)) throw new ToolError(`${VIRTIOFSD_BINARY} not found (needed for --fs): run \`npx torito setup\``);
+  const child = spawnTied(VIRTIOFSD_BINARY, virtiofsdArgs(dir, socket), ["ignore", "ignore", "pipe"]);
+  let log = "";
+  child.stderr?.on("data", (chunk: Buffer) => (log += chunk.toString()));
+  const deadline = Date.now() + 5000;
+  while (!existsSync(socket)) {
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      const last = log.trim().split("\n").pop() ?? "";
+      throw new ToolError(`virtiofsd did not start for --fs '${dir}'${last ? `: ${last}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  child.stderr?.removeAllListeners("data");
+  child.stderr?.resume(); // keep draining its log so it never blocks on a full pipe
+  return child;
+}
+
+/**
+ * Runs the image under QEMU until the guest exits, the timeout fires or the CLI is signalled.
+ * Returns the exit code for the CLI (see the module comment). Options must be validated.
+ */
+export async function runImage(o: RunOptions, io: RunIo = { stderr: (t) => process.stderr.write(t) }): Promise<number> {
+  const qemu = findOnPath(QEMU_BINARY);
+  if (qemu === undefined) throw new UsageError(`${QEMU_BINARY} not found: run \`npx torito setup\``);
+
+  let workDir: string | undefined;
+  let virtiofsd: ChildProcess | undefined;
+  const cleanup = () => {
+    if (virtiofsd) killWithGrace(virtiofsd);
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    const options = { ...o };
+    if (o.fsDir !== undefined) {
+      workDir = mkdtempSync(join(tmpdir(), "torito-run-"));
+      options.virtiofsSocket = join(workDir, "virtiofsd.sock");
+      virtiofsd = await startVirtiofsd(o.fsDir, options.virtiofsSocket);
+    }
+    return await superviseQemu(qemu, qemuArgs(options), o.timeoutSec, io);
+  } finally {
+    cleanup();
+  }
+}
+
+type StopReason = { kind: "timeout" } | { kind: "signal"; signal: NodeJS.Signals; code: number } | { kind: "crash" };
+
+async function superviseQemu(qemu: string, args: string[], timeoutSec: number | undefined, io: RunIo): Promise<number> {
+  const child = spawnTied(qemu, args, ["pipe", "inherit", "pipe"]);
+  let stopped: StopReason | undefined;
+  let qemuErrorSeen = false;
+
+  // Console input: forwarded line by line (the terminal stays in cooked mode; Ctrl-C reaches us).
+  const stdin = process.stdin;
+  child.stdin?.on("error", () => {});
+  stdin.on("error", () => {});
+  stdin.pipe(child.stdin!);
+
+  let pending = "";
+  const onStderrLine = (line: string) => {
+    if (IGNORED_QEMU_STDERR.some((re) => re.test(line))) return;
+    if (stopped !== undefined && /^qemu-system-x86_64: terminating on signal/.test(line)) return; // we sent it
+    if (/^qemu-system-x86_64: (?!warning:)/.test(line)) qemuErrorSeen = true;
+    io.stderr(line + "\n");
+    if (line.startsWith("KVM internal error") && stopped === undefined) {
+      // QEMU pauses the VM and waits forever; give it a moment to dump registers, then stop it.
+      stopped = { kind: "crash" };
+      setTimeout(() => child.kill("SIGKILL"), 200).unref();
+    }
+  };
+  child.stderr?.setEncoding("utf8");
+  child.stderr?.on("data", (chunk: string) => {
+    pending += chunk;
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      onStderrLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  });
+
+  const signalCodes: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+  const onSignal = (signal: NodeJS.Signals) => {
+    stopped ??= { kind: "signal", signal, code: signalCodes[signal] ?? 1 };
+    killWithGrace(child);
+  };
+  const signals = Object.keys(signalCodes) as NodeJS.Signals[];
+  for (const s of signals) process.on(s, onSignal);
+  const timer = timeoutSec === undefined ? undefined : setTimeout(() => {
+    stopped ??= { kind: "timeout" };
+    killWithGrace(child);
+  }, timeoutSec * 1000);
+
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolveExit, rejectExit) => {
+    child.once("error", rejectExit);
+    child.once("close", (c, s) => resolveExit([c, s]));
+  }).finally(() => {
+    if (timer) clearTimeout(timer);
+    for (const s of signals) process.off(s, onSignal);
+    stdin.unpipe(child.stdin!);
+    stdin.pause();
+    if (pending !== "") onStderrLine(pending);
+  });
+
+  if (stopped?.kind === "timeout") {
+    io.stderr(`torito: guest timed out after ${timeoutSec} s\n`);
+    return EXIT_TIMEOUT;
+  }
+  if (stopped?.kind === "signal") return stopped.code;
+  if (stopped?.kind === "crash") {
+    io.stderr(`torito: guest crashed: KVM internal error (emulation failure; registers above)\n`);
+    return EXIT_GUEST_STOPPED;
+  }
+  if (code === null) {
+    io.stderr(`torito: error: ${QEMU_BINARY} was killed by ${signal}\n`);
+    return EXIT_QEMU_FAILED;
+  }
+  if (code === 0) {
+    io.stderr(`torito: guest stopped without an exit code (triple fault or reset?)\n`);
+    return EXIT_GUEST_STOPPED;
+  }
+  if (code === 1 && qemuErrorSeen) return EXIT_QEMU_FAILED; // QEMU's own message is already on stderr
+  if ((code & 1) === 1) return code >> 1; // isa-debug-exit: status = (value << 1) | 1, truncated to 8 bits
+  io.stderr(`torito: error: ${QEMU_BINARY} exited with status ${code}\n`);
+  return EXIT_QEMU_FAILED;
+}

@@ -1,0 +1,36 @@
+/**
+ * The public API of Torito: what apps import as "torito".
+ */
+/// <reference path="./globals.d.ts" />
+import { hw } from "./hw.ts";
+import { parseCmdline } from "./cmdline.ts";
+
+function readCmdline(): string {
+  try {
+    return hw.cmdline();
+  } catch {
+    return ""; // on Node (unit tests) without native bindings
+  }
+}
+
+/** The kernel command line exactly as the VMM passed it. */
+export const cmdline: string = readCmdline();
+
+/** The app's arguments: what follows the first standalone `--` on the kernel command line. */
+export const args: string[] = parseCmdline(cmdline).args;
+
+/** Torito's version. */
+export const version = "0.1.0";
+
+/** Powers the VM off; `torito run` exits with `code` (an integer 0..127, default 0: QEMU reports the code in 7 bits). */
+export function exit(code: number = 0): never {
+  if (!Number.isInteger(code) || code < 0 || code > 127) {
+    throw new RangeError(`exit code must be an integer from 0 to 127, got ${String(code)}`);
+  }
+  return hw.exit(code);
+}
+
+/** Boot milestones in ms since the boot core's first instruction (e.g. runtimeEntry, bytecodeLoaded). */
+export function bootTimes(): Record<string, number> {
+  return hw.bootTimes();
+}

@@ -1,0 +1,319 @@
+/**
+ * The scheduler of one core: timers, device pollers and keep-alive accounting, driven by
+ * the C event loop through `turn()` (the LoopHooks contract in kernel/native.d.ts).
+ *
+ * Policy, in the order a turn applies it:
+ *
+ * 1. Timers. A *batch* starts when a turn finds no batch in progress: it samples hw.now()
+ *    once and remembers the next creation sequence number. Only timers due at that instant
+ *    and created before it belong to the batch, so a timer created (or an interval re-armed)
+ *    by a callback never fires in the same batch. Timers with equal deadlines fire in
+ *    creation order (a binary min-heap keyed on (deadline, sequence)).
+ *    Each turn fires at most ONE timer and then returns 0 ("run again at once"): the C loop
+ *    drains the microtask queue before the next turn, so promise callbacks queued by one
+ *    timer run before the next timer, as in Node >= 11.
+ * 2. Pollers. When the batch is exhausted, every registered poller runs once with the
+ *    interrupt vectors that fired since the last poll.
+ * 3. What next:
+ *    - some poller ran               -> return now: poll again at once (busy polling; an
+ *      adaptive "poll for a while, then halt" policy comes with interrupt-driven drivers);
+ *    - a ref'd timer pending          -> return the earliest deadline;
+ *    - only keep-alive holds          -> return -1 (halt until an interrupt);
+ *    - nothing ref'd                  -> return -2 (power off, code 0), even if unref'd
+ *      timers remain (Node's Timeout.unref()).
+ *
+ * Hence a turn returns a wait (>= now, or -1) or an exit (-2) only when it ran no JavaScript
+ * callback, so no microtask can be pending when the C loop acts on that answer.
+ *
+ * An exception thrown by a timer callback or a poller propagates out of turn(): the runtime
+ * reports it as uncaught and exits 1, like Node.
+ */
+import { hw } from "../hw.ts";
+
+/** Node's TIMEOUT_MAX: larger (or invalid) delays become 1 ms, as in Node. */
+const TIMEOUT_MAX = 2 ** 31 - 1;
+
+/** turn() result: run the next turn at once (any deadline in the past). */
+export const TURN_AGAIN = 0;
+/** turn() result: nothing with a deadline; halt until an interrupt. */
+export const TURN_WAIT_INTERRUPT = -1;
+/** turn() result: nothing keeps the VM alive; power off with code 0. */
+export const TURN_EXIT = -2;
+
+type TimerCallback = (...args: unknown[]) => void;
+
+/** A pending setTimeout/setInterval, shaped like Node's Timeout. */
+export class Timeout {
+  /** Numeric id, what `+timeout` and clearTimeout(number) use. */
+  readonly id: number;
+  /** Absolute deadline on the hw.now() clock (ms). */
+  deadline = 0;
+  /** Creation order; re-armed intervals and refresh() take a new one. */
+  seq = 0;
+  /** Position in the heap, -1 when not scheduled. */
+  heapIndex = -1;
+  callback: TimerCallback;
+  args: unknown[] | undefined;
+  /** Delay in ms; for intervals also the period. */
+  delay: number;
+  repeat: boolean;
+  /** Scheduled, or an interval whose callback is running and was not cleared. */
+  active = false;
+  private refed = true;
+
+  constructor(id: number, callback: TimerCallback, delay: number, args: unknown[] | undefined, repeat: boolean) {
+    this.id = id;
+    this.callback = callback;
+    this.delay = delay;
+    this.args = args;
+    this.repeat = repeat;
+  }
+
+  /** Lets this timer keep the VM alive again (the default). */
+  ref(): this {
+    if (!this.refed) {
+      this.refed = true;
+      if (this.heapIndex >= 0) refedTimers++;
+    }
+    return this;
+  }
+
+  /** Stops this timer from keeping the VM alive; it still fires if something else does. */
+  unref(): this {
+    if (this.refed) {
+      this.refed = false;
+      if (this.heapIndex >= 0) refedTimers--;
+    }
+    return this;
+  }
+
+  /** True when this timer keeps the VM alive. */
+  hasRef(): boolean {
+    return this.refed;
+  }
+
+  /** Restarts the countdown from now with the same delay and callback. */
+  refresh(): this {
+    if (this.heapIndex >= 0) heapRemove(this);
+    schedule(this, hw.now() + this.delay);
+    return this;
+  }
+
+  /** Cancels the timer (same as clearTimeout(this)). */
+  close(): this {
+    cancel(this);
+    return this;
+  }
+
+  [Symbol.toPrimitive](): number {
+    knownById.set(this.id, this);
+    return this.id;
+  }
+}
+
+// ---- state ---------------------------------------------------------------------------
+
+const heap: Timeout[] = [];
+/** Timers reachable through a numeric id (only those whose id was read, like Node). */
+const knownById = new Map<number, Timeout>();
+let nextId = 1;
+let nextSeq = 1;
+/** Scheduled timers that keep the VM alive. */
+let refedTimers = 0;
+/** Holds taken through keepAlive() by other kernel units (e.g. a listening socket). */
+let keepAliveHolds = 0;
+const pollers: ((firedVectors: number) => void)[] = [];
+let pendingVectors = 0;
+
+let batchActive = false;
+let batchNow = 0;
+let batchSeqLimit = 0;
+
+// ---- heap ----------------------------------------------------------------------------
+
+function before(a: Timeout, b: Timeout): boolean {
+  return a.deadline < b.deadline || (a.deadline === b.deadline && a.seq < b.seq);
+}
+
+function siftUp(i: number): void {
+  const t = heap[i]!;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const p = heap[parent]!;
+    if (!before(t, p)) break;
+    heap[i] = p;
+    p.heapIndex = i;
+    i = parent;
+  }
+  heap[i] = t;
+  t.heapIndex = i;
+}
+
+function siftDown(i: number): void {
+  const n = heap.length;
+  const t = heap[i]!;
+  for (;;) {
+    const left = 2 * i + 1;
+    if (left >= n) break;
+    const right = left + 1;
+    const child = right < n && before(heap[right]!, heap[left]!) ? right : left;
+    const c = heap[child]!;
+    if (!before(c, t)) break;
+    heap[i] = c;
+    c.heapIndex = i;
+    i = child;
+  }
+  heap[i] = t;
+  t.heapIndex = i;
+}
+
+function heapRemove(t: Timeout): void {
+  const i = t.heapIndex;
+  const last = heap.pop()!;
+  t.heapIndex = -1;
+  if (t.hasRef()) refedTimers--;
+  if (last !== t) {
+    heap[i] = last;
+    last.heapIndex = i;
+    if (i > 0 && before(last, heap[(i - 1) >> 1]!)) siftUp(i);
+    else siftDown(i);
+  }
+}
+
+function schedule(t: Timeout, deadline: number): void {
+  t.deadline = deadline;
+  t.seq = nextSeq++;
+  t.active = true;
+  heap.push(t);
+  if (t.hasRef()) refedTimers++;
+  siftUp(heap.length - 1);
+}
+
+function cancel(t: Timeout): void {
+  t.active = false;
+  if (t.heapIndex >= 0) heapRemove(t);
+  knownById.delete(t.id);
+}
+
+function normalizeDelay(delay: unknown): number {
+  const ms = Number(delay);
+  return ms >= 1 && ms <= TIMEOUT_MAX ? ms : 1;
+}
+
+function createTimer(callback: unknown, delay: unknown, args: unknown[], repeat: boolean): Timeout {
+  if (typeof callback !== "function") {
+    throw new TypeError(`The "callback" argument must be of type function. Received ${typeof callback}`);
+  }
+  const ms = normalizeDelay(delay);
+  const t = new Timeout(nextId++, callback as TimerCallback, ms, args.length > 0 ? args : undefined, repeat);
+  schedule(t, hw.now() + ms);
+  return t;
+}
+
+function toTimer(handle: unknown): Timeout | undefined {
+  if (handle instanceof Timeout) return handle;
+  if (typeof handle === "number" || typeof handle === "string") return knownById.get(Number(handle));
+  return undefined;
+}
+
+// ---- public timer API (installed as globals by init.ts) ------------------------------
+
+/** Calls `callback(...args)` once after `delay` ms (min 1, like Node). */
+export function setTimeout<A extends unknown[]>(callback: (...args: A) => void, delay?: number, ...args: A): Timeout {
+  return createTimer(callback, delay, args, false);
+}
+
+/** Calls `callback(...args)` every `delay` ms (min 1) until cleared. */
+export function setInterval<A extends unknown[]>(callback: (...args: A) => void, delay?: number, ...args: A): Timeout {
+  return createTimer(callback, delay, args, true);
+}
+
+/** Cancels a timer from setTimeout (accepts the Timeout or its numeric id); other values are ignored. */
+export function clearTimeout(handle: unknown): void {
+  const t = toTimer(handle);
+  if (t !== undefined) cancel(t);
+}
+
+/** Cancels a timer from setInterval (timers are interchangeable, as in Node). */
+export function clearInterval(handle: unknown): void {
+  clearTimeout(handle);
+}
+
+// ---- pollers and keep-alive ----------------------------------------------------------
+
+/**
+ * Registers a device poller, called once per scheduler pass with the interrupt vector mask
+ * (bit n = vector 32+n) that fired since the previous pass. While any poller is registered
+ * the VM stays alive and the core busy-polls. Returns the function that unregisters it.
+ */
+export function addPoller(poll: (firedVectors: number) => void): () => void {
+  const entry = (v: number): void => poll(v);
+  pollers.push(entry);
+  return () => {
+    const i = pollers.indexOf(entry);
+    if (i >= 0) pollers.splice(i, 1);
+  };
+}
+
+/**
+ * Keeps the VM alive (halting until interrupts when nothing else is due), for units that
+ * wait on interrupts, e.g. a listening socket. Returns the release function (idempotent).
+ */
+export function keepAlive(): () => void {
+  keepAliveHolds++;
+  let held = true;
+  return () => {
+    if (held) {
+      held = false;
+      keepAliveHolds--;
+    }
+  };
+}
+
+// ---- the loop hook -------------------------------------------------------------------
+
+/** One scheduler step for the C loop; see the policy at the top of this file. */
+export function turn(firedVectors: number): number {
+  pendingVectors |= firedVectors;
+  if (!batchActive) {
+    batchActive = true;
+    batchNow = hw.now();
+    batchSeqLimit = nextSeq;
+  }
+
+  const t = heap[0];
+  if (t !== undefined && t.deadline <= batchNow && t.seq < batchSeqLimit) {
+    heapRemove(t);
+    if (!t.repeat) {
+      t.active = false;
+      knownById.delete(t.id);
+    }
+    // Called as a method (this = the Timeout, as in Node) without a native call/apply
+    // frame in the stack trace.
+    if (t.args === undefined) t.callback();
+    else t.callback(...t.args);
+    // Re-arm an interval unless its callback cleared it or refreshed it.
+    if (t.active && t.heapIndex < 0) schedule(t, Math.max(batchNow + t.delay, hw.now()));
+    return TURN_AGAIN;
+  }
+  batchActive = false;
+
+  const vectors = pendingVectors;
+  pendingVectors = 0;
+  if (pollers.length > 0) {
+    // Copy: a poller may unregister itself or others. Pollers may have queued microtasks,
+    // so the answer is "again" even if the last poller just left: a wait or an exit is
+    // only ever returned by a turn that ran no JavaScript callback at all.
+    for (const poll of pollers.slice()) poll(vectors);
+    return batchNow;
+  }
+
+  if (refedTimers > 0) return heap[0]!.deadline;
+  if (keepAliveHolds > 0) return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
+  return TURN_EXIT;
+}
+
+/** Counters for tests and diagnostics. */
+export function schedulerStats(): { timers: number; refedTimers: number; pollers: number; keepAliveHolds: number } {
+  return { timers: heap.length, refedTimers, pollers: pollers.length, keepAliveHolds };
+}

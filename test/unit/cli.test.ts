@@ -1,0 +1,255 @@
+// Units of the host CLI: argument parsing, sizes, QEMU command line, ELF checks, build helpers.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { appAssembly, bundleApp, formatEsbuildErrors, parseQjscOutput, BundleError } from "../../host/build.ts";
+import { parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
+import {
+  UsageError, checkImageFits, defaultAccel, inspectImage, kernelCommandLine, parseMem, parsePort, parseSize,
+  parseTimeout, qemuArgs, quoteKernelArg, shellQuote, type RunOptions,
+} from "../../host/run.ts";
+import { pvhTestImage } from "../fixtures/pvh-test-image.ts";
+import { parseCmdline } from "../../kernel/cmdline.ts";
+
+const MIB = 1024 * 1024;
+
+describe("parseArgs", () => {
+  const spec: Record<string, FlagSpec> = {
+    output: { kind: "value", short: "o" },
+    verbose: { kind: "boolean" },
+    port: { kind: "list" },
+  };
+
+  test("accepts --flag value, --flag=value, -o value, repeated lists and positionals", () => {
+    const args = parseArgs(["a.ts", "-o", "x.elf", "--verbose", "--port=1:2", "--port", "3:4"], spec, "t");
+    assert.deepEqual(args.positionals, ["a.ts"]);
+    assert.equal(args.flags.get("output"), "x.elf");
+    assert.equal(args.flags.get("verbose"), true);
+    assert.deepEqual(args.flags.get("port"), ["1:2", "3:4"]);
+    assert.equal(args.rest, null);
+  });
+
+  test("everything after -- is rest when allowed, even flags", () => {
+    const args = parseArgs(["img", "--", "--verbose", "x"], spec, "run", true);
+    assert.deepEqual(args.rest, ["--verbose", "x"]);
+    assert.equal(args.flags.has("verbose"), false);
+  });
+
+  const bad: [string[], RegExp][] = [
+    [["--nope"], /^unknown option --nope for 'torito t'/],
+    [["-x"], /^unknown option -x/],
+    [["--output"], /^--output needs a value$/],
+    [["-o"], /^-o needs a value$/],
+    [["--output", "--verbose"], /^--output needs a value$/],
+    [["--verbose=yes"], /^--verbose takes no value$/],
+    [["-o", "a", "-o", "b"], /^-o given more than once$/],
+    [["--", "x"], /takes no arguments after --/],
+  ];
+  for (const [argv, message] of bad) {
+    test(`rejects ${JSON.stringify(argv)}`, () => {
+      assert.throws(() => parseArgs(argv, spec, "t"), (e: unknown) => e instanceof UsageError && message.test(e.message));
+    });
+  }
+});
+
+describe("parseSize and parseMem", () => {
+  test("suffixes are binary and case-insensitive, with optional iB/B", () => {
+    assert.equal(parseSize("8M"), 8 * MIB);
+    assert.equal(parseSize("16m"), 16 * MIB);
+    assert.equal(parseSize("1G"), 1024 * MIB);
+    assert.equal(parseSize("1GiB"), 1024 * MIB);
+    assert.equal(parseSize("512KiB"), 512 * 1024);
+    assert.equal(parseSize("4kb"), 4096);
+    assert.equal(parseSize("8388608"), 8 * MIB);
+    assert.equal(parseSize("100b"), 100);
+  });
+
+  for (const text of ["", "M", "1.5G", "-1M", "8 M", "8T", "0x10", "8MiBs"]) {
+    test(`rejects size '${text}'`, () => assert.throws(() => parseSize(text), UsageError));
+  }
+
+  test("--mem range is 2 MiB ..= 3 GiB, page multiple", () => {
+    assert.equal(parseMem("2M"), 2 * MIB);
+    assert.equal(parseMem("3G"), 3 * 1024 * MIB);
+    assert.throws(() => parseMem("1M"), /between 2M and 3G/);
+    assert.throws(() => parseMem("3073M"), /between 2M and 3G/);
+    assert.throws(() => parseMem("2097153"), /multiple of 4K/);
+  });
+});
+
+describe("other option values", () => {
+  test("--port HOST:GUEST binds 127.0.0.1 unless an address is given", () => {
+    assert.deepEqual(parsePort("8080:80"), { address: "127.0.0.1", hostPort: 8080, guestPort: 80 });
+    assert.deepEqual(parsePort("0.0.0.0:1:65535"), { address: "0.0.0.0", hostPort: 1, guestPort: 65535 });
+    for (const bad of ["8080", "0:80", "80:65536", "a:b", "8080:80:1", ":80", "123456:1"]) {
+      assert.throws(() => parsePort(bad), /bad --port/, bad);
+    }
+  });
+
+  test("--timeout takes positive seconds", () => {
+    assert.equal(parseTimeout("2"), 2);
+    assert.equal(parseTimeout("0.5"), 0.5);
+    for (const bad of ["0", "-1", "x", "1s", ""]) assert.throws(() => parseTimeout(bad), /bad --timeout/);
+  });
+
+  test("TORITO_ACCEL forces the default accelerator and is validated", () => {
+    const notes: string[] = [];
+    assert.equal(defaultAccel((l) => notes.push(l), { TORITO_ACCEL: "tcg" }), "tcg");
+    assert.equal(defaultAccel((l) => notes.push(l), { TORITO_ACCEL: "kvm" }), "kvm");
+    assert.deepEqual(notes, []);
+    assert.throws(() => defaultAccel(() => {}, { TORITO_ACCEL: "hvf" }), /bad TORITO_ACCEL 'hvf'/);
+  });
+
+  test("run options: --cpus range, duplicate host ports, extra positionals", () => {
+    const run = (argv: string[]) => runOptionsFromArgs(parseArgs(argv, {
+      mem: { kind: "value" }, cpus: { kind: "value" }, accel: { kind: "value" }, timeout: { kind: "value" },
+      port: { kind: "list" }, fs: { kind: "value" }, disk: { kind: "value" }, "dry-run": { kind: "boolean" },
+    }, "run", true), () => {});
+    assert.equal(run(["i.elf", "--cpus", "16", "--accel", "tcg"]).cpus, 16);
+    assert.throws(() => run(["i.elf", "--cpus", "0"]), /bad --cpus '0'/);
+    assert.throws(() => run(["i.elf", "--cpus", "17"]), /bad --cpus '17'/);
+    assert.throws(() => run(["i.elf", "--cpus", "2x"]), /bad --cpus/);
+    assert.throws(() => run(["i.elf", "--port", "80:1", "--port", "80:2"]), /forwarded twice/);
+    assert.throws(() => run(["i.elf", "extra"]), /unexpected argument 'extra' \(app arguments go after --\)/);
+    assert.throws(() => run([]), /needs an image file/);
+    assert.deepEqual(run(["i.elf", "--accel", "kvm", "--", "a", "b"]).appArgs, ["a", "b"]);
+  });
+});
+
+describe("QEMU command line", () => {
+  const base: RunOptions = { image: "/img.elf", memBytes: 16 * MIB, cpus: 1, accel: "kvm", ports: [], appArgs: [] };
+
+  test("app arguments are quoted only when needed", () => {
+    assert.equal(quoteKernelArg("plain"), "plain");
+    assert.equal(quoteKernelArg("two words"), `"two words"`);
+    assert.equal(quoteKernelArg(`say "hi"`), `"say \\"hi\\""`);
+    assert.equal(quoteKernelArg(`a\\b`), `"a\\\\b"`);
+    assert.equal(quoteKernelArg(""), `""`);
+    assert.equal(quoteKernelArg("virtio_mmio.device=1"), `"virtio_mmio.device=1"`);
+    assert.equal(kernelCommandLine("tcg", ["x", "y z"]), `torito.accel=tcg -- x "y z"`);
+    assert.equal(kernelCommandLine("kvm", []), `torito.accel=kvm --`);
+  });
+
+  test("the kernel's command-line parser gets the app arguments back, despite QEMU's additions", () => {
+    const args = ["plain", "two words", `q"uote`, `back\\slash`, "", "--", "virtio_mmio.device=x", "tab\there"];
+    const line = kernelCommandLine("kvm", args) + " virtio_mmio.device=512@0xfeb00e00:12";
+    const parsed = parseCmdline(line);
+    assert.deepEqual(parsed.args, args);
+    assert.equal(parsed.options.get("torito.accel"), "kvm");
+    assert.ok(parsed.kernel.includes("virtio_mmio.device=512@0xfeb00e00:12"));
+  });
+
+  test("KVM, one CPU: fastest microvm options, no -cpu, console and debug-exit", () => {
+    assert.deepEqual(qemuArgs(base), [
+      "-M", "microvm,x-option-roms=off,rtc=off,acpi=off", "-accel", "kvm", "-m", "16M", "-smp", "1",
+      "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+      "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
+      "-kernel", "/img.elf", "-append", "torito.accel=kvm --",
+    ]);
+  });
+
+  test("TCG turns the RTC on; several CPUs turn ACPI on", () => {
+    const args = qemuArgs({ ...base, accel: "tcg", cpus: 4, memBytes: 2 * MIB + 4096 });
+    assert.equal(args[1], "microvm,x-option-roms=off,rtc=on,acpi=on");
+    assert.deepEqual(args.slice(2, 8), ["-accel", "tcg", "-m", "2052K", "-smp", "4"]);
+  });
+
+  test("--port, --fs and --disk add their devices", () => {
+    const args = qemuArgs({
+      ...base,
+      ports: [{ address: "127.0.0.1", hostPort: 8080, guestPort: 80 }, { address: "0.0.0.0", hostPort: 2222, guestPort: 22 }],
+      fsDir: "/srv/site",
+      virtiofsSocket: "/tmp/t/v.sock",
+      disk: "/data/a,b.img",
+    });
+    const line = args.join(" ");
+    assert.match(args[1]!, /,memory-backend=mem$/);
+    assert.match(line, /-object memory-backend-memfd,id=mem,size=16M,share=on /);
+    assert.match(line, /-chardev socket,id=fs0,path=\/tmp\/t\/v.sock -device vhost-user-fs-device,chardev=fs0,tag=fs0 /);
+    assert.match(line, /-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:0.0.0.0:2222-:22 -device virtio-net-device,netdev=net0 /);
+    assert.match(line, /-drive file=\/data\/a,,b.img,format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0 /);
+    assert.throws(() => qemuArgs({ ...base, fsDir: "/srv" }), /virtiofsSocket/);
+  });
+
+  test("shellQuote leaves safe words bare and single-quotes the rest", () => {
+    assert.equal(shellQuote(["a", "b c", "it's", "x=1,y"]), `a 'b c' 'it'\\''s' x=1,y`);
+  });
+});
+
+describe("image checks", () => {
+  test("a PVH fixture passes and reports its load end and entry", () => {
+    const info = inspectImage(pvhTestImage("hello"));
+    assert.equal(info.pvhEntry, 0x101000);
+    assert.ok(info.loadEnd > 0x101000 && info.loadEnd < 0x102000, info.loadEnd.toString(16));
+  });
+
+  test("an ELF without the PVH note is refused", () => {
+    assert.throws(() => inspectImage(pvhTestImage("noNote")), /no PVH entry note/);
+  });
+
+  test("memory must hold the image plus 1 MiB of heap", () => {
+    checkImageFits({ loadEnd: MIB, pvhEntry: 0 }, 2 * MIB, "x");
+    assert.throws(() => checkImageFits({ loadEnd: MIB + 1, pvhEntry: 0 }, 2 * MIB, "x"), /--mem 2M is too small for 'x'.*needs at least 3M/);
+  });
+});
+
+describe("build helpers", () => {
+  const work = mkdtempSync(join(tmpdir(), "torito-unit-"));
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  test("parseQjscOutput reads the byte array back and checks its length", () => {
+    const c = `/* File generated automatically by the QuickJS compiler. */\n\n#include <inttypes.h>\n\n` +
+      `const uint32_t torito_app_size = 5;\n\nconst uint8_t torito_app[5] = {\n 0x02, 0x0a, 0xff,\n 0x00, 0x7F,\n};\n`;
+    assert.deepEqual([...parseQjscOutput(c, "torito_app")], [2, 10, 255, 0, 127]);
+    assert.throws(() => parseQjscOutput(c.replace("[5]", "[6]"), "torito_app"), /declares 6 bytes but holds 5/);
+    assert.throws(() => parseQjscOutput(c, "other"), /no array 'other'/);
+  });
+
+  test("appAssembly defines the four symbols around the two blobs", () => {
+    const s = appAssembly("/t/app.jsbc", `/t/we"ird.bin`);
+    assert.match(s, /^\t\.section \.rodata\.torito_app,"a"\n\t\.balign 16\n/);
+    assert.match(s, /\.globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end/);
+    assert.match(s, /torito_app_bytecode:\n\t\.incbin "\/t\/app\.jsbc"\ntorito_app_bytecode_end:/);
+    assert.match(s, /torito_app_sourcemap:\n\t\.incbin "\/t\/we\\"ird\.bin"\ntorito_app_sourcemap_end:/);
+  });
+
+  test("bundleApp puts the kernel first, resolves 'torito' from anywhere, maps sources relative to cwd", async () => {
+    const repo = join(work, "repo");
+    mkdirSync(join(repo, "kernel"), { recursive: true });
+    writeFileSync(join(repo, "kernel/init.ts"), `(globalThis as any).kernelMarker = "KERNEL_FIRST";\nexport {};\n`);
+    writeFileSync(join(repo, "kernel/api.ts"), `export function greet(name: string): string { return "hello " + name; }\n`);
+    const appDir = join(work, "elsewhere/app");
+    mkdirSync(appDir, { recursive: true });
+    writeFileSync(join(appDir, "main.ts"), `import { greet } from "torito";\nconsole.log(greet("APP_SECOND"));\n`);
+    const bundle = await bundleApp(join(appDir, "main.ts"), repo, join(work, "elsewhere"));
+    assert.ok(bundle.code.indexOf("KERNEL_FIRST") < bundle.code.indexOf("APP_SECOND"));
+    assert.match(bundle.code, /function greet\(name\)/);
+    assert.ok(bundle.map.sources.includes("app/main.ts"), bundle.map.sources.join());
+    assert.ok(bundle.map.sources.includes("../repo/kernel/api.ts"), bundle.map.sources.join());
+    assert.equal(bundle.map.sourcesContent, undefined);
+
+    mkdirSync(join(repo, "kernel/node"), { recursive: true });
+    writeFileSync(join(repo, "kernel/node/path.ts"), `export const sep = "NODE_PATH_SHIM";\n`);
+    writeFileSync(join(appDir, "node.ts"), `import { sep } from "node:path";\nconsole.log(sep);\n`);
+    assert.match((await bundleApp(join(appDir, "node.ts"), repo, work)).code, /NODE_PATH_SHIM/);
+    writeFileSync(join(appDir, "fs.ts"), `import { readFileSync } from "node:fs";\nconsole.log(readFileSync);\n`);
+    await assert.rejects(bundleApp(join(appDir, "fs.ts"), repo, work),
+      (e: unknown) => e instanceof BundleError && /^elsewhere\/app\/fs\.ts:1:\d+: "node:fs" is not available in torito/.test(e.lines[0]!));
+
+    writeFileSync(join(appDir, "broken.ts"), `import { nope } from "./missing.ts";\nlet x = ;\n`);
+    await assert.rejects(bundleApp(join(appDir, "broken.ts"), repo, work), (e: unknown) => {
+      assert.ok(e instanceof BundleError);
+      assert.ok(e.lines.length >= 1 && e.lines.every((l) => /^elsewhere\/app\/broken\.ts:\d+:\d+: /.test(l)), e.lines.join("\n"));
+      return true;
+    });
+  });
+
+  test("formatEsbuildErrors caps the list", () => {
+    const msg = { id: "", pluginName: "", text: "boom", location: null, notes: [], detail: undefined };
+    const lines = formatEsbuildErrors(Array.from({ length: 12 }, () => msg));
+    assert.equal(lines.length, 11);
+    assert.equal(lines[10], "... and 2 more errors");
+  });
+});

@@ -1,0 +1,216 @@
+import assert from "node:assert/strict";
+import { beforeEach, test } from "node:test";
+import { installNativeForTests } from "../../kernel/hw.ts";
+import {
+  addPoller, clearInterval, clearTimeout, keepAlive, schedulerStats, setInterval, setTimeout, turn,
+  TURN_EXIT, TURN_WAIT_INTERRUPT,
+} from "../../kernel/process/scheduler.ts";
+
+let clock = 1000;
+installNativeForTests({ now: () => clock });
+
+/** Lets Node run every pending microtask (what the C loop does between turns). */
+function drainMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Plays the C loop: drain, turn, then "idle" by moving the fake clock to the deadline. */
+async function runLoop(maxTurns = 1000): Promise<number> {
+  for (let i = 0; i < maxTurns; i++) {
+    await drainMicrotasks();
+    const next = turn(0);
+    await drainMicrotasks();
+    if (next === TURN_EXIT || next === TURN_WAIT_INTERRUPT) return next;
+    if (next > clock) clock = next;
+    else if (next === clock) clock += 0.5; // busy polling: time passes between turns
+  }
+  throw new Error("loop did not settle");
+}
+
+beforeEach(() => {
+  assert.deepEqual(schedulerStats(), { timers: 0, refedTimers: 0, pollers: 0, keepAliveHolds: 0 }, "a previous test leaked");
+});
+
+test("timers with equal deadlines fire in creation order, earlier deadlines first", async () => {
+  const log: string[] = [];
+  setTimeout(() => log.push("c"), 20);
+  setTimeout(() => log.push("a1"), 10);
+  setTimeout(() => log.push("a2"), 10);
+  setTimeout(() => log.push("b"), 15);
+  setTimeout(() => log.push("a3"), 10);
+  assert.equal(await runLoop(), TURN_EXIT);
+  assert.deepEqual(log, ["a1", "a2", "a3", "b", "c"]);
+});
+
+test("microtasks queued by a timer run before the next timer (Node >= 11)", async () => {
+  const log: string[] = [];
+  setTimeout(() => {
+    log.push("t1");
+    void Promise.resolve().then(() => log.push("micro"));
+  }, 1);
+  setTimeout(() => log.push("t2"), 1);
+  await runLoop();
+  assert.deepEqual(log, ["t1", "micro", "t2"]);
+});
+
+test("a timer created inside a callback never fires in the same pass", async () => {
+  const log: string[] = [];
+  const stop = addPoller(() => log.push("poll"));
+  setTimeout(() => {
+    log.push("a");
+    clock += 50; // the callback is slow: the new timer is already due when it returns
+    setTimeout(() => {
+      log.push("c");
+      stop();
+    }, 1);
+  }, 5);
+  setTimeout(() => log.push("b"), 5);
+  clock += 5;
+  await runLoop();
+  const a = log.indexOf("a");
+  assert.deepEqual(log.slice(a, a + 3), ["a", "b", "poll"]);
+  assert.equal(log.at(-1), "c");
+});
+
+test("arguments are passed and `this` is the Timeout, like Node", async () => {
+  let seen: unknown[] = [];
+  let self: unknown;
+  const t = setTimeout(function (this: unknown, x: number, y: string) {
+    seen = [x, y];
+    self = this;
+  }, 1, 7, "z");
+  await runLoop();
+  assert.deepEqual(seen, [7, "z"]);
+  assert.equal(self, t);
+});
+
+test("setInterval repeats until cleared from its own callback", async () => {
+  let n = 0;
+  const start = clock;
+  const iv = setInterval(() => {
+    n++;
+    if (n === 3) clearInterval(iv);
+  }, 10);
+  assert.equal(await runLoop(), TURN_EXIT);
+  assert.equal(n, 3);
+  assert.equal(clock - start, 30);
+});
+
+test("clearTimeout accepts the Timeout or its numeric id, and ignores junk", async () => {
+  let fired = 0;
+  const a = setTimeout(() => fired++, 5);
+  const b = setTimeout(() => fired++, 5);
+  setTimeout(() => fired++, 5);
+  clearTimeout(a);
+  clearTimeout(+b);
+  clearTimeout(undefined);
+  clearTimeout({});
+  clearTimeout(999999);
+  await runLoop();
+  assert.equal(fired, 1);
+});
+
+test("invalid delays become 1 ms and a non-function callback throws", async () => {
+  const start = clock;
+  let at = 0;
+  setTimeout(() => (at = clock), -5);
+  setTimeout(() => undefined, Number.NaN);
+  await runLoop();
+  assert.equal(at - start, 1);
+  assert.throws(() => setTimeout("code" as unknown as () => void, 1), TypeError);
+});
+
+test("an unref'd timer does not keep the VM alive; ref() restores it", async () => {
+  let fired = false;
+  const t = setTimeout(() => (fired = true), 100).unref();
+  assert.equal(t.hasRef(), false);
+  assert.equal(turn(0), TURN_EXIT);
+  t.ref();
+  assert.equal(turn(0), clock + 100);
+  await runLoop();
+  assert.equal(fired, true);
+});
+
+test("an unref'd timer still fires while something else keeps the VM alive", async () => {
+  const log: string[] = [];
+  setTimeout(() => log.push("unref"), 5).unref();
+  setTimeout(() => log.push("ref"), 10);
+  await runLoop();
+  assert.deepEqual(log, ["unref", "ref"]);
+});
+
+test("refresh() restarts the countdown", async () => {
+  const start = clock;
+  let at = 0;
+  const t = setTimeout(() => (at = clock), 10);
+  clock += 8;
+  t.refresh();
+  await runLoop();
+  assert.equal(at - start, 18);
+});
+
+test("pollers get the fired vectors, keep polling at once, and unsubscribe", async () => {
+  const masks: number[] = [];
+  const stop = addPoller((mask) => masks.push(mask));
+  assert.equal(turn(0b101), clock); // "poll again now"
+  assert.equal(turn(0), clock);
+  stop();
+  stop(); // idempotent
+  assert.equal(turn(0), TURN_EXIT);
+  assert.deepEqual(masks, [0b101, 0]);
+});
+
+test("a poller that leaves still gets one more turn, for the microtasks it queued", async () => {
+  const log: string[] = [];
+  const stop = addPoller(() => {
+    stop();
+    void Promise.resolve().then(() => setTimeout(() => log.push("late timer"), 5));
+  });
+  assert.equal(turn(0), clock, "not an exit: microtasks may be pending");
+  assert.equal(await runLoop(), TURN_EXIT);
+  assert.deepEqual(log, ["late timer"]);
+});
+
+test("keepAlive holds the VM in an interrupt wait until released", () => {
+  const release = keepAlive();
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT);
+  const t = setTimeout(() => undefined, 50).unref();
+  assert.equal(turn(0), clock + 50, "an unref'd timer still bounds the wait");
+  clearTimeout(t);
+  release();
+  release();
+  assert.equal(turn(0), TURN_EXIT);
+});
+
+test("an exception from a timer callback propagates out of turn()", async () => {
+  setTimeout(() => {
+    throw new RangeError("boom");
+  }, 1);
+  clock += 1;
+  assert.throws(() => turn(0), RangeError);
+  assert.equal(await runLoop(), TURN_EXIT);
+});
+
+test("many timers: the heap keeps order through cancellations", async () => {
+  const log: number[] = [];
+  const timers = [];
+  let seed = 42;
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let i = 0; i < 500; i++) {
+    const delay = 1 + Math.floor(random() * 50);
+    timers.push({ i, delay, t: setTimeout(() => log.push(i), delay) });
+  }
+  const cancelled = new Set<number>();
+  for (const { i, t } of timers) {
+    if (random() < 0.3) {
+      clearTimeout(t);
+      cancelled.add(i);
+    }
+  }
+  await runLoop(5000);
+  const expected = timers
+    .filter(({ i }) => !cancelled.has(i))
+    .sort((x, y) => x.delay - y.delay || x.i - y.i)
+    .map(({ i }) => i);
+  assert.deepEqual(log, expected);
+});
