@@ -1,0 +1,93 @@
+// The examples and fixture apps built with `torito build` and booted with `torito run`,
+// under KVM (when /dev/kvm works) and under TCG: what a user sees on the console and the
+// exit code the CLI returns.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { buildImage } from "../../host/build.ts";
+import { kvmUsable, type Accel } from "../../host/run.ts";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const cli = join(repo, "bin/torito.js");
+const work = mkdtempSync(join(tmpdir(), "torito-examples-"));
+const apps = {
+  hello: "examples/hello/hello.ts",
+  crash: "examples/crash/crash.ts",
+  rejection: "test/fixtures/apps/rejection.ts",
+  oom: "test/fixtures/apps/oom.ts",
+  spin: "test/fixtures/apps/spin.ts",
+} as const;
+const images = {} as Record<keyof typeof apps, string>;
+const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
+
+before(async () => {
+  for (const [name, entry] of Object.entries(apps)) {
+    images[name as keyof typeof apps] = (await buildImage({ entry: join(repo, entry), output: join(work, `${name}.elf`), cwd: repo })).output;
+  }
+});
+after(() => rmSync(work, { recursive: true, force: true }));
+
+function run(image: string, accel: Accel, extra: string[] = [], appArgs: string[] = []) {
+  const args = [cli, "run", image, "--accel", accel, ...extra, ...(appArgs.length ? ["--", ...appArgs] : [])];
+  const r = spawnSync(process.execPath, args, { cwd: repo, encoding: "utf8", timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+for (const accel of accels) {
+  describe(`examples under ${accel}`, () => {
+    test("hello boots in 8 MiB, greets its arguments, orders timers by deadline and exits with the requested code", () => {
+      const r = run(images.hello, accel, ["--mem", "8M"], ["Ada", "Grace Hopper", "--exit-code=3"]);
+      assert.equal(r.status, 3, r.stdout + r.stderr);
+      assert.match(r.stdout, /^Hello, Ada and Grace Hopper, from Torito!$/m);
+      assert.match(r.stdout, /^args: \["Ada","Grace Hopper","--exit-code=3"\]$/m);
+      assert.match(r.stdout, /^timers: 10 20 30$/m);
+      const slept = Number(/^slept: (\d+) ms$/m.exec(r.stdout)?.[1]);
+      assert.ok(slept >= 50 && slept < 1000, `slept ${slept} ms for a 50 ms timer`);
+    });
+
+    test("hello's Date is within a minute of the host's clock", () => {
+      const r = run(images.hello, accel);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const iso = /^date: (\S+)$/m.exec(r.stdout)?.[1];
+      assert.ok(iso, r.stdout);
+      const skew = Math.abs(Date.parse(iso) - Date.now());
+      assert.ok(skew < 60_000, `guest date ${iso} is ${skew} ms away from the host's`);
+    });
+
+    test("an uncaught error prints the TypeScript stack and exits 1", () => {
+      const r = run(images.crash, accel);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /^starting$/m);
+      assert.match(r.stdout, /^Uncaught Error: config is not JSON: "port = 8080"$/m);
+      assert.match(r.stdout, /^ {4}at parseConfig \(examples\/crash\/crash\.ts:10:\d+\)$/m);
+      assert.match(r.stdout, /^ {4}at loadConfig \(examples\/crash\/crash\.ts:16:\d+\)$/m);
+      assert.doesNotMatch(r.stdout, /listening/);
+    });
+
+    test("an unhandled rejection prints the TypeScript stack and exits 1", () => {
+      const r = run(images.rejection, accel);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /^Uncaught \(in promise\) RangeError: quota exhausted$/m);
+      assert.match(r.stdout, /at fetchQuota \(test\/fixtures\/apps\/rejection\.ts:4:\d+\)/);
+    });
+
+    test("an exhausted JavaScript heap is reported as such and exits 4", () => {
+      const r = run(images.oom, accel, ["--mem", "8M"]);
+      assert.equal(r.status, 4, r.stdout + r.stderr);
+      assert.match(r.stdout, /^fatal: JavaScript heap out of memory on core 0 \(limit \d+ KiB/m);
+    });
+
+    test("a runaway guest is stopped by --timeout with exit code 124", () => {
+      const started = Date.now();
+      const r = run(images.spin, accel, ["--timeout", "1"]);
+      assert.equal(r.status, 124, r.stdout + r.stderr);
+      assert.match(r.stdout, /^spinning$/m);
+      assert.match(r.stderr, /^torito: guest timed out after 1 s$/m);
+      assert.ok(Date.now() - started < 10_000, "the timeout took too long to stop the guest");
+    });
+  });
+}
