@@ -20,6 +20,7 @@ const apps = {
   rejection: "test/fixtures/apps/rejection.ts",
   oom: "test/fixtures/apps/oom.ts",
   spin: "test/fixtures/apps/spin.ts",
+  fault: "test/fixtures/apps/fault.ts",
 } as const;
 const images = {} as Record<keyof typeof apps, string>;
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
@@ -79,6 +80,16 @@ for (const accel of accels) {
       const r = run(images.oom, accel, ["--mem", "8M"]);
       assert.equal(r.status, 4, r.stdout + r.stderr);
       assert.match(r.stdout, /^fatal: JavaScript heap out of memory on core 0 \(limit \d+ KiB/m);
+    });
+
+    test("a CPU fault in ring 3 prints the registers and the JavaScript stack, and exits 3", () => {
+      const r = run(images.fault, accel);
+      assert.equal(r.status, 3, r.stdout + r.stderr);
+      assert.match(r.stdout, /^\*\*\* CPU fault: #GP general protection \(vector 0x0+d, error 0x0+\) in ring 3$/m);
+      assert.match(r.stdout, /^rip 0x[0-9a-f]{16} rsp 0x[0-9a-f]{16}/m);
+      assert.match(r.stdout, /^JavaScript stack at the fault:$/m);
+      assert.match(r.stdout, /at probeKeyboardController \(test\/fixtures\/apps\/fault\.ts:7:\d+\)/);
+      assert.doesNotMatch(r.stdout, /unreachable/);
     });
 
     test("a runaway guest is stopped by --timeout with exit code 124", () => {
