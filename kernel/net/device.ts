@@ -1,0 +1,24 @@
+/**
+ * What the network unit needs from a network device (the virtio-net driver, or a test
+ * double on the host). Frames are Ethernet II without FCS.
+ *
+ * Zero copy: the stack builds each outgoing frame directly in a buffer the device hands
+ * out (DMA memory on a real device), and reads each incoming frame from a view over the
+ * device's receive buffer, valid only during the handler call.
+ */
+export interface NetDevice {
+  /** The interface's MAC address (6 bytes). */
+  readonly mac: Uint8Array;
+  /** Largest IP packet the link carries (1500 on Ethernet). */
+  readonly mtu: number;
+  /** A buffer of at least `length` bytes for one outgoing frame, or null when the
+   *  transmit queue is full (back-pressure: try again after the next poll). */
+  txBuffer(length: number): Uint8Array | null;
+  /** Sends the first `length` bytes of a buffer obtained from txBuffer(). */
+  transmit(buffer: Uint8Array, length: number): void;
+  /** Installs the handler the device calls for each received frame. */
+  setReceiveHandler(handler: (frame: Uint8Array) => void): void;
+  /** Delivers received frames and reclaims transmitted buffers; returns how many frames
+   *  arrived. Called by the network unit's poll loop. */
+  poll(): number;
+}

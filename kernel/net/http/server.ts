@@ -1,0 +1,530 @@
+/**
+ * The HTTP/1.1 server (RFC 9110, RFC 9112) behind `serve()`: persistent connections,
+ * pipelining (requests are answered in order), chunked bodies both ways, streaming
+ * request and response bodies, and explicit limits, each violation answered with its
+ * status before the connection is closed:
+ *   400 malformed request, 408 head or body not received in time (slowloris),
+ *   413 body too large, 414 request line too long, 431 head too large,
+ *   500 handler threw, 501/505 unsupported coding/version, 503 too many connections.
+ * Every other connection keeps being served.
+ */
+import { Body, concatChunks } from "../../web/body.ts";
+import { Headers } from "../../web/headers.ts";
+import { Request } from "../../web/request.ts";
+import { Response, STATUS_TEXT } from "../../web/response.ts";
+import { ReadableStream } from "../../web/streams.ts";
+import type { ByteStream, StreamListener } from "../stream.ts";
+import { findHeadEnd, httpDate, HttpError, parseRequestHead, requestFraming, type BodyFraming, type RequestHead } from "./wire.ts";
+
+export type Handler = (request: Request, info: { remoteAddress: string; remotePort: number }) => Response | Promise<Response>;
+
+/** Limits and timeouts of one server; every field has a default. */
+export interface ServerLimits {
+  maxRequestLineBytes: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  maxBodyBytes: number;
+  maxConnections: number;
+  /** the whole head must arrive within this long after its first byte (slowloris) */
+  headersTimeoutMs: number;
+  /** a persistent connection with no request in progress is closed after this long */
+  idleTimeoutMs: number;
+  /** each read of the request body must make progress within this long */
+  bodyTimeoutMs: number;
+  /** requests served on one connection before it is closed */
+  maxRequestsPerConnection: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxRequestLineBytes: 8 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaderCount: 100,
+  maxBodyBytes: 16 * 1024 * 1024,
+  maxConnections: 256,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 5_000,
+  bodyTimeoutMs: 10_000,
+  maxRequestsPerConnection: 10_000,
+};
+
+/** Counters for tests and diagnostics. */
+export interface ServerStats {
+  connections: number;
+  activeConnections: number;
+  requests: number;
+  rejected: Record<number, number>;
+  handlerErrors: number;
+}
+
+const encoder = new TextEncoder();
+
+class Timeout extends Error {}
+
+/** Buffered reading from a ByteStream with deadlines. */
+class Reader {
+  buf = new Uint8Array(4096);
+  start = 0;
+  end = 0;
+  eof = false;
+
+  constructor(private readonly stream: ByteStream) {}
+
+  get available(): number {
+    return this.end - this.start;
+  }
+
+  /** Reads more bytes; false at EOF. Rejects with Timeout after `timeoutMs`. */
+  async fill(timeoutMs: number): Promise<boolean> {
+    if (this.eof) return false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const chunk = await Promise.race([
+      this.stream.read(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Timeout()), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (chunk === null) {
+      this.eof = true;
+      return false;
+    }
+    this.append(chunk);
+    return true;
+  }
+
+  append(chunk: Uint8Array): void {
+    if (this.end + chunk.length > this.buf.length) {
+      const live = this.end - this.start;
+      if (live + chunk.length <= this.buf.length) {
+        this.buf.copyWithin(0, this.start, this.end);
+      } else {
+        const next = new Uint8Array(Math.max(live + chunk.length, this.buf.length * 2));
+        next.set(this.buf.subarray(this.start, this.end), 0);
+        this.buf = next;
+      }
+      this.start = 0;
+      this.end = live;
+    }
+    this.buf.set(chunk, this.end);
+    this.end += chunk.length;
+  }
+
+  /** Takes up to n buffered bytes (a copy the caller owns). */
+  take(n: number): Uint8Array {
+    const k = Math.min(n, this.available);
+    const out = this.buf.slice(this.start, this.start + k);
+    this.start += k;
+    return out;
+  }
+}
+
+export class HttpServer {
+  readonly limits: ServerLimits;
+  readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
+  #closed = false;
+  #dateCache = { second: -1, text: "" };
+  #streams = new Set<ByteStream>();
+  readonly finished: Promise<void>;
+
+  constructor(private readonly listener: StreamListener, private readonly handler: Handler, limits: Partial<ServerLimits> = {}) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.finished = this.#acceptLoop();
+  }
+
+  get port(): number {
+    return this.listener.port;
+  }
+
+  /** Stops accepting and closes every connection. */
+  close(): void {
+    this.#closed = true;
+    this.listener.close();
+    for (const s of this.#streams) s.close();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      const stream = await this.listener.accept();
+      if (!stream || this.#closed) {
+        stream?.close();
+        return;
+      }
+      this.stats.connections++;
+      if (this.stats.activeConnections >= this.limits.maxConnections) {
+        void this.#refuse(stream);
+        continue;
+      }
+      this.stats.activeConnections++;
+      this.#streams.add(stream);
+      void this.#serveConnection(stream).finally(() => {
+        this.stats.activeConnections--;
+        this.#streams.delete(stream);
+      });
+    }
+  }
+
+  async #refuse(stream: ByteStream): Promise<void> {
+    this.#count(503);
+    try {
+      await stream.write(this.#errorResponse(503, "too many connections", 1));
+      stream.end();
+    } catch {
+      // the peer went away: nothing to tell it
+    }
+    stream.close();
+  }
+
+  #count(status: number): void {
+    this.stats.rejected[status] = (this.stats.rejected[status] ?? 0) + 1;
+  }
+
+  #date(): string {
+    const now = Date.now();
+    const second = Math.floor(now / 1000);
+    if (second !== this.#dateCache.second) this.#dateCache = { second, text: httpDate(now) };
+    return this.#dateCache.text;
+  }
+
+  #errorResponse(status: number, message: string, minorVersion: number): Uint8Array {
+    const body = `${status} ${STATUS_TEXT[status] ?? ""}: ${message}\n`;
+    return encoder.encode(
+      `HTTP/1.${minorVersion} ${status} ${STATUS_TEXT[status] ?? ""}\r\ndate: ${this.#date()}\r\n` +
+        `content-type: text/plain;charset=UTF-8\r\ncontent-length: ${encoder.encode(body).length}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  async #serveConnection(stream: ByteStream): Promise<void> {
+    const reader = new Reader(stream);
+    const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
+    try {
+      for (let served = 0; served < this.limits.maxRequestsPerConnection && !this.#closed; served++) {
+        let head: RequestHead;
+        try {
+          const h = await this.#readHead(reader);
+          if (!h) break; // clean close or idle timeout between requests
+          head = h;
+        } catch (e) {
+          await this.#fail(stream, e, 1);
+          break;
+        }
+        const keepAlive = await this.#exchange(stream, reader, head, info, served + 1 === this.limits.maxRequestsPerConnection);
+        if (!keepAlive) break;
+      }
+      stream.end();
+    } catch {
+      // connection reset or write failure: drop it
+    } finally {
+      stream.close();
+    }
+  }
+
+  async #fail(stream: ByteStream, e: unknown, minorVersion: number): Promise<void> {
+    const status = e instanceof HttpError ? e.status : e instanceof Timeout ? 408 : 400;
+    const message = e instanceof HttpError ? e.message : e instanceof Timeout ? "request not received in time" : "bad request";
+    this.#count(status);
+    try {
+      await stream.write(this.#errorResponse(status, message, minorVersion));
+    } catch {
+      // gone
+    }
+  }
+
+  /** 414 as soon as the request line is known to be longer than the limit. */
+  #checkRequestLine(reader: Reader): void {
+    const max = this.limits.maxRequestLineBytes;
+    const window = reader.buf.subarray(reader.start, Math.min(reader.end, reader.start + max + 2));
+    const lf = window.indexOf(10);
+    if ((lf < 0 && window.length > max) || lf > max) throw new HttpError(414, "request line too long");
+  }
+
+  /** Reads one request head; null on EOF or idle timeout before its first byte. */
+  async #readHead(reader: Reader): Promise<RequestHead | null> {
+    const limits = this.limits;
+    let scanned = reader.start;
+    let deadline = 0; // set when the first byte of the head is seen
+    for (;;) {
+      // skip empty lines between pipelined requests (RFC 9112 §2.2)
+      while (reader.available > 0 && (reader.buf[reader.start] === 13 || reader.buf[reader.start] === 10)) {
+        reader.start++;
+        scanned = reader.start;
+      }
+      if (reader.available > 0) {
+        const end = findHeadEnd(reader.buf, Math.max(scanned - 3, reader.start), reader.end);
+        if (end >= 0) {
+          this.#checkRequestLine(reader);
+          if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
+          const head = parseRequestHead(reader.buf, reader.start, end, limits);
+          reader.start = end;
+          return head;
+        }
+        scanned = reader.end;
+        this.#checkRequestLine(reader);
+        if (reader.available > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
+        if (deadline === 0) deadline = Date.now() + limits.headersTimeoutMs;
+      }
+      const waitMs = deadline === 0 ? limits.idleTimeoutMs : deadline - Date.now();
+      if (waitMs <= 0) throw new Timeout();
+      let more: boolean;
+      try {
+        more = await reader.fill(waitMs);
+      } catch (e) {
+        if (e instanceof Timeout && deadline === 0) return null; // idle keep-alive connection
+        throw e;
+      }
+      if (!more) {
+        if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
+        return null;
+      }
+    }
+  }
+
+  /** Serves one request; returns whether the connection stays open. */
+  async #exchange(stream: ByteStream, reader: Reader, head: RequestHead, info: { remoteAddress: string; remotePort: number }, last: boolean): Promise<boolean> {
+    const minor = head.minorVersion;
+    let framing: BodyFraming;
+    try {
+      framing = requestFraming(head);
+      if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
+      if (minor === 1 && !head.headers.has("host")) throw new HttpError(400, "missing Host header");
+    } catch (e) {
+      await this.#fail(stream, e, minor);
+      return false;
+    }
+    const connection = (head.headers.get("connection") ?? "").toLowerCase();
+    let keepAlive = !last && (minor === 1 ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection));
+    this.stats.requests++;
+
+    const body = new BodyReader(reader, framing, this.limits, stream, head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1);
+    const host = head.headers.get("host") ?? "localhost";
+    const url = head.target.startsWith("/") ? `http://${host}${head.target}` : head.target;
+    const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
+    let request: Request;
+    let response: Response;
+    try {
+      request = new Request(url, {
+        method: head.method,
+        headers: head.headers,
+        body: hasBody ? body.toReadable() : null,
+      });
+    } catch (e) {
+      await this.#fail(stream, new HttpError(400, e instanceof Error ? e.message : "bad request"), minor);
+      return false;
+    }
+    try {
+      response = await this.handler(request, info);
+      if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
+    } catch (e) {
+      if (body.error instanceof HttpError || body.error instanceof Timeout) {
+        await this.#fail(stream, body.error, minor);
+        return false;
+      }
+      this.stats.handlerErrors++;
+      this.#count(500);
+      console.error("serve: handler failed:", e);
+      response = new Response("500 Internal Server Error\n", { status: 500 });
+      keepAlive = false;
+    }
+
+    // Whatever the handler left unread must be drained (or the connection closed)
+    // before the next pipelined request can be parsed.
+    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (await body.drain());
+    return keepAlive;
+  }
+
+  /** Writes the status line, headers and body; returns false if the connection must close. */
+  async #writeResponse(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean): Promise<boolean> {
+    const minor = head.minorVersion;
+    const status = response.status;
+    const headers = response.headers;
+    const source = Body.source(response);
+    const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+    let bytes: Uint8Array | null = null;
+    let chunked = false;
+    let extra = "";
+    if (source.kind === "text") bytes = encoder.encode(source.text);
+    else if (source.kind === "bytes") bytes = source.bytes;
+    if (source.kind === "stream") {
+      if (headers.has("content-length")) {
+        // the handler promised a length: trust but verify while streaming
+      } else if (minor === 1) {
+        chunked = true;
+        extra += "transfer-encoding: chunked\r\n";
+      } else {
+        keepAlive = false; // HTTP/1.0: the body ends when the connection does
+      }
+    } else if (!headers.has("content-length") && status !== 204 && status !== 304) {
+      extra += `content-length: ${bytes ? bytes.length : 0}\r\n`;
+    }
+    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
+    if (!keepAlive) extra += "connection: close\r\n";
+    else if (minor === 0) extra += "connection: keep-alive\r\n";
+    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${Headers.wireLines(headers)}${extra}\r\n`;
+    const headBytes = encoder.encode(headText);
+
+    if (noBody || source.kind === "none") {
+      if (source.kind === "stream") await source.stream.cancel().catch(() => undefined);
+      await stream.write(headBytes);
+      return keepAlive;
+    }
+    if (bytes) {
+      // one write for head and body: one segment for small responses
+      if (bytes.length <= 16 * 1024) {
+        const all = new Uint8Array(headBytes.length + bytes.length);
+        all.set(headBytes, 0);
+        all.set(bytes, headBytes.length);
+        await stream.write(all);
+      } else {
+        await stream.write(headBytes);
+        await stream.write(bytes);
+      }
+      return keepAlive;
+    }
+    // streaming body
+    await stream.write(headBytes);
+    const declared = headers.get("content-length");
+    let sent = 0;
+    try {
+      for await (const chunk of (source as { stream: ReadableStream<Uint8Array> }).stream) {
+        if (!(chunk instanceof Uint8Array)) throw new TypeError("response body streams must yield Uint8Array chunks");
+        if (chunk.length === 0) continue;
+        sent += chunk.length;
+        if (chunked) {
+          const size = encoder.encode(chunk.length.toString(16) + "\r\n");
+          const framed = new Uint8Array(size.length + chunk.length + 2);
+          framed.set(size, 0);
+          framed.set(chunk, size.length);
+          framed[framed.length - 2] = 13;
+          framed[framed.length - 1] = 10;
+          await stream.write(framed);
+        } else {
+          await stream.write(chunk);
+        }
+      }
+    } catch (e) {
+      // The head is already out: the only honest signal left is to cut the connection.
+      console.error("serve: response body stream failed:", e);
+      return false;
+    }
+    if (chunked) await stream.write(encoder.encode("0\r\n\r\n"));
+    if (declared !== null && Number(declared) !== sent) return false;
+    return keepAlive;
+  }
+}
+
+/** Streams one request body out of the connection buffer, de-chunking as needed. */
+class BodyReader {
+  #remaining: number; // bytes left in the current chunk or the whole body
+  #done: boolean;
+  #received = 0;
+  #continueSent = false;
+  error: unknown = null;
+
+  constructor(
+    private readonly reader: Reader,
+    private readonly framing: BodyFraming,
+    private readonly limits: ServerLimits,
+    private readonly stream: ByteStream,
+    private readonly expectContinue: boolean,
+  ) {
+    this.#remaining = framing.kind === "length" ? framing.length : 0;
+    this.#done = framing.kind === "none";
+  }
+
+  toReadable(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        try {
+          const chunk = await this.next();
+          if (chunk) controller.enqueue(chunk);
+          else controller.close();
+        } catch (e) {
+          this.error = e;
+          controller.error(e);
+        }
+      },
+    });
+  }
+
+  async #fill(): Promise<void> {
+    if (this.expectContinue && !this.#continueSent) {
+      this.#continueSent = true;
+      await this.stream.write(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    }
+    if (!(await this.reader.fill(this.limits.bodyTimeoutMs))) throw new HttpError(400, "connection closed in the middle of a request body");
+  }
+
+  /** The next piece of the body, or null at its end. */
+  async next(): Promise<Uint8Array | null> {
+    if (this.#done) return null;
+    const r = this.reader;
+    if (this.framing.kind === "length") {
+      if (r.available === 0) await this.#fill();
+      const piece = r.take(this.#remaining);
+      this.#remaining -= piece.length;
+      if (this.#remaining === 0) this.#done = true;
+      return piece;
+    }
+    // chunked (RFC 9112 §7.1)
+    if (this.#remaining === 0) {
+      const size = await this.#line();
+      const m = /^([0-9A-Fa-f]{1,8})(;.*)?$/.exec(size);
+      if (!m) throw new HttpError(400, "malformed chunk size");
+      this.#remaining = parseInt(m[1]!, 16);
+      if (this.#remaining === 0) {
+        // trailer section: lines until an empty one
+        for (let n = 0; ; n++) {
+          if ((await this.#line()) === "") break;
+          if (n > this.limits.maxHeaderCount) throw new HttpError(431, "too many trailer fields");
+        }
+        this.#done = true;
+        return null;
+      }
+      this.#received += this.#remaining;
+      if (this.#received > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
+    }
+    if (r.available === 0) await this.#fill();
+    const piece = r.take(this.#remaining);
+    this.#remaining -= piece.length;
+    if (this.#remaining === 0) {
+      if ((await this.#line()) !== "") throw new HttpError(400, "chunk not followed by CRLF");
+    }
+    return piece;
+  }
+
+  async #line(): Promise<string> {
+    const r = this.reader;
+    for (;;) {
+      const lf = r.buf.subarray(r.start, r.end).indexOf(10);
+      if (lf >= 0) {
+        let end = r.start + lf;
+        const lineEnd = end + 1;
+        if (end > r.start && r.buf[end - 1] === 13) end--;
+        let s = "";
+        for (let i = r.start; i < end; i++) s += String.fromCharCode(r.buf[i]!);
+        r.start = lineEnd;
+        return s;
+      }
+      if (r.available > 4096) throw new HttpError(400, "chunk line too long");
+      await this.#fill();
+    }
+  }
+
+  /** Consumes what the handler did not read, up to a limit; false if the connection must close. */
+  async drain(): Promise<boolean> {
+    if (this.error) return false;
+    let drained = 0;
+    try {
+      for (;;) {
+        if (this.expectContinue && !this.#continueSent) return false; // never asked for it: don't wait
+        const piece = await this.next();
+        if (!piece) return true;
+        drained += piece.length;
+        if (drained > 1024 * 1024) return false;
+      }
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Joins byte chunks (re-exported for handlers that collect bodies). */
+export { concatChunks };

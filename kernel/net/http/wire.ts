@@ -1,0 +1,134 @@
+/**
+ * HTTP/1.1 message syntax (RFC 9112): the request head parser and the response head
+ * writer. Pure functions over bytes and strings, shared by the server and its tests.
+ */
+import { Headers } from "../../web/headers.ts";
+
+/** A parse failure that maps to a status code (400, 414, 431, 501, 505). */
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export interface RequestHead {
+  method: string;
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 */
+  minorVersion: number;
+  headers: Headers;
+  /** total bytes of the head including the final CRLFCRLF */
+  length: number;
+}
+
+export interface HeadLimits {
+  maxRequestLineBytes: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const TARGET = /^[\x21-\x7e]+$/;
+
+/** Finds the end of the head (index just past CRLFCRLF, or LF LF) or -1. */
+export function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
+  for (let i = Math.max(from, 0); i < end; i++) {
+    if (buf[i] !== 10) continue;
+    if (i + 1 < end && buf[i + 1] === 10) return i + 2;
+    if (i + 2 < end && buf[i + 1] === 13 && buf[i + 2] === 10) return i + 3;
+  }
+  return -1;
+}
+
+export function latin1(buf: Uint8Array, start: number, end: number): string {
+  let s = "";
+  for (let i = start; i < end; i += 4096) {
+    s += String.fromCharCode.apply(null, buf.subarray(i, Math.min(end, i + 4096)) as unknown as number[]);
+  }
+  return s;
+}
+
+/**
+ * Parses a request head from buf[start, end) that ends at headEnd (from findHeadEnd).
+ * Leading empty lines are ignored (RFC 9112 §2.2).
+ */
+export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+  const text = latin1(buf, start, headEnd);
+  const lines = text.split(/\r?\n/);
+  let i = 0;
+  while (i < lines.length && lines[i] === "") i++;
+  const requestLine = lines[i++] ?? "";
+  if (requestLine.length > limits.maxRequestLineBytes) throw new HttpError(414, "request line too long");
+  const parts = requestLine.split(" ");
+  if (parts.length !== 3) throw new HttpError(400, "malformed request line");
+  const [method, target, version] = parts as [string, string, string];
+  if (!TOKEN.test(method)) throw new HttpError(400, "malformed method");
+  if (!TARGET.test(target)) throw new HttpError(400, "malformed request target");
+  const v = /^HTTP\/1\.([01])$/.exec(version);
+  if (!v) {
+    if (/^HTTP\/\d\.\d$/.test(version)) throw new HttpError(505, "HTTP version not supported");
+    throw new HttpError(400, "malformed HTTP version");
+  }
+  const headers = new Headers();
+  let count = 0;
+  for (; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line === "") continue;
+    if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) throw new HttpError(400, "obsolete header line folding");
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new HttpError(400, "malformed header line");
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) throw new HttpError(400, "malformed header name");
+    const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, "");
+    if (/[\0\r\n]/.test(value)) throw new HttpError(400, "malformed header value");
+    if (++count > limits.maxHeaderCount) throw new HttpError(431, "too many header fields");
+    Headers.appendRaw(headers, name.toLowerCase(), value);
+  }
+  return { method, target, minorVersion: Number(v[1]), headers, length: headEnd - start };
+}
+
+export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
+
+/** How the request body is delimited (RFC 9112 §6.3); rejects ambiguous framing. */
+export function requestFraming(head: RequestHead): BodyFraming {
+  const te = head.headers.get("transfer-encoding");
+  const cl = head.headers.get("content-length");
+  if (te !== null) {
+    if (cl !== null) throw new HttpError(400, "both Transfer-Encoding and Content-Length");
+    if (head.minorVersion === 0) throw new HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");
+    const codings = te.toLowerCase().split(",").map((s) => s.trim());
+    if (codings[codings.length - 1] !== "chunked") throw new HttpError(400, "the final transfer coding is not chunked");
+    if (codings.length > 1) throw new HttpError(501, `unsupported transfer coding ${te}`);
+    return { kind: "chunked" };
+  }
+  if (cl !== null) {
+    // Repeated identical values (a list) are allowed; anything else is an attack vector.
+    const values = cl.split(",").map((s) => s.trim());
+    if (!values.every((s) => /^\d{1,15}$/.test(s)) || values.some((s) => s !== values[0])) {
+      throw new HttpError(400, "malformed Content-Length");
+    }
+    const length = Number(values[0]);
+    return length === 0 ? { kind: "none" } : { kind: "length", length };
+  }
+  return { kind: "none" };
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** RFC 9110 §5.6.7 IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
+export function httpDate(ms: number): string {
+  const d = new Date(ms);
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return `${DAYS[d.getUTCDay()]}, ${p2(d.getUTCDate())} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ` +
+    `${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())} GMT`;
+}
+
+/** Parses IMF-fixdate (and the obsolete RFC 850 / asctime forms via Date.parse); NaN if bad. */
+export function parseHttpDate(text: string): number {
+  const m = /^[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/.exec(text.trim());
+  if (!m) return Date.parse(text);
+  const month = MONTHS.indexOf(m[2]!);
+  if (month < 0) return NaN;
+  return Date.UTC(Number(m[3]), month, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6]));
+}

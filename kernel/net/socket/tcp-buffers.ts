@@ -1,0 +1,114 @@
+/**
+ * Bounded byte storage for TCP: a ring buffer (send and receive queues) and the
+ * out-of-order segment queue with a byte limit (RFC 9293 §3.10.7.4: segments beyond
+ * RCV.NXT may be held for later processing).
+ */
+import { seqAdd, seqDiff, seqGt, seqLe } from "./tcp-seq.ts";
+
+/** A fixed-capacity FIFO of bytes; data is copied in once and out once. */
+export class ByteRing {
+  readonly data: Uint8Array;
+  /** Index of the first stored byte. */
+  private head = 0;
+  /** Number of stored bytes. */
+  length = 0;
+
+  constructor(capacity: number) {
+    this.data = new Uint8Array(capacity);
+  }
+
+  get capacity(): number { return this.data.length; }
+  get free(): number { return this.data.length - this.length; }
+
+  /** Appends up to `count` bytes of source[offset…]; returns how many fit. */
+  write(source: Uint8Array, offset: number, count: number): number {
+    const n = Math.min(count, this.free);
+    if (n <= 0) return 0;
+    const capacity = this.data.length;
+    const tail = (this.head + this.length) % capacity;
+    const first = Math.min(n, capacity - tail);
+    this.data.set(source.subarray(offset, offset + first), tail);
+    if (n > first) this.data.set(source.subarray(offset + first, offset + n), 0);
+    this.length += n;
+    return n;
+  }
+
+  /** Copies `count` stored bytes starting `from` bytes after the head into target[targetOffset…]. */
+  copyOut(from: number, count: number, target: Uint8Array, targetOffset: number): void {
+    const capacity = this.data.length;
+    const start = (this.head + from) % capacity;
+    const first = Math.min(count, capacity - start);
+    target.set(this.data.subarray(start, start + first), targetOffset);
+    if (count > first) target.set(this.data.subarray(0, count - first), targetOffset + first);
+  }
+
+  /** Drops `count` bytes from the head. */
+  consume(count: number): void {
+    this.head = (this.head + count) % this.data.length;
+    this.length -= count;
+    if (this.length === 0) this.head = 0;
+  }
+}
+
+interface HeldSegment {
+  sequence: number;
+  data: Uint8Array;
+}
+
+/** Out-of-order data held until the hole before it fills; bounded by `limit` bytes. */
+export class OutOfOrderQueue {
+  private readonly segments: HeldSegment[] = [];
+  /** Bytes currently held. */
+  bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  get isEmpty(): boolean { return this.segments.length === 0; }
+
+  /**
+   * Holds a copy of `payload` (sequence `sequence`); returns false when it was dropped
+   * because the byte limit is reached (the sender retransmits it).
+   */
+  insert(sequence: number, payload: Uint8Array): boolean {
+    if (payload.length === 0) return true;
+    const end = seqAdd(sequence, payload.length);
+    let index = 0;
+    while (index < this.segments.length && seqLe(this.segments[index]!.sequence, sequence)) {
+      const held = this.segments[index]!;
+      // Fully covered by what is held already: a duplicate.
+      if (seqLe(end, seqAdd(held.sequence, held.data.length))) return true;
+      index++;
+    }
+    if (this.bytes + payload.length > this.limit) return false;
+    this.segments.splice(index, 0, { sequence, data: payload.slice() });
+    this.bytes += payload.length;
+    return true;
+  }
+
+  /**
+   * Moves every byte that now continues `receiveNext` into `ring`; returns the new
+   * receive-next. Held bytes already below it are discarded.
+   */
+  drainInto(receiveNext: number, ring: ByteRing | null): number {
+    while (this.segments.length > 0) {
+      const held = this.segments[0]!;
+      if (seqGt(held.sequence, receiveNext)) break;
+      const skip = seqDiff(receiveNext, held.sequence);
+      const useful = held.data.length - skip;
+      if (useful > 0) {
+        const written = ring === null ? useful : ring.write(held.data, skip, useful);
+        receiveNext = seqAdd(receiveNext, written);
+        if (written < useful) break; // no room: keep the rest (cannot happen within our window)
+      }
+      this.segments.shift();
+      this.bytes -= held.data.length;
+    }
+    return receiveNext;
+  }
+
+  /** Forgets everything (connection reset). */
+  clear(): void {
+    this.segments.length = 0;
+    this.bytes = 0;
+  }
+}

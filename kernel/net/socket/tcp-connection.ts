@@ -1,0 +1,1073 @@
+/**
+ * One TCP connection: the RFC 9293 state machine (§3.3.2, event processing §3.10), with
+ * RFC 5961 RST/SYN/ACK validation, RFC 7323 window scaling, timestamps and PAWS, RFC 6298
+ * retransmission timing, RFC 5681/6582 fast retransmit and NewReno recovery (through a
+ * pluggable CongestionController), delayed ACKs, Nagle, keep-alive and zero-window probing.
+ *
+ * No timers: the owning TcpStack calls `input()` for each segment and `poll(now)` when
+ * `deadline` has passed; everything the connection sends goes out through IpSender.
+ */
+import { PROTOCOL_TCP } from "../ip.ts";
+import {
+  fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
+  tcpHeaderLengthFor, writeTcpHeader,
+} from "../wire/tcp.ts";
+import { ByteRing, OutOfOrderQueue } from "./tcp-buffers.ts";
+import type { TcpConfig, TcpCounters } from "./tcp-config.ts";
+import { TcpError } from "./tcp-config.ts";
+import type { CongestionController } from "./tcp-congestion.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./tcp-seq.ts";
+import type { IpSender } from "../ip.ts";
+
+/** RFC 9293 §3.3.2 connection states (LISTEN lives in TcpStack's listeners). */
+export enum TcpState {
+  Closed = "CLOSED",
+  SynSent = "SYN-SENT",
+  SynReceived = "SYN-RECEIVED",
+  Established = "ESTABLISHED",
+  FinWait1 = "FIN-WAIT-1",
+  FinWait2 = "FIN-WAIT-2",
+  CloseWait = "CLOSE-WAIT",
+  Closing = "CLOSING",
+  LastAck = "LAST-ACK",
+  TimeWait = "TIME-WAIT",
+}
+
+/** What the stack provides to its connections. */
+export interface TcpConnectionHost {
+  readonly config: TcpConfig;
+  readonly ip: IpSender;
+  readonly counters: TcpCounters;
+  /** RFC 5961 §7: true when one more challenge ACK fits this second's budget. */
+  allowChallengeAck(now: number): boolean;
+  /** Schedules output for this connection at the next poll. */
+  markDirty(connection: TcpConnection): void;
+  /** A passive connection completed its handshake; false when the accept queue is full. */
+  completeHandshake(connection: TcpConnection): boolean;
+  /** The connection reached CLOSED: forget it. */
+  release(connection: TcpConnection): void;
+}
+
+/** Callbacks the app-facing layer installs; called from inside input()/poll(). */
+export interface TcpConnectionEvents {
+  onEstablished(): void;
+  /** Data or EOF can be read. */
+  onReadable(): void;
+  /** Send-buffer space became free. */
+  onWritable(): void;
+  /** The connection reached CLOSED; `error` is null after an orderly close. */
+  onClosed(error: TcpError | null): void;
+}
+
+const MAX_WINDOW_SHIFT = 14;
+
+/** A TCP connection (transmission control block, RFC 9293 §3.3.1). */
+export class TcpConnection {
+  state = TcpState.Closed;
+  events: TcpConnectionEvents | null = null;
+  /** Set when the connection failed (reset, timeout, refused). */
+  error: TcpError | null = null;
+  /** True for connections created by a listener (passive open). */
+  readonly passive: boolean;
+
+  // Send sequence space (RFC 9293 §3.3.1).
+  initialSendSequence = 0;
+  sendUnacknowledged = 0;
+  sendNext = 0;
+  /** Highest sequence sent so far (sendNext goes back to sendUnacknowledged on timeout). */
+  sendMax = 0;
+  /** Peer's window in bytes (already scaled). */
+  sendWindow = 0;
+  private sendWindowUpdateSequence = 0;
+  private sendWindowUpdateAck = 0;
+  /** Largest window the peer ever offered (RFC 5961 §5.2 MAX.SND.WND; sender SWS). */
+  maxSendWindow = 0;
+  /** Payload bytes per segment we send (peer MSS, minus our fixed options). */
+  maxSegment = 536;
+  /** Sequence number of the first byte in the send buffer. */
+  private sendBufferSequence = 0;
+  private sendBuffer: ByteRing | null = null;
+  /** close()/end() was called: a FIN follows the buffered data. */
+  private finQueued = false;
+
+  // Receive sequence space.
+  initialReceiveSequence = 0;
+  receiveNext = 0;
+  /** Right edge of the window we last advertised (RCV.NXT + RCV.WND). */
+  private receiveWindowEdge = 0;
+  private receiveBuffer: ByteRing | null = null;
+  private readonly outOfOrder: OutOfOrderQueue;
+  /** Sequence of a FIN that arrived beyond a hole (-1: none). */
+  private pendingFinSequence = -1;
+  /** The peer's FIN was received in order: reads end with EOF after the buffered data. */
+  finReceived = false;
+  /** close() (not end()): received data is discarded, the connection is orphaned. */
+  private discardReceived = false;
+
+  // Options (RFC 7323, RFC 9293 §3.7.1).
+  /** Our window shift (what we offered); 0 when scaling was not agreed. */
+  receiveWindowShift = 0;
+  /** Peer's window shift. */
+  sendWindowShift = 0;
+  timestampsEnabled = false;
+  private timestampRecent = 0;
+  private timestampOffset = 0;
+  private lastAckSent = 0;
+  private peerMaxSegment = 536;
+  /** The peer offered SACK (RFC 2018); recorded for diagnostics, SACK itself is not used. */
+  peerSackPermitted = false;
+  /** Both SYNs carried the window-scale option (RFC 7323 §2.2). */
+  private windowScalingAgreed = false;
+
+  // Retransmission (RFC 6298).
+  retransmitTimeout: number;
+  smoothedRoundTrip = -1;
+  roundTripVariance = 0;
+  private retransmitDeadline = Infinity;
+  private retransmitCount = 0;
+  /** Karn: timed segment (no timestamps) — sequence it ends at and its send time. */
+  private timedSequence = 0;
+  private timedAt = -1;
+
+  // Loss recovery (RFC 5681 §3.2, RFC 6582).
+  readonly congestion: CongestionController;
+  private duplicateAcks = 0;
+  private inRecovery = false;
+  private recoverSequence = 0;
+
+  // ACK generation.
+  private ackNow = false;
+  private delayedAckDeadline = Infinity;
+  private bytesSinceAck = 0;
+
+  // Persist (zero window) and keep-alive.
+  private persistDeadline = Infinity;
+  private persistBackoff = 0;
+  keepAliveEnabled = false;
+  keepAliveIdle: number;
+  keepAliveInterval: number;
+  keepAliveProbes: number;
+  private keepAliveDeadline = Infinity;
+  private keepAliveProbesSent = 0;
+  /** Nagle's algorithm off (RFC 9293 §3.7.4). */
+  noDelay = false;
+
+  // TIME-WAIT / FIN-WAIT-2 / misc.
+  private closeDeadline = Infinity;
+  /** Sequence of our FIN once it is queued (valid when finQueued). */
+  private finSequence = 0;
+
+  // One header record and one fill callback per connection: no per-segment allocation.
+  private readonly header: TcpHeaderFields;
+  private fillSource: ByteRing | null = null;
+  private fillDataOffset = 0;
+  private fillDataLength = 0;
+  private readonly fill: (segment: Uint8Array) => void;
+
+  constructor(
+    private readonly host: TcpConnectionHost,
+    readonly localAddress: number,
+    readonly localPort: number,
+    readonly remoteAddress: number,
+    readonly remotePort: number,
+    passive: boolean,
+  ) {
+    this.passive = passive;
+    const config = host.config;
+    this.retransmitTimeout = config.initialRetransmitTimeout;
+    this.outOfOrder = new OutOfOrderQueue(config.outOfOrderLimit);
+    this.keepAliveIdle = config.keepAliveIdle;
+    this.keepAliveInterval = config.keepAliveInterval;
+    this.keepAliveProbes = config.keepAliveProbes;
+    this.header = {
+      sourcePort: localPort, destinationPort: remotePort, sequence: 0, acknowledgment: 0, flags: 0, window: 0,
+      maxSegmentSize: -1, windowScale: -1, sackPermitted: false, hasTimestamps: false, timestampValue: 0, timestampEcho: 0,
+    };
+    this.fill = (segment) => this.fillSegment(segment);
+    this.congestion = config.congestionControl(this.localMaxSegment());
+    if (config.windowScaling) {
+      let shift = 0;
+      while (shift < MAX_WINDOW_SHIFT && config.receiveBufferSize >> shift > 0xffff) shift++;
+      this.receiveWindowShift = shift;
+    }
+  }
+
+  /** Earliest time this connection needs poll() (Infinity: none). */
+  get deadline(): number {
+    return Math.min(this.retransmitDeadline, this.delayedAckDeadline, this.persistDeadline, this.keepAliveDeadline, this.closeDeadline);
+  }
+
+  /** Bytes that can be read now. */
+  get readableLength(): number { return this.receiveBuffer === null ? 0 : this.receiveBuffer.length; }
+  /** Free space in the send buffer. */
+  get writableLength(): number {
+    if (!this.canSend) return 0;
+    return this.sendBuffer === null ? this.host.config.sendBufferSize : this.sendBuffer.free;
+  }
+  /** Bytes written but not yet acknowledged. */
+  get unacknowledgedLength(): number { return this.sendBuffer === null ? 0 : this.sendBuffer.length; }
+  /** True while the app may still write. */
+  get canSend(): boolean {
+    return !this.finQueued && (this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+      this.state === TcpState.SynSent || this.state === TcpState.SynReceived);
+  }
+  /** True when the peer's FIN has been read past: read() would return EOF. */
+  get atEndOfStream(): boolean {
+    return (this.finReceived || this.state === TcpState.Closed) && this.readableLength === 0;
+  }
+
+  // ─── Opening ──────────────────────────────────────────────────────────────────────────
+
+  /** Active open (RFC 9293 §3.10.1): sends the SYN at the next poll. */
+  openActive(initialSequence: number, timestampOffset: number, now: number): void {
+    this.initialSendSequence = initialSequence;
+    this.sendUnacknowledged = initialSequence;
+    this.sendNext = initialSequence;
+    this.sendMax = initialSequence;
+    this.sendBufferSequence = seqAdd(initialSequence, 1);
+    this.recoverSequence = initialSequence;
+    this.timestampOffset = timestampOffset;
+    this.windowScalingAgreed = this.host.config.windowScaling; // tentatively: the SYN offers it
+    this.timestampsEnabled = this.host.config.timestamps; // tentatively: the SYN offers them
+    this.state = TcpState.SynSent;
+    this.allocateBuffers();
+    this.output(now);
+  }
+
+  /** Passive open from a listener's SYN (RFC 9293 §3.10.7.2): answers with SYN-ACK. */
+  openPassive(initialSequence: number, timestampOffset: number, synSequence: number, window: number, options: TcpOptions, now: number): void {
+    this.initialSendSequence = initialSequence;
+    this.sendUnacknowledged = initialSequence;
+    this.sendNext = initialSequence;
+    this.sendMax = initialSequence;
+    this.sendBufferSequence = seqAdd(initialSequence, 1);
+    this.recoverSequence = initialSequence;
+    this.timestampOffset = timestampOffset;
+    this.initialReceiveSequence = synSequence;
+    this.receiveNext = seqAdd(synSequence, 1);
+    this.receiveWindowEdge = this.receiveNext;
+    this.negotiateOptions(options);
+    this.sendWindow = window; // RFC 7323 §2.2: the window in a SYN is never scaled
+    this.sendWindowUpdateSequence = synSequence;
+    this.maxSendWindow = window;
+    if (this.timestampsEnabled) this.timestampRecent = options.timestampValue;
+    this.state = TcpState.SynReceived;
+    this.output(now);
+  }
+
+  private negotiateOptions(options: TcpOptions): void {
+    const config = this.host.config;
+    this.peerMaxSegment = options.maxSegmentSize > 0 ? options.maxSegmentSize : 536; // RFC 9293 §3.7.1
+    this.windowScalingAgreed = config.windowScaling && options.windowScale >= 0;
+    if (this.windowScalingAgreed) {
+      this.sendWindowShift = options.windowScale;
+    } else {
+      this.sendWindowShift = 0;
+      this.receiveWindowShift = 0;
+    }
+    this.timestampsEnabled = config.timestamps && options.hasTimestamps;
+    this.peerSackPermitted = options.sackPermitted;
+    const optionBytes = this.timestampsEnabled ? 12 : 0;
+    this.maxSegment = Math.max(64, Math.min(this.peerMaxSegment, this.localMaxSegment()) - optionBytes);
+  }
+
+  private localMaxSegment(): number {
+    return Math.max(64, this.host.ip.maxSegment - 20);
+  }
+
+  private allocateBuffers(): void {
+    if (this.sendBuffer === null) this.sendBuffer = new ByteRing(this.host.config.sendBufferSize);
+    if (this.receiveBuffer === null) this.receiveBuffer = new ByteRing(this.host.config.receiveBufferSize);
+  }
+
+  // ─── App calls ────────────────────────────────────────────────────────────────────────
+
+  /** Queues bytes for sending; returns how many fit in the send buffer (0 when full or closed). */
+  write(data: Uint8Array, offset = 0, length = data.length - offset): number {
+    if (!this.canSend) return 0;
+    this.allocateBuffers();
+    const n = this.sendBuffer!.write(data, offset, length);
+    if (n > 0) this.host.markDirty(this);
+    return n;
+  }
+
+  /** Copies up to `max` received bytes out (empty array when none; see atEndOfStream). */
+  read(max = Infinity): Uint8Array {
+    const ring = this.receiveBuffer;
+    if (ring === null || ring.length === 0) return new Uint8Array(0);
+    const n = Math.min(max, ring.length);
+    const out = new Uint8Array(n);
+    ring.copyOut(0, n, out, 0);
+    ring.consume(n);
+    this.maybeWindowUpdate();
+    return out;
+  }
+
+  /** Sends FIN after the buffered data (RFC 9293 §3.10.4); reading continues (half-close). */
+  shutdownSend(): void {
+    if (this.finQueued) return;
+    switch (this.state) {
+      case TcpState.SynSent:
+        this.terminate(null);
+        return;
+      case TcpState.SynReceived:
+      case TcpState.Established:
+      case TcpState.CloseWait:
+        this.finQueued = true;
+        this.finSequence = seqAdd(this.sendBufferSequence, this.unacknowledgedLength);
+        this.host.markDirty(this);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Full close: FIN, and received data is discarded from now on (orphaned connection). */
+  close(): void {
+    this.discardReceived = true;
+    if (this.receiveBuffer !== null && this.receiveBuffer.length > 0) {
+      this.receiveBuffer.consume(this.receiveBuffer.length);
+      this.maybeWindowUpdate();
+    }
+    this.shutdownSend();
+  }
+
+  /** Sends RST and forgets the connection (RFC 9293 §3.10.5 ABORT). */
+  abort(now: number): void {
+    if (this.state === TcpState.Closed) return;
+    if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait) {
+      this.transmit(this.sendMax, TCP_RST | TCP_ACK, null, 0, 0, now);
+    }
+    this.terminate(new TcpError("ECONNABORTED", "connection aborted locally"));
+  }
+
+  /** Enables or disables keep-alive (RFC 9293 §3.8.4); times in ms (defaults from config). */
+  setKeepAlive(enabled: boolean, now: number, idle = this.keepAliveIdle, interval = this.keepAliveInterval, probes = this.keepAliveProbes): void {
+    this.keepAliveEnabled = enabled;
+    this.keepAliveIdle = idle;
+    this.keepAliveInterval = interval;
+    this.keepAliveProbes = probes;
+    this.keepAliveProbesSent = 0;
+    this.keepAliveDeadline = enabled && this.state === TcpState.Established ? now + idle : Infinity;
+  }
+
+  private maybeWindowUpdate(): void {
+    if (this.state === TcpState.Closed || this.state === TcpState.SynSent) return;
+    const advertised = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    if (this.freeReceiveSpace() - advertised >= this.windowUpdateThreshold()) {
+      this.ackNow = true;
+      this.host.markDirty(this);
+    }
+  }
+
+  // ─── Input (RFC 9293 §3.10.7) ────────────────────────────────────────────────────────
+
+  /**
+   * Processes one segment for this connection. `payload` is a view valid only during the
+   * call; `window` is the raw 16-bit field; `options` were parsed by the stack.
+   */
+  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, payload: Uint8Array, now: number): void {
+    if (this.state === TcpState.SynSent) {
+      this.inputSynSent(sequence, acknowledgment, flags, window, options, now);
+      return;
+    }
+    const isRst = (flags & TCP_RST) !== 0;
+    let isSyn = (flags & TCP_SYN) !== 0;
+    const isFin = (flags & TCP_FIN) !== 0;
+
+    if (this.state === TcpState.SynReceived && isSyn && !isRst && sequence === this.initialReceiveSequence) {
+      if ((flags & TCP_ACK) === 0) {
+        // A retransmitted SYN: our SYN-ACK was lost; send it again.
+        this.sendNext = this.sendUnacknowledged;
+        this.output(now);
+        return;
+      }
+      // Simultaneous open: the peer's SYN-ACK repeats its SYN; only its ACK is news.
+      isSyn = false;
+      sequence = this.receiveNext;
+    }
+
+    // RFC 7323 §5.3 PAWS: drop old duplicates whose timestamp went backwards.
+    if (this.timestampsEnabled && options.hasTimestamps && !isRst && seqLt(options.timestampValue, this.timestampRecent)) {
+      this.host.counters.droppedPaws++;
+      this.sendAckNow(now);
+      return;
+    }
+
+    // §3.10.7.4 first: sequence number check.
+    const segmentLength = payload.length + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
+    const receiveWindow = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    let acceptable: boolean;
+    let zeroWindowProbe = false;
+    if (segmentLength === 0) {
+      acceptable = receiveWindow === 0
+        ? sequence === this.receiveNext
+        : seqLe(this.receiveNext, sequence) && seqLt(sequence, seqAdd(this.receiveNext, receiveWindow));
+    } else if (receiveWindow === 0) {
+      // Only ACK/RST information is taken from a segment into a zero window.
+      acceptable = sequence === this.receiveNext;
+      zeroWindowProbe = acceptable;
+    } else {
+      const windowEnd = seqAdd(this.receiveNext, receiveWindow);
+      const last = seqAdd(sequence, segmentLength - 1);
+      acceptable = (seqLe(this.receiveNext, sequence) && seqLt(sequence, windowEnd)) ||
+        (seqLe(this.receiveNext, last) && seqLt(last, windowEnd));
+    }
+    if (!acceptable) {
+      this.host.counters.droppedOutOfWindow++;
+      if (isFin && this.state === TcpState.TimeWait) this.closeDeadline = now + this.host.config.timeWaitDuration;
+      if (!isRst) this.sendAckNow(now);
+      return;
+    }
+
+    // Second: RST (RFC 5961 §3.2): exact match resets, otherwise a challenge ACK.
+    if (isRst) {
+      if (sequence !== this.receiveNext) {
+        this.sendChallengeAck(now);
+        return;
+      }
+      this.host.counters.resetsReceived++;
+      if (this.state === TcpState.SynReceived && this.passive) {
+        this.terminate(null); // back to LISTEN: the listener simply forgets it
+      } else if (this.state === TcpState.Closing || this.state === TcpState.LastAck || this.state === TcpState.TimeWait) {
+        this.terminate(null);
+      } else {
+        this.terminate(new TcpError(this.state === TcpState.SynReceived ? "ECONNREFUSED" : "ECONNRESET", "connection reset by peer"));
+      }
+      return;
+    }
+
+    // Fourth: SYN in a synchronized state (RFC 5961 §4): challenge ACK.
+    if (isSyn) {
+      if (this.state === TcpState.TimeWait) {
+        // Retransmitted/duplicate SYN into TIME-WAIT: just re-ACK (RFC 9293 §3.10.7.4).
+        this.sendAckNow(now);
+        return;
+      }
+      this.sendChallengeAck(now);
+      return;
+    }
+
+    // Fifth: ACK field.
+    if ((flags & TCP_ACK) === 0) return;
+
+    this.keepAliveProbesSent = 0;
+    if (this.keepAliveEnabled && this.state === TcpState.Established) this.keepAliveDeadline = now + this.keepAliveIdle;
+
+    // RFC 7323 §4.3: update TS.Recent when the segment covers Last.ACK.sent.
+    if (this.timestampsEnabled && options.hasTimestamps && seqLe(sequence, this.lastAckSent) &&
+        seqLe(this.lastAckSent, seqAdd(sequence, segmentLength))) {
+      this.timestampRecent = options.timestampValue;
+    }
+
+    if (this.state === TcpState.SynReceived) {
+      if (!(seqLt(this.sendUnacknowledged, acknowledgment) && seqLe(acknowledgment, this.sendMax))) {
+        this.sendReset(acknowledgment, 0, false, now);
+        return;
+      }
+      if (this.passive && !this.host.completeHandshake(this)) {
+        this.host.counters.droppedListenOverflow++;
+        return; // accept queue full: ignore the ACK; the peer retransmits (Linux does the same)
+      }
+      this.allocateBuffers();
+      this.state = TcpState.Established;
+      this.sendWindow = window << this.sendWindowShift;
+      this.maxSendWindow = Math.max(this.maxSendWindow, this.sendWindow);
+      this.sendWindowUpdateSequence = sequence;
+      this.sendWindowUpdateAck = acknowledgment;
+      if (this.keepAliveEnabled) this.keepAliveDeadline = now + this.keepAliveIdle;
+      this.events?.onEstablished();
+    }
+
+    if (!this.processAck(sequence, acknowledgment, window, segmentLength === 0, options, now)) return;
+    if (this.state === TcpState.Closed) return;
+
+    // Seventh: segment text (ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2).
+    if (zeroWindowProbe) {
+      this.host.counters.droppedOutOfWindow++;
+      this.sendAckNow(now);
+      return;
+    }
+    const receiving = this.state === TcpState.Established || this.state === TcpState.FinWait1 || this.state === TcpState.FinWait2;
+    let dataEnd = seqAdd(sequence, payload.length);
+    if (receiving && payload.length > 0) {
+      this.receiveText(sequence, payload, now);
+    } else if (payload.length > 0) {
+      dataEnd = sequence; // after the peer's FIN nothing more is accepted
+    }
+
+    // Eighth: FIN (only once everything before it arrived).
+    if (isFin && receiving) {
+      if (dataEnd === this.receiveNext) this.receiveFin(now);
+      else if (seqGt(dataEnd, this.receiveNext)) this.pendingFinSequence = dataEnd;
+    }
+    if (this.pendingFinSequence >= 0 && this.receiveNext === this.pendingFinSequence && !this.finReceived) {
+      this.pendingFinSequence = -1;
+      this.receiveFin(now);
+    }
+    this.output(now);
+  }
+
+  private inputSynSent(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, now: number): void {
+    const hasAck = (flags & TCP_ACK) !== 0;
+    // §3.10.7.3 first: ACK acceptability.
+    if (hasAck && (seqLe(acknowledgment, this.initialSendSequence) || seqGt(acknowledgment, this.sendMax))) {
+      if ((flags & TCP_RST) === 0) this.sendReset(acknowledgment, 0, false, now);
+      this.host.counters.droppedOutOfWindow++;
+      return;
+    }
+    if ((flags & TCP_RST) !== 0) {
+      if (hasAck) {
+        this.host.counters.resetsReceived++;
+        this.terminate(new TcpError("ECONNREFUSED", "connection refused"));
+      }
+      return;
+    }
+    if ((flags & TCP_SYN) === 0) return;
+    this.initialReceiveSequence = sequence;
+    this.receiveNext = seqAdd(sequence, 1);
+    this.receiveWindowEdge = this.receiveNext;
+    this.negotiateOptions(options);
+    if (this.timestampsEnabled) this.timestampRecent = options.timestampValue;
+    this.receiveWindowEdge = seqAdd(this.receiveNext, Math.min(this.freeReceiveSpace(), 0xffff)); // what our SYN offered
+    if (hasAck) {
+      this.sendUnacknowledged = acknowledgment;
+      if (seqLt(this.sendNext, acknowledgment)) this.sendNext = acknowledgment;
+      this.sendWindow = window; // RFC 7323 §2.2: never scaled in a SYN
+      this.maxSendWindow = this.sendWindow;
+      this.sendWindowUpdateSequence = sequence;
+      this.sendWindowUpdateAck = acknowledgment;
+      this.retransmitDeadline = Infinity;
+      this.retransmitCount = 0;
+      this.sampleRoundTrip(options, now);
+      this.state = TcpState.Established;
+      if (this.keepAliveEnabled) this.keepAliveDeadline = now + this.keepAliveIdle;
+      this.ackNow = true;
+      this.events?.onEstablished();
+      this.output(now);
+    } else {
+      // Simultaneous open (§3.10.7.3 fourth): SYN-RECEIVED, resend our SYN as a SYN-ACK.
+      this.sendWindow = window;
+      this.maxSendWindow = window;
+      this.sendWindowUpdateSequence = sequence;
+      this.state = TcpState.SynReceived;
+      this.sendNext = this.sendUnacknowledged;
+      this.retransmitDeadline = Infinity;
+      this.output(now);
+    }
+  }
+
+  /** Step five of §3.10.7.4; returns false when the segment must be dropped. */
+  private processAck(sequence: number, acknowledgment: number, window: number, pureAck: boolean, options: TcpOptions, now: number): boolean {
+    // RFC 5961 §5.2: an ACK too old to be plausible draws a challenge ACK.
+    if (seqLt(acknowledgment, seqAdd(this.sendUnacknowledged, -Math.max(this.maxSendWindow, 1)))) {
+      this.sendChallengeAck(now);
+      return false;
+    }
+    if (seqGt(acknowledgment, this.sendMax)) {
+      this.host.counters.droppedOutOfWindow++;
+      this.sendAckNow(now);
+      return false;
+    }
+    const scaledWindow = window << this.sendWindowShift;
+    if (seqGt(acknowledgment, this.sendUnacknowledged)) {
+      this.acknowledge(acknowledgment, options, now);
+    } else if (acknowledgment === this.sendUnacknowledged && pureAck && scaledWindow === this.sendWindow &&
+        this.sendMax !== this.sendUnacknowledged) {
+      this.duplicateAck(now);
+    }
+    // Window update (§3.10.7.4, SND.WL1/SND.WL2 rule).
+    if (seqLt(this.sendWindowUpdateSequence, sequence) ||
+        (this.sendWindowUpdateSequence === sequence && seqLe(this.sendWindowUpdateAck, acknowledgment))) {
+      const opened = this.sendWindow === 0 && scaledWindow > 0;
+      this.sendWindow = scaledWindow;
+      this.sendWindowUpdateSequence = sequence;
+      this.sendWindowUpdateAck = acknowledgment;
+      if (scaledWindow > this.maxSendWindow) this.maxSendWindow = scaledWindow;
+      if (opened) {
+        this.persistDeadline = Infinity;
+        this.persistBackoff = 0;
+      }
+    }
+    return true;
+  }
+
+  private acknowledge(acknowledgment: number, options: TcpOptions, now: number): void {
+    const acked = seqDiff(acknowledgment, this.sendUnacknowledged);
+    // Which parts are acknowledged: SYN, data, FIN.
+    const ring = this.sendBuffer;
+    if (ring !== null) {
+      const dataAcked = Math.min(Math.max(0, seqDiff(acknowledgment, this.sendBufferSequence)), ring.length);
+      if (dataAcked > 0) {
+        ring.consume(dataAcked);
+        this.sendBufferSequence = seqAdd(this.sendBufferSequence, dataAcked);
+      }
+    } else if (seqGt(acknowledgment, this.sendBufferSequence)) {
+      this.sendBufferSequence = acknowledgment;
+    }
+    this.sampleRoundTrip(options, now);
+    this.sendUnacknowledged = acknowledgment;
+    if (seqLt(this.sendNext, acknowledgment)) this.sendNext = acknowledgment;
+    this.retransmitCount = 0;
+
+    // Congestion control (RFC 6582 §3.2 step 3).
+    if (this.inRecovery) {
+      if (seqGe(acknowledgment, this.recoverSequence)) {
+        this.inRecovery = false;
+        this.congestion.onRecoveryEnd(seqDiff(this.sendMax, acknowledgment), this.maxSegment);
+      } else {
+        // Partial ACK: retransmit the next unacknowledged segment at once.
+        this.congestion.onPartialAck(acked, this.maxSegment);
+        this.retransmitFirst(now);
+      }
+    } else {
+      this.congestion.onAck(acked, this.maxSegment, now);
+    }
+    this.duplicateAcks = 0;
+
+    if (this.sendUnacknowledged === this.sendMax) {
+      this.retransmitDeadline = Infinity;
+    } else {
+      this.retransmitDeadline = now + this.retransmitTimeout;
+    }
+
+    // Our FIN acknowledged?
+    if (this.finQueued && seqGt(acknowledgment, this.finSequence)) {
+      switch (this.state) {
+        case TcpState.FinWait1:
+          this.state = TcpState.FinWait2;
+          if (this.discardReceived) this.closeDeadline = now + this.host.config.finWait2Timeout;
+          break;
+        case TcpState.Closing:
+          this.enterTimeWait(now);
+          break;
+        case TcpState.LastAck:
+          this.terminate(null);
+          return;
+        default:
+          break;
+      }
+    }
+    if (acked > 0 && this.canSend) this.events?.onWritable();
+  }
+
+  private duplicateAck(now: number): void {
+    this.duplicateAcks++;
+    if (this.inRecovery) {
+      this.congestion.onDuplicateAckInRecovery(this.maxSegment);
+      return;
+    }
+    // RFC 6582 §3.2 step 2: enter only if the ACK covers more than "recover".
+    if (this.duplicateAcks === 3 && seqGt(this.sendUnacknowledged, this.recoverSequence)) {
+      this.inRecovery = true;
+      this.recoverSequence = this.sendMax;
+      this.congestion.onFastRetransmit(seqDiff(this.sendMax, this.sendUnacknowledged), this.maxSegment);
+      this.host.counters.fastRetransmits++;
+      this.retransmitFirst(now);
+    }
+  }
+
+  /** Retransmits the segment at SND.UNA without moving SND.NXT (fast retransmit). */
+  private retransmitFirst(now: number): void {
+    const ring = this.sendBuffer;
+    if (ring === null) return;
+    const offset = seqDiff(this.sendUnacknowledged, this.sendBufferSequence);
+    if (offset < 0) return;
+    const length = Math.min(this.maxSegment, ring.length - offset);
+    const fin = this.finQueued && seqAdd(this.sendUnacknowledged, Math.max(length, 0)) === this.finSequence;
+    if (length <= 0 && !fin) return;
+    this.timedAt = -1; // Karn
+    this.host.counters.retransmissions++;
+    this.transmit(this.sendUnacknowledged, TCP_ACK | (fin ? TCP_FIN : 0), ring, offset, Math.max(length, 0), now);
+    this.retransmitDeadline = now + this.retransmitTimeout;
+  }
+
+  /** RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). */
+  private sampleRoundTrip(options: TcpOptions, now: number): void {
+    let sample = -1;
+    if (this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) {
+      sample = ((this.timestampNow(now) - options.timestampEcho) >>> 0);
+      if (sample > 0x7fffffff) sample = -1;
+    } else if (this.timedAt >= 0 && seqGe(this.sendUnacknowledged, this.timedSequence)) {
+      sample = now - this.timedAt;
+      this.timedAt = -1;
+    }
+    if (sample < 0) return;
+    if (this.smoothedRoundTrip < 0) {
+      this.smoothedRoundTrip = sample;
+      this.roundTripVariance = sample / 2;
+    } else {
+      this.roundTripVariance = 0.75 * this.roundTripVariance + 0.25 * Math.abs(this.smoothedRoundTrip - sample);
+      this.smoothedRoundTrip = 0.875 * this.smoothedRoundTrip + 0.125 * sample;
+    }
+    const config = this.host.config;
+    this.retransmitTimeout = Math.min(config.maxRetransmitTimeout,
+      Math.max(config.minRetransmitTimeout, this.smoothedRoundTrip + Math.max(1, 4 * this.roundTripVariance)));
+  }
+
+  private receiveText(sequence: number, payload: Uint8Array, now: number): void {
+    let offset = 0;
+    if (seqLt(sequence, this.receiveNext)) offset = seqDiff(this.receiveNext, sequence);
+    const start = seqAdd(sequence, offset);
+    const windowRoom = Math.max(0, seqDiff(this.receiveWindowEdge, start));
+    const length = Math.min(payload.length - offset, windowRoom, this.freeReceiveSpace());
+    if (length <= 0) {
+      this.ackNow = true;
+      return;
+    }
+    if (start !== this.receiveNext) {
+      // Out of order: hold it and send a duplicate ACK at once (RFC 5681 §4.2).
+      if (!this.outOfOrder.insert(start, payload.subarray(offset, offset + length))) this.host.counters.droppedOutOfOrderFull++;
+      this.ackNow = true;
+      return;
+    }
+    const hadHole = !this.outOfOrder.isEmpty;
+    if (this.discardReceived) {
+      this.receiveNext = seqAdd(this.receiveNext, length);
+    } else {
+      this.receiveBuffer!.write(payload, offset, length);
+      this.receiveNext = seqAdd(this.receiveNext, length);
+    }
+    if (hadHole) {
+      this.receiveNext = this.outOfOrder.drainInto(this.receiveNext, this.discardReceived ? null : this.receiveBuffer);
+      this.ackNow = true; // RFC 5681 §4.2: ACK at once when a hole fills
+    }
+    // Delayed ACK (RFC 9293 §3.8.6.3): every second full-sized segment, else within the timeout.
+    this.bytesSinceAck += length;
+    if (this.bytesSinceAck >= 2 * this.maxSegment) this.ackNow = true;
+    else if (this.delayedAckDeadline === Infinity) this.delayedAckDeadline = now + this.host.config.delayedAckTimeout;
+    if (!this.discardReceived) this.events?.onReadable();
+  }
+
+  private receiveFin(now: number): void {
+    if (this.finReceived) {
+      if (this.state === TcpState.TimeWait) this.closeDeadline = now + this.host.config.timeWaitDuration;
+      this.ackNow = true;
+      return;
+    }
+    this.finReceived = true;
+    this.receiveNext = seqAdd(this.receiveNext, 1);
+    this.ackNow = true;
+    switch (this.state) {
+      case TcpState.SynReceived:
+      case TcpState.Established:
+        this.state = TcpState.CloseWait;
+        this.keepAliveDeadline = Infinity;
+        break;
+      case TcpState.FinWait1:
+        // Our FIN not yet acknowledged (else processAck moved us to FIN-WAIT-2): simultaneous close.
+        this.state = TcpState.Closing;
+        break;
+      case TcpState.FinWait2:
+        this.enterTimeWait(now);
+        break;
+      default:
+        break;
+    }
+    this.events?.onReadable();
+  }
+
+  private enterTimeWait(now: number): void {
+    this.state = TcpState.TimeWait;
+    this.retransmitDeadline = Infinity;
+    this.persistDeadline = Infinity;
+    this.keepAliveDeadline = Infinity;
+    this.closeDeadline = now + this.host.config.timeWaitDuration;
+    this.events?.onClosed(null);
+    this.events = null;
+  }
+
+  // ─── Output ──────────────────────────────────────────────────────────────────────────
+
+  /** Sends whatever is due: SYN, data within the windows, FIN, or an ACK. */
+  output(now: number): void {
+    switch (this.state) {
+      case TcpState.Closed:
+        return;
+      case TcpState.SynSent:
+      case TcpState.SynReceived:
+        if (this.sendNext === this.initialSendSequence) this.sendSyn(now);
+        if (this.state === TcpState.SynReceived && this.ackNow) this.sendAckNow(now);
+        return;
+      case TcpState.TimeWait:
+        if (this.ackNow) this.sendAckNow(now);
+        return;
+      default:
+        break;
+    }
+    const ring = this.sendBuffer;
+    while (ring !== null) {
+      const offset = seqDiff(this.sendNext, this.sendBufferSequence);
+      if (offset < 0) break;
+      const available = ring.length - offset;
+      // The FIN sits right after the last data byte; it is pending until SND.NXT passes it.
+      const finPending = this.finQueued && seqLe(this.sendNext, this.finSequence);
+      if (available <= 0 && !finPending) break;
+      const flight = seqDiff(this.sendNext, this.sendUnacknowledged);
+      const usable = Math.max(0, Math.min(this.sendWindow, this.congestion.window) - flight);
+      const length = Math.max(0, Math.min(available, this.maxSegment, usable));
+      const finDue = finPending && length === available;
+      if (length === 0 && !finDue) break; // window closed: the persist timer takes over
+      if (!finDue && length < this.maxSegment) {
+        // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short segment
+        // goes out only when it is all we have and nothing is in flight (or Nagle is off),
+        // or when it fills at least half of the largest window the peer offered.
+        const nagleAllows = length === available && (this.noDelay || flight === 0);
+        if (!nagleAllows && length < (this.maxSendWindow >> 1)) break;
+      }
+      let flags = TCP_ACK;
+      if (length > 0 && length === available) flags |= TCP_PSH;
+      if (finDue) flags |= TCP_FIN;
+      const resend = seqLt(this.sendNext, this.sendMax);
+      if (resend) this.host.counters.retransmissions++;
+      if (!this.transmit(this.sendNext, flags, ring, offset, length, now)) break;
+      if (this.timedAt < 0 && !resend && !this.timestampsEnabled) {
+        this.timedAt = now;
+        this.timedSequence = seqAdd(this.sendNext, length);
+      }
+      this.sendNext = seqAdd(this.sendNext, length + (finDue ? 1 : 0));
+      if (seqGt(this.sendNext, this.sendMax)) this.sendMax = this.sendNext;
+      if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
+      this.persistDeadline = Infinity;
+      if (finDue) {
+        if (this.state === TcpState.Established) this.state = TcpState.FinWait1;
+        else if (this.state === TcpState.CloseWait) this.state = TcpState.LastAck;
+        break;
+      }
+    }
+    // Data waiting with nothing in flight and no window: arm the persist timer (§3.8.6.1).
+    if (ring !== null && this.sendUnacknowledged === this.sendMax && this.persistDeadline === Infinity) {
+      const offset = seqDiff(this.sendNext, this.sendBufferSequence);
+      if (ring.length - offset > 0) {
+        this.persistDeadline = now + this.persistInterval();
+      }
+    }
+    if (this.ackNow) this.sendAckNow(now);
+  }
+
+  private persistInterval(): number {
+    const config = this.host.config;
+    return Math.min(config.maxRetransmitTimeout, Math.max(config.minRetransmitTimeout, this.retransmitTimeout) * (1 << Math.min(this.persistBackoff, 16)));
+  }
+
+  private sendSyn(now: number): void {
+    const synAck = this.state === TcpState.SynReceived;
+    const config = this.host.config;
+    const h = this.header;
+    h.maxSegmentSize = this.localMaxSegment();
+    h.windowScale = config.windowScaling && this.windowScalingAgreed ? this.receiveWindowShift : -1;
+    h.sackPermitted = false;
+    // SACK blocks are not used, so SACK-permitted is never offered.
+    const flags = TCP_SYN | (synAck ? TCP_ACK : 0);
+    this.transmit(this.initialSendSequence, flags, null, 0, 0, now);
+    h.maxSegmentSize = -1;
+    h.windowScale = -1;
+    this.sendNext = seqAdd(this.initialSendSequence, 1);
+    if (seqGt(this.sendNext, this.sendMax)) this.sendMax = this.sendNext;
+    if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
+  }
+
+  private sendAckNow(now: number): void {
+    // SND.MAX, not SND.NXT: after a timeout SND.NXT rewinds, but the peer may already hold
+    // data up to SND.MAX and would find an older sequence number unacceptable.
+    this.transmit(this.sendMax, TCP_ACK, null, 0, 0, now);
+  }
+
+  private sendChallengeAck(now: number): void {
+    if (this.host.allowChallengeAck(now)) {
+      this.host.counters.challengeAcks++;
+      this.sendAckNow(now);
+    } else {
+      this.host.counters.challengeAcksSuppressed++;
+    }
+  }
+
+  private sendReset(sequence: number, acknowledgment: number, withAck: boolean, now: number): void {
+    this.host.counters.resetsSent++;
+    this.transmitRaw(sequence, acknowledgment, TCP_RST | (withAck ? TCP_ACK : 0), 0, null, 0, 0, now);
+  }
+
+  private freeReceiveSpace(): number {
+    if (this.discardReceived) return this.host.config.receiveBufferSize;
+    return this.receiveBuffer === null ? this.host.config.receiveBufferSize : this.receiveBuffer.free;
+  }
+
+  private windowUpdateThreshold(): number {
+    return Math.min(this.host.config.receiveBufferSize >> 1, this.maxSegment);
+  }
+
+  /** The window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; never shrinks). */
+  private advertisedWindow(isSyn: boolean): number {
+    const free = this.freeReceiveSpace();
+    if (isSyn) {
+      const field = Math.min(free, 0xffff);
+      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = seqAdd(this.receiveNext, field);
+      return field;
+    }
+    const current = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    let window = free - current >= this.windowUpdateThreshold() ? free : Math.min(current, free);
+    if (window < current) window = current; // never shrink the right edge (§3.8.6.2.2)
+    const field = Math.min(window >>> this.receiveWindowShift, 0xffff);
+    const edge = seqAdd(this.receiveNext, field << this.receiveWindowShift);
+    if (seqGt(edge, this.receiveWindowEdge)) this.receiveWindowEdge = edge;
+    return field;
+  }
+
+  /** Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it. */
+  private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
+    const isSyn = (flags & TCP_SYN) !== 0;
+    const hasAck = (flags & TCP_ACK) !== 0;
+    const window = this.advertisedWindow(isSyn);
+    const ok = this.transmitRaw(sequence, hasAck ? this.receiveNext : 0, flags, window, ring, offset, length, now);
+    if (hasAck) {
+      this.lastAckSent = this.receiveNext;
+      this.ackNow = false;
+      this.delayedAckDeadline = Infinity;
+      this.bytesSinceAck = 0;
+    }
+    return ok;
+  }
+
+  private transmitRaw(sequence: number, acknowledgment: number, flags: number, window: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
+    const h = this.header;
+    h.sequence = sequence;
+    h.acknowledgment = acknowledgment;
+    h.flags = flags;
+    h.window = window;
+    h.hasTimestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
+    if (h.hasTimestamps) {
+      h.timestampValue = this.timestampNow(now);
+      h.timestampEcho = (flags & TCP_ACK) !== 0 ? this.timestampRecent : 0;
+    }
+    this.fillSource = ring;
+    this.fillDataOffset = offset;
+    this.fillDataLength = length;
+    const total = tcpHeaderLengthFor(h) + length;
+    const ok = this.host.ip.send(this.remoteAddress, PROTOCOL_TCP, total, this.fill);
+    this.fillSource = null;
+    if (ok) this.host.counters.segmentsSent++;
+    else this.host.counters.droppedSendFailed++;
+    return ok;
+  }
+
+  private fillSegment(segment: Uint8Array): void {
+    const headerLength = writeTcpHeader(segment, this.header);
+    if (this.fillDataLength > 0 && this.fillSource !== null) {
+      this.fillSource.copyOut(this.fillDataOffset, this.fillDataLength, segment, headerLength);
+    }
+    fillTcpChecksum(this.localAddress, this.remoteAddress, segment);
+  }
+
+  private timestampNow(now: number): number {
+    return (Math.floor(now) + this.timestampOffset) >>> 0;
+  }
+
+  // ─── Timers ──────────────────────────────────────────────────────────────────────────
+
+  /** Runs expired timers and pending output. */
+  poll(now: number): void {
+    if (now >= this.closeDeadline) {
+      this.closeDeadline = Infinity;
+      if (this.state === TcpState.TimeWait) {
+        this.terminate(null);
+        return;
+      }
+      if (this.state === TcpState.FinWait2) {
+        this.terminate(new TcpError("ETIMEDOUT", "FIN-WAIT-2 timed out"));
+        return;
+      }
+    }
+    if (now >= this.retransmitDeadline) {
+      this.retransmitDeadline = Infinity;
+      this.onRetransmitTimeout(now);
+      if (this.state === TcpState.Closed) return;
+    }
+    if (now >= this.persistDeadline) {
+      this.persistDeadline = Infinity;
+      this.onPersistTimeout(now);
+    }
+    if (now >= this.keepAliveDeadline) {
+      this.keepAliveDeadline = Infinity;
+      this.onKeepAliveTimeout(now);
+      if (this.state === TcpState.Closed) return;
+    }
+    if (now >= this.delayedAckDeadline) {
+      this.delayedAckDeadline = Infinity;
+      this.ackNow = true;
+    }
+    this.output(now);
+  }
+
+  /** RFC 6298 §5.4–5.7: back off, go back to SND.UNA, shrink cwnd. */
+  private onRetransmitTimeout(now: number): void {
+    if (this.sendUnacknowledged === this.sendMax) return;
+    const synPhase = this.state === TcpState.SynSent || this.state === TcpState.SynReceived;
+    const limit = synPhase ? this.host.config.maxSynRetransmissions : this.host.config.maxRetransmissions;
+    if (this.retransmitCount >= limit) {
+      this.host.counters.timeouts++;
+      if (this.state === TcpState.SynReceived && this.passive) this.terminate(null);
+      else this.terminate(new TcpError("ETIMEDOUT", "connection timed out"));
+      return;
+    }
+    this.retransmitCount++;
+    if (!synPhase) this.congestion.onTimeout(seqDiff(this.sendMax, this.sendUnacknowledged), this.maxSegment);
+    this.retransmitTimeout = Math.min(this.retransmitTimeout * 2, this.host.config.maxRetransmitTimeout);
+    this.inRecovery = false;
+    this.duplicateAcks = 0;
+    this.recoverSequence = this.sendMax;
+    this.timedAt = -1;
+    this.sendNext = this.sendUnacknowledged;
+    if (synPhase) this.host.counters.retransmissions++;
+    this.retransmitDeadline = now + this.retransmitTimeout;
+  }
+
+  /** Zero-window probe (RFC 9293 §3.8.6.1): an ACK with an old sequence number makes the peer
+   *  re-announce its window; when the window is open, force out what it allows. */
+  private onPersistTimeout(now: number): void {
+    if (this.sendWindow > 0) {
+      const saved = this.noDelay;
+      this.noDelay = true;
+      const savedMax = this.maxSendWindow;
+      this.maxSendWindow = 0;
+      this.output(now);
+      this.noDelay = saved;
+      this.maxSendWindow = savedMax;
+    } else {
+      this.transmit(seqAdd(this.sendUnacknowledged, -1), TCP_ACK, null, 0, 0, now);
+    }
+    this.persistBackoff++;
+    if (this.sendUnacknowledged === this.sendMax) this.persistDeadline = now + this.persistInterval();
+  }
+
+  /** Keep-alive probe (RFC 9293 §3.8.4): SEG.SEQ = SND.NXT − 1 with no data. */
+  private onKeepAliveTimeout(now: number): void {
+    if (!this.keepAliveEnabled || this.state !== TcpState.Established) return;
+    if (this.keepAliveProbesSent >= this.keepAliveProbes) {
+      this.host.counters.timeouts++;
+      this.terminate(new TcpError("ETIMEDOUT", "keep-alive timed out"));
+      return;
+    }
+    this.keepAliveProbesSent++;
+    this.transmit(seqAdd(this.sendUnacknowledged, -1), TCP_ACK, null, 0, 0, now);
+    this.keepAliveDeadline = now + this.keepAliveInterval;
+  }
+
+  /** Moves to CLOSED, reports to the app and releases the connection. */
+  terminate(error: TcpError | null): void {
+    if (this.state === TcpState.Closed) return;
+    this.state = TcpState.Closed;
+    this.error = error;
+    this.retransmitDeadline = Infinity;
+    this.delayedAckDeadline = Infinity;
+    this.persistDeadline = Infinity;
+    this.keepAliveDeadline = Infinity;
+    this.closeDeadline = Infinity;
+    this.outOfOrder.clear();
+    if (error !== null && this.sendBuffer !== null) this.sendBuffer.consume(this.sendBuffer.length);
+    this.host.release(this);
+    const events = this.events;
+    this.events = null;
+    events?.onClosed(error);
+  }
+
+}

@@ -1,0 +1,23 @@
+/**
+ * A connected byte stream and a listener that yields them: what the HTTP server needs
+ * from TCP. The guest's TCP sockets implement it; on Node, tests adapt `net.Socket`.
+ */
+export interface ByteStream {
+  /** The next chunk of received bytes, or null once the peer has closed its side. */
+  read(): Promise<Uint8Array | null>;
+  /** Queues bytes for sending; resolves when they are buffered (waits under back-pressure). */
+  write(data: Uint8Array): Promise<void>;
+  /** Half-closes: sends FIN after the queued bytes. */
+  end(): void;
+  /** Closes both directions and releases the connection (abortive if data is pending is allowed). */
+  close(): void;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+}
+
+export interface StreamListener {
+  /** The next accepted connection, or null once the listener is closed. */
+  accept(): Promise<ByteStream | null>;
+  close(): void;
+  readonly port: number;
+}

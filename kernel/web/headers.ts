@@ -1,0 +1,107 @@
+/**
+ * `Headers` (WHATWG Fetch §5.2) for the guest, where QuickJS has none: a case-insensitive
+ * multimap that keeps insertion order, joins repeated values with ", " (except
+ * Set-Cookie, kept apart as getSetCookie() requires), and rejects names and values that
+ * could split a header.
+ */
+export type HeadersInit = Headers | Iterable<readonly [string, string]> | Record<string, string>;
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\0\r\n]/;
+
+function normalizeName(name: string): string {
+  if (!TOKEN.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+  return name.toLowerCase();
+}
+
+function normalizeValue(value: string): string {
+  const v = String(value).replace(/^[\t ]+|[\t ]+$/g, "");
+  if (BAD_VALUE.test(v)) throw new TypeError(`invalid header value: ${JSON.stringify(v)}`);
+  return v;
+}
+
+export class Headers implements Iterable<[string, string]> {
+  /** lower-case name -> values in order */
+  #map = new Map<string, string[]>();
+
+  constructor(init?: HeadersInit) {
+    if (init === undefined) return;
+    if (init instanceof Headers) {
+      for (const [name, values] of init.#map) this.#map.set(name, values.slice());
+    } else if (Symbol.iterator in Object(init)) {
+      for (const pair of init as Iterable<readonly [string, string]>) {
+        if (pair.length !== 2) throw new TypeError("Headers: each init entry must be a [name, value] pair");
+        this.append(pair[0], pair[1]);
+      }
+    } else {
+      for (const [name, value] of Object.entries(init as Record<string, string>)) this.append(name, value);
+    }
+  }
+
+  /** Adds a value, keeping existing ones (trusted internal path: no validation). */
+  static appendRaw(headers: Headers, lowerName: string, value: string): void {
+    const list = headers.#map.get(lowerName);
+    if (list) list.push(value);
+    else headers.#map.set(lowerName, [value]);
+  }
+
+  append(name: string, value: string): void {
+    Headers.appendRaw(this, normalizeName(name), normalizeValue(value));
+  }
+
+  set(name: string, value: string): void {
+    this.#map.set(normalizeName(name), [normalizeValue(value)]);
+  }
+
+  delete(name: string): void {
+    this.#map.delete(normalizeName(name));
+  }
+
+  get(name: string): string | null {
+    const list = this.#map.get(name.toLowerCase());
+    return list ? list.join(", ") : null;
+  }
+
+  getSetCookie(): string[] {
+    return (this.#map.get("set-cookie") ?? []).slice();
+  }
+
+  has(name: string): boolean {
+    return this.#map.has(name.toLowerCase());
+  }
+
+  forEach(callback: (value: string, name: string, headers: Headers) => void): void {
+    for (const [name, value] of this) callback(value, name, this);
+  }
+
+  *entries(): IterableIterator<[string, string]> {
+    const names = [...this.#map.keys()].sort();
+    for (const name of names) {
+      const values = this.#map.get(name)!;
+      if (name === "set-cookie") for (const v of values) yield [name, v];
+      else yield [name, values.join(", ")];
+    }
+  }
+
+  *keys(): IterableIterator<string> {
+    for (const [name] of this.entries()) yield name;
+  }
+
+  *values(): IterableIterator<string> {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+
+  /** Raw lines for the wire: "name: value" per value, in insertion order. */
+  static wireLines(headers: Headers): string {
+    let out = "";
+    for (const [name, values] of headers.#map) {
+      if (name === "set-cookie") for (const v of values) out += `${name}: ${v}\r\n`;
+      else out += `${name}: ${values.join(", ")}\r\n`;
+    }
+    return out;
+  }
+}

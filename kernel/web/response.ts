@@ -1,0 +1,72 @@
+/** `Response` (WHATWG Fetch §5.5) for the guest: what a `serve` handler returns. */
+import { Body, type BodyInit } from "./body.ts";
+import { Headers, type HeadersInit } from "./headers.ts";
+
+export interface ResponseInit {
+  status?: number;
+  statusText?: string;
+  headers?: HeadersInit;
+}
+
+/** Reason phrases for the status line (RFC 9110 §15). */
+export const STATUS_TEXT: Record<number, string> = {
+  100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted",
+  204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
+  303: "See Other", 304: "Not Modified", 307: "Temporary Redirect", 308: "Permanent Redirect",
+  400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+  405: "Method Not Allowed", 406: "Not Acceptable", 408: "Request Timeout", 409: "Conflict",
+  410: "Gone", 411: "Length Required", 412: "Precondition Failed", 413: "Content Too Large",
+  414: "URI Too Long", 415: "Unsupported Media Type", 416: "Range Not Satisfiable",
+  417: "Expectation Failed", 426: "Upgrade Required", 429: "Too Many Requests",
+  431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+  502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+const NULL_BODY = new Set([101, 204, 205, 304]);
+
+export class Response extends Body {
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: Headers;
+  readonly type = "default";
+  readonly redirected = false;
+  readonly url = "";
+
+  constructor(body: BodyInit = null, init: ResponseInit = {}) {
+    super(body);
+    const status = init.status ?? 200;
+    if (!Number.isInteger(status) || status < 200 || status > 599) {
+      throw new RangeError(`Response status must be an integer from 200 to 599, got ${status}`);
+    }
+    if (body !== null && NULL_BODY.has(status)) throw new TypeError(`a ${status} response cannot have a body`);
+    this.status = status;
+    this.statusText = init.statusText ?? STATUS_TEXT[status] ?? "";
+    if (/[\r\n]/.test(this.statusText)) throw new TypeError("invalid statusText");
+    this.headers = new Headers(init.headers);
+    if (typeof body === "string" && !this.headers.has("content-type")) {
+      this.headers.set("content-type", "text/plain;charset=UTF-8");
+    }
+  }
+
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+
+  /** A JSON response (`Content-Type: application/json`). */
+  static json(data: unknown, init: ResponseInit = {}): Response {
+    const headers = new Headers(init.headers);
+    if (!headers.has("content-type")) headers.set("content-type", "application/json");
+    return new Response(JSON.stringify(data), { ...init, headers });
+  }
+
+  /** A redirect to `url` with status 301, 302, 303, 307 or 308. */
+  static redirect(url: string, status = 302): Response {
+    if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError(`invalid redirect status ${status}`);
+    return new Response(null, { status, headers: { location: url } });
+  }
+
+  static error(): Response {
+    throw new TypeError("Response.error() is not supported by the Torito server");
+  }
+}

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { TcpSockets } from "../../kernel/net/socket/tcp-api.ts";
+import { TcpState } from "../../kernel/net/socket/tcp-connection.ts";
+import { ADDRESS_A, ADDRESS_B, SimulatedLink } from "./net-tcp-harness.ts";
+
+function pair(config = {}) {
+  const link = new SimulatedLink({ delay: 2 }, config);
+  return { link, client: new TcpSockets(link.a, () => link.now), server: new TcpSockets(link.b, () => link.now) };
+}
+
+/** Runs the link until a promise settles; returns its value. */
+async function settle<T>(link: SimulatedLink, promise: Promise<T>): Promise<T> {
+  let done = false;
+  promise.then(() => { done = true; }, () => { done = true; });
+  await link.run(() => done);
+  return promise;
+}
+
+async function connected(config = {}) {
+  const { link, client, server } = pair(config);
+  const listener = server.listen(80);
+  const [peer, socket] = await settle(link, Promise.all([listener.accept(), client.connect(ADDRESS_B, 80)]));
+  return { link, client, server, peer, socket };
+}
+
+test("accept/connect expose the peer's address and ports", async () => {
+  const { link, client, server } = pair();
+  const listener = server.listen(80);
+  const accepting = listener.accept();
+  const connecting = client.connect(ADDRESS_B, 80);
+  let done = false;
+  const both = Promise.all([accepting, connecting]).then((r) => { done = true; return r; });
+  await link.run(() => done);
+  const [serverSide, clientSide] = await both;
+  assert.equal(serverSide.remoteAddress, ADDRESS_A);
+  assert.equal(serverSide.remotePort, clientSide.localPort);
+  assert.equal(clientSide.remotePort, 80);
+  assert.equal(serverSide.localPort, 80);
+  assert.throws(() => server.listen(80), { code: "EADDRINUSE" });
+});
+
+test("write() waits under back-pressure and resolves as the peer reads", async () => {
+  const { link, peer, socket } = await connected({ sendBufferSize: 8192, receiveBufferSize: 8192 });
+  let written = false;
+  const writing = socket.write(new Uint8Array(40_000).fill(9)).then(() => { written = true; });
+  await link.run(() => peer.connection.readableLength === 8192, 10_000);
+  await link.run(() => false, 2_000).catch(() => undefined);
+  assert.equal(written, false, "16 KiB of buffers cannot hold 40 KB: the write is still pending");
+  let received = 0;
+  const reading = (async () => { while (received < 40_000) received += (await peer.read())!.length; })();
+  await link.run(() => written && received === 40_000, 60_000);
+  await Promise.all([writing, reading]);
+});
+
+test("read() returns null at EOF after end(), and write() after end() fails with EPIPE", async () => {
+  const { link, peer, socket } = await connected();
+  await socket.write(new TextEncoder().encode("hi"));
+  socket.end();
+  await assert.rejects(socket.write(new Uint8Array(1)), { code: "EPIPE" });
+  let chunks: (Uint8Array | null)[] = [];
+  await settle(link, (async () => { chunks = [await peer.read(), await peer.read()]; })());
+  assert.equal(new TextDecoder().decode(chunks[0]!), "hi");
+  assert.equal(chunks[1], null);
+  assert.equal(peer.state, TcpState.CloseWait);
+  peer.close();
+  await link.run(() => socket.state === TcpState.TimeWait);
+});
+
+test("abort() on one side makes the other side's read() reject with ECONNRESET", async () => {
+  const { link, peer, socket } = await connected();
+  let error: unknown;
+  peer.read().catch((e) => { error = e; });
+  socket.abort();
+  await link.run(() => error !== undefined);
+  assert.equal((error as { code: string }).code, "ECONNRESET");
+  await assert.rejects(peer.write(new Uint8Array(1)), { code: "ECONNRESET" });
+});
+
+test("connect() to a port nobody listens on rejects with ECONNREFUSED; closing a listener rejects accept()", async () => {
+  const { link, client, server } = pair();
+  await assert.rejects(settle(link, client.connect(ADDRESS_B, 81)), { code: "ECONNREFUSED" });
+  const listener = server.listen(80);
+  const accepting = listener.accept();
+  listener.close();
+  await assert.rejects(accepting, { code: "ECONNABORTED" });
+});
