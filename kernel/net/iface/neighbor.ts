@@ -1,0 +1,162 @@
+/**
+ * The ARP neighbour cache (RFC 826, RFC 1122 §2.3.2.1–2): IPv4 → MAC entries that expire,
+ * and a bounded queue of packets waiting for a resolution, with request retries. The cache
+ * never sends anything itself: it asks its owner through `requestResolution`.
+ */
+
+/** Limits and timings of a NeighborCache (milliseconds). */
+export interface NeighborCacheOptions {
+  /** How long a learned entry stays valid (default 60 s, as smoltcp). */
+  entryLifetime?: number;
+  /** Entries kept at most; the one closest to expiry is evicted (default 64). */
+  maxEntries?: number;
+  /** Time between ARP requests for one address (default 1 s, RFC 1122 §2.3.2.1). */
+  requestInterval?: number;
+  /** Requests sent before queued packets are dropped (default 3). */
+  maxRequests?: number;
+  /** Packets queued per unresolved address (default 16). */
+  maxPendingPerNeighbor?: number;
+  /** Packets queued over all unresolved addresses (default 64). */
+  maxPendingTotal?: number;
+}
+
+interface NeighborEntry {
+  mac: Uint8Array;
+  expiresAt: number;
+}
+
+interface PendingResolution {
+  /** Whole IPv4 packets (header included) waiting for the MAC. */
+  packets: Uint8Array[];
+  requestsSent: number;
+  nextRequestAt: number;
+}
+
+/** What enqueue() did with a packet. */
+export type EnqueueResult = "queued" | "neighbor-queue-full";
+
+/** The ARP cache plus the packets waiting on it. */
+export class NeighborCache {
+  private readonly entries = new Map<number, NeighborEntry>();
+  private readonly pending = new Map<number, PendingResolution>();
+  private pendingTotal = 0;
+  private readonly entryLifetime: number;
+  private readonly maxEntries: number;
+  private readonly requestInterval: number;
+  private readonly maxRequests: number;
+  private readonly maxPendingPerNeighbor: number;
+  private readonly maxPendingTotal: number;
+  /** Packets dropped because their neighbour never answered. */
+  droppedUnresolved = 0;
+
+  /**
+   * `requestResolution(address)` must send an ARP request for `address`;
+   * `deliver(address, mac, packet)` sends a queued packet once its MAC is known.
+   */
+  constructor(
+    private readonly requestResolution: (address: number) => void,
+    private readonly deliver: (mac: Uint8Array, packet: Uint8Array) => void,
+    options: NeighborCacheOptions = {},
+  ) {
+    this.entryLifetime = options.entryLifetime ?? 60_000;
+    this.maxEntries = options.maxEntries ?? 64;
+    this.requestInterval = options.requestInterval ?? 1000;
+    this.maxRequests = options.maxRequests ?? 3;
+    this.maxPendingPerNeighbor = options.maxPendingPerNeighbor ?? 16;
+    this.maxPendingTotal = options.maxPendingTotal ?? 64;
+  }
+
+  /** The MAC for `address` if a live entry exists (the transmit hot path: one Map lookup). */
+  lookup(address: number, now: number): Uint8Array | null {
+    const entry = this.entries.get(address);
+    return entry !== undefined && entry.expiresAt > now ? entry.mac : null;
+  }
+
+  /** How many live or stale entries the cache holds. */
+  get size(): number { return this.entries.size; }
+
+  /** Packets waiting for any resolution. */
+  get pendingPackets(): number { return this.pendingTotal; }
+
+  /**
+   * RFC 826 "merge": refreshes an existing entry for `address`, or creates one when `create`
+   * (the packet was addressed to us). Flushes packets waiting for it. Returns true when the
+   * cache now holds the pair.
+   */
+  update(address: number, mac: Uint8Array, now: number, create: boolean): boolean {
+    let entry = this.entries.get(address);
+    if (entry === undefined) {
+      if (!create && !this.pending.has(address)) return false;
+      if (this.entries.size >= this.maxEntries) this.evictOne();
+      entry = { mac: mac.slice(0, 6), expiresAt: now + this.entryLifetime };
+      this.entries.set(address, entry);
+    } else {
+      entry.mac.set(mac.subarray(0, 6));
+      entry.expiresAt = now + this.entryLifetime;
+    }
+    const waiting = this.pending.get(address);
+    if (waiting !== undefined) {
+      this.pending.delete(address);
+      this.pendingTotal -= waiting.packets.length;
+      for (const packet of waiting.packets) this.deliver(entry.mac, packet);
+    }
+    return true;
+  }
+
+  /** Queues a whole IPv4 packet for `address`, asking for a resolution if none is in flight. */
+  enqueue(address: number, packet: Uint8Array, now: number): EnqueueResult {
+    let waiting = this.pending.get(address);
+    if (waiting === undefined) {
+      if (this.pendingTotal >= this.maxPendingTotal) return "neighbor-queue-full";
+      waiting = { packets: [], requestsSent: 1, nextRequestAt: now + this.requestInterval };
+      this.pending.set(address, waiting);
+      this.requestResolution(address);
+    }
+    if (waiting.packets.length >= this.maxPendingPerNeighbor || this.pendingTotal >= this.maxPendingTotal) {
+      return "neighbor-queue-full";
+    }
+    waiting.packets.push(packet);
+    this.pendingTotal++;
+    return "queued";
+  }
+
+  /** Retries requests that are due and gives up on addresses that never answered. */
+  poll(now: number): void {
+    for (const [address, waiting] of this.pending) {
+      if (waiting.nextRequestAt > now) continue;
+      if (waiting.requestsSent >= this.maxRequests) {
+        this.pending.delete(address);
+        this.pendingTotal -= waiting.packets.length;
+        this.droppedUnresolved += waiting.packets.length;
+        continue;
+      }
+      waiting.requestsSent++;
+      waiting.nextRequestAt = now + this.requestInterval;
+      this.requestResolution(address);
+    }
+  }
+
+  /** The next time poll() has work (Infinity when nothing is being resolved). */
+  pollAt(): number {
+    let next = Infinity;
+    for (const waiting of this.pending.values()) if (waiting.nextRequestAt < next) next = waiting.nextRequestAt;
+    return next;
+  }
+
+  /** Forgets every entry and drops every queued packet (address change). */
+  clear(): void {
+    this.entries.clear();
+    this.droppedUnresolved += this.pendingTotal;
+    this.pending.clear();
+    this.pendingTotal = 0;
+  }
+
+  private evictOne(): void {
+    let victim = -1;
+    let earliest = Infinity;
+    for (const [address, entry] of this.entries) {
+      if (entry.expiresAt < earliest) { earliest = entry.expiresAt; victim = address; }
+    }
+    this.entries.delete(victim);
+  }
+}

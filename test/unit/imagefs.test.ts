@@ -1,0 +1,50 @@
+// Files packed by the host (host/pack.ts) and read back by the guest's reader (kernel/fs/imagefs.ts).
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ImageFs } from "../../kernel/fs/imagefs.ts";
+import { packDirectory } from "../../host/pack.ts";
+
+test("a packed directory reads back byte for byte, with directories and stats", () => {
+  const dir = mkdtempSync(join(tmpdir(), "torito-pack-"));
+  try {
+    mkdirSync(join(dir, "css"));
+    mkdirSync(join(dir, "empty"));
+    writeFileSync(join(dir, "index.html"), "<h1>hi</h1>\n");
+    const big = new Uint8Array(100_000).map((_, i) => (i * 31) & 255);
+    writeFileSync(join(dir, "css", "big.bin"), big);
+    const fs = new ImageFs(packDirectory(dir).slice().buffer);
+    assert.deepEqual(fs.readdir("/"), ["css", "empty", "index.html"]);
+    assert.deepEqual(fs.readdir("css"), ["big.bin"]);
+    assert.deepEqual(fs.readdir("empty"), []);
+    assert.equal(new TextDecoder().decode(fs.readFile("/index.html")), "<h1>hi</h1>\n");
+    assert.deepEqual(fs.readFile("css/../css/big.bin"), big);
+    assert.equal(fs.stat("css/big.bin").size, 100_000);
+    assert.ok(fs.stat("css").isDirectory());
+    assert.ok(fs.stat("/").isDirectory());
+    assert.throws(() => fs.readFile("missing"), /ENOENT/);
+    assert.throws(() => fs.readFile("css"), /EISDIR/);
+    assert.throws(() => fs.readdir("index.html"), /ENOTDIR/);
+    // ".." never escapes the mount
+    assert.equal(new TextDecoder().decode(fs.readFile("../../index.html")), "<h1>hi</h1>\n");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("corrupt blobs are refused with a clear error", () => {
+  assert.throws(() => new ImageFs(new ArrayBuffer(8)), /bad magic/);
+  const dir = mkdtempSync(join(tmpdir(), "torito-pack-"));
+  try {
+    writeFileSync(join(dir, "a.txt"), "a");
+    const blob = packDirectory(dir).slice();
+    new DataView(blob.buffer).setUint32(8, 1 << 30, true);
+    assert.throws(() => new ImageFs(blob.buffer), /index runs past the end/);
+    symlinkSync("/etc/passwd", join(dir, "link"));
+    assert.throws(() => packDirectory(dir), /symbolic links are not packed/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
