@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { BuildFailure, Message, Plugin } from "esbuild";
 import { encodeSourceMapTable } from "../kernel/sourcemap.ts";
+import { packDirectory } from "./pack.ts";
 import { ToolError, UsageError } from "./run.ts";
 
 const run = promisify(execFile);
@@ -35,6 +36,8 @@ export interface BuildOptions {
   output: string;
   cwd?: string;
   repo?: string;
+  /** A directory packed into the image, read-only at /app in the guest. */
+  files?: string;
   /** Called with progress lines (step timings, image size) when set. */
   log?: (line: string) => void;
 }
@@ -202,11 +205,12 @@ function gasString(path: string): string {
 }
 
 /** The assembly source that wraps the bytecode and source map table in `.rodata.torito_app`. */
-export function appAssembly(bytecodePath: string, sourceMapPath: string): string {
+export function appAssembly(bytecodePath: string, sourceMapPath: string, filesPath?: string): string {
   return [
     `\t.section .rodata.torito_app,"a"`,
     `\t.balign 16`,
     `\t.globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end`,
+    `\t.globl torito_app_files, torito_app_files_end`,
     `torito_app_bytecode:`,
     `\t.incbin ${gasString(bytecodePath)}`,
     `torito_app_bytecode_end:`,
@@ -214,6 +218,10 @@ export function appAssembly(bytecodePath: string, sourceMapPath: string): string
     `torito_app_sourcemap:`,
     `\t.incbin ${gasString(sourceMapPath)}`,
     `torito_app_sourcemap_end:`,
+    `\t.balign 16`,
+    `torito_app_files:`,
+    ...(filesPath !== undefined ? [`\t.incbin ${gasString(filesPath)}`] : []),
+    `torito_app_files_end:`,
     `\t.section .note.GNU-stack,"",@progbits`,
     ``,
   ].join("\n");
@@ -276,7 +284,12 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
     writeFileSync(join(work, "sourcemap.bin"), table);
     const t3 = performance.now();
 
-    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin")));
+    let filesPath: string | undefined;
+    if (options.files !== undefined) {
+      filesPath = join(work, "files.bin");
+      writeFileSync(filesPath, packDirectory(resolve(cwd, options.files)));
+    }
+    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin"), filesPath));
     await tool("as", ["--64", "-o", "app.o", "app.S"], work, "as");
     mkdirSync(dirname(output), { recursive: true });
     await tool("ld", [

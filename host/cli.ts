@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BundleError, buildImage, repoRoot } from "./build.ts";
+import { applianceImage } from "./serve.ts";
 import {
   DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
   parseIntInRange, parseMem, parsePort, parseTimeout, runImage, validateRunOptions, type RunOptions,
@@ -90,18 +91,20 @@ const HELP: Record<string, string> = {
 Commands:
   build <entry.ts> -o <image.elf>   bundle an app with the kernel into a bootable image
   run <image.elf> [options] [-- args]  boot an image as a QEMU microVM
+  serve DIR [--port HOSTPORT]       serve DIR over HTTP with the web server appliance
   setup [--quiet]                   fetch and build QuickJS and the platform (once)
   help [command]                    show help for a command
 
 Run 'torito <command> --help' for the options of a command.
 `,
-  build: `Usage: torito build <entry.ts> -o <image.elf> [--verbose]
+  build: `Usage: torito build <entry.ts> -o <image.elf> [--files DIR] [--verbose]
 
 Bundles <entry.ts> (which imports "torito") with the kernel, compiles it to QuickJS
 bytecode and links it with the platform into a PVH ELF image.
 
 Options:
   -o, --output FILE   image to write (required)
+  --files DIR         pack DIR into the image, read-only at /app in the guest
   -v, --verbose       print step timings and the image size
 Exit codes: 0 built, 1 build failed, 2 usage error.
 `,
@@ -119,10 +122,23 @@ Options:
   --port [ADDR:]HOST:GUEST  forward TCP ADDR:HOST (default 127.0.0.1) to guest
                       port GUEST (virtio-net); repeatable
   --fs DIR            share DIR with the guest (virtio-fs, tag fs0)
-  --disk FILE         attach FILE as a raw virtio-blk disk
+  --disk FILE[:ro]    attach FILE as a raw virtio-blk disk (:ro read-only)
+  --console FILE      attach a virtio-console whose output goes to FILE
+  --rng               attach a virtio-rng device (host /dev/urandom)
+  --virtio-modern     modern virtio-mmio transport (version 2) instead of legacy
+  --netdev SPEC       raw QEMU -netdev backend for virtio-net (e.g. for tests:
+                      'dgram,local.type=inet,local.host=127.0.0.1,local.port=P,...');
+                      not with --port
   --dry-run           print the QEMU command line and exit
 Exit codes: the guest's code (0..127), 1 QEMU failed, 2 usage error,
 70 guest stopped without an exit code, 124 timeout, 130/143 interrupted.
+`,
+  serve: `Usage: torito serve DIR [--port HOSTPORT] [run options]
+
+Builds the WebServer appliance (examples/static-web-server) with DIR packed into the
+image (cached until DIR or the sources change) and boots it, serving DIR on
+http://127.0.0.1:HOSTPORT/ (default 8080) until interrupted. Accepts the options of
+'torito run' except --port forms other than a host port.
 `,
   setup: `Usage: torito setup [--quiet]
 
@@ -132,6 +148,7 @@ Fetches the QuickJS source and builds the host qjsc and the platform (host/setup
 
 const BUILD_FLAGS: Record<string, FlagSpec> = {
   output: { kind: "value", short: "o" },
+  files: { kind: "value" },
   verbose: { kind: "boolean", short: "v" },
   help: { kind: "boolean", short: "h" },
 };
@@ -143,6 +160,10 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   port: { kind: "list" },
   fs: { kind: "value" },
   disk: { kind: "value" },
+  console: { kind: "value" },
+  rng: { kind: "boolean" },
+  "virtio-modern": { kind: "boolean" },
+  netdev: { kind: "value" },
   "dry-run": { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 };
@@ -190,7 +211,20 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
   const fs = str(args, "fs");
   if (fs !== undefined) options.fsDir = fs;
   const disk = str(args, "disk");
-  if (disk !== undefined) options.disk = disk;
+  if (disk !== undefined) {
+    options.disk = disk.endsWith(":ro") ? disk.slice(0, -3) : disk;
+    if (disk.endsWith(":ro")) options.diskReadOnly = true;
+  }
+  const consoleFile = str(args, "console");
+  if (consoleFile !== undefined) options.consoleFile = consoleFile;
+  if (args.flags.has("rng")) options.rng = true;
+  if (args.flags.has("virtio-modern")) options.virtioModern = true;
+  const netdev = str(args, "netdev");
+  if (netdev !== undefined) {
+    if (options.ports.length > 0) throw new UsageError("--netdev and --port both configure the network device; use one");
+    if (/(^|,)id=/.test(netdev)) throw new UsageError(`--netdev '${netdev}': leave out id= (torito names it net0)`);
+    options.netdev = netdev;
+  }
   const seen = new Set<number>();
   for (const p of options.ports) {
     if (seen.has(p.hostPort)) throw new UsageError(`--port: host port ${p.hostPort} forwarded twice`);
@@ -207,8 +241,31 @@ async function commandBuild(argv: string[]): Promise<number> {
   const output = str(args, "output");
   if (output === undefined) throw new UsageError(`'torito build' needs -o <image.elf>`);
   const log = args.flags.has("verbose") ? (line: string) => process.stderr.write(`torito: ${line}\n`) : undefined;
-  await buildImage(log ? { entry, output, log } : { entry, output });
+  const files = str(args, "files");
+  await buildImage({ entry, output, ...(files !== undefined ? { files } : {}), ...(log ? { log } : {}) });
   return 0;
+}
+
+async function commandServe(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, RUN_FLAGS, "serve", false);
+  if (args.flags.has("help")) return help("serve");
+  const dir = onePositional(args, "serve", "a directory to serve");
+  const port = args.flags.get("port");
+  const hostPort = port === undefined ? "8080" : Array.isArray(port) && port.length === 1 ? port[0]! : undefined;
+  if (hostPort === undefined || !/^\d+$/.test(hostPort)) throw new UsageError("serve: --port takes one host port number, e.g. --port 8080");
+  args.flags.set("port", [`${hostPort}:80`]);
+  const image = await applianceImage(dir);
+  args.positionals = [image];
+  const notes: string[] = [];
+  const options = runOptionsFromArgs(args, (line) => notes.push(line));
+  validateRunOptions(options);
+  for (const line of notes) process.stderr.write(line + "\n");
+  if (options.dryRun) {
+    process.stdout.write(dryRunLines(options).join("\n") + "\n");
+    return 0;
+  }
+  process.stderr.write(`torito: serving ${dir} on http://127.0.0.1:${hostPort}/ (Ctrl-C to stop)\n`);
+  return runImage(options);
 }
 
 async function commandRun(argv: string[]): Promise<number> {
@@ -255,6 +312,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await commandBuild(rest);
       case "run":
         return await commandRun(rest);
+      case "serve":
+        return await commandServe(rest);
       case "setup":
         return commandSetup(rest);
       case "help":

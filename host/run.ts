@@ -40,12 +40,25 @@ export interface RunOptions {
   ports: PortForward[];
   fsDir?: string;
   disk?: string;
+  /** Attach `disk` read-only (`--disk FILE:ro`): the guest sees VIRTIO_BLK_F_RO. */
+  diskReadOnly?: boolean;
+  /** File receiving the guest's virtio-console output (`--console FILE`). */
+  consoleFile?: string;
+  /** Attach a virtio-rng device fed from the host's /dev/urandom (`--rng`). */
+  rng?: boolean;
+  /** Modern virtio-mmio transport (version 2) instead of QEMU's legacy default (`--virtio-modern`). */
+  virtioModern?: boolean;
+  /** A raw QEMU `-netdev` backend for the virtio-net device, without `id=` (`--netdev SPEC`,
+   *  e.g. `dgram,local.type=inet,...` for tests); excludes `ports`. */
+  netdev?: string;
   appArgs: string[];
   /** Path of the vhost-user socket served by virtiofsd (required when fsDir is set). */
   virtiofsSocket?: string;
 }
 
 export const QEMU_BINARY = "qemu-system-x86_64";
+/** Kernel options for QEMU's user-mode network (see kernel/net/config.ts). */
+export const USER_NET_OPTIONS = ["torito.ip=10.0.2.15/24", "torito.gw=10.0.2.2", "torito.dns=10.0.2.3"];
 export const VIRTIOFSD_BINARY = "/usr/lib/qemu/virtiofsd";
 /** virtio-fs tag of the `--fs` share; the guest mounts the device with this tag. */
 export const VIRTIOFS_TAG = "fs0";
@@ -150,8 +163,8 @@ function qemuMemSize(bytes: number): string {
  * The kernel command line: `torito.accel=… -- app args…`. QEMU microvm (acpi=off) appends
  * `virtio_mmio.device=…` entries after it; the kernel strips unquoted ones from the end.
  */
-export function kernelCommandLine(accel: Accel, appArgs: readonly string[]): string {
-  const opts = [`torito.accel=${accel}`, "--", ...appArgs.map(quoteKernelArg)];
+export function kernelCommandLine(accel: Accel, appArgs: readonly string[], kernelOptions: readonly string[] = []): string {
+  const opts = [`torito.accel=${accel}`, ...kernelOptions, "--", ...appArgs.map(quoteKernelArg)];
   return opts.join(" ");
 }
 
@@ -180,17 +193,32 @@ export function qemuArgs(o: RunOptions): string[] {
       "-device", `vhost-user-fs-device,chardev=fs0,tag=${VIRTIOFS_TAG}`,
     );
   }
-  if (o.ports.length > 0) {
+  if (o.netdev !== undefined) {
+    args.push("-netdev", `${o.netdev},id=net0`, "-device", "virtio-net-device,netdev=net0");
+  } else if (o.ports.length > 0) {
     const forwards = o.ports.map((p) => `hostfwd=tcp:${p.address}:${p.hostPort}-:${p.guestPort}`);
     args.push("-netdev", ["user", "id=net0", ...forwards].join(","), "-device", "virtio-net-device,netdev=net0");
   }
+  if (o.virtioModern) args.push("-global", "virtio-mmio.force-legacy=false");
   if (o.disk !== undefined) {
     args.push(
-      "-drive", `file=${qemuOptValue(resolve(o.disk))},format=raw,if=none,id=disk0`,
+      "-drive", `file=${qemuOptValue(resolve(o.disk))},format=raw,if=none,id=disk0${o.diskReadOnly ? ",readonly=on" : ""}`,
       "-device", "virtio-blk-device,drive=disk0",
     );
   }
-  args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs));
+  if (o.consoleFile !== undefined) {
+    args.push(
+      "-chardev", `file,id=vcon0,path=${qemuOptValue(resolve(o.consoleFile))}`,
+      "-device", "virtio-serial-device", "-device", "virtconsole,chardev=vcon0",
+    );
+  }
+  if (o.rng) {
+    args.push("-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng0");
+  }
+  // QEMU's user network is fixed (10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3): configure it
+  // statically so the guest answers its first connection without waiting for DHCP.
+  const netOptions = o.ports.length > 0 ? USER_NET_OPTIONS : [];
+  args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs, netOptions));
   return args;
 }
 
@@ -334,9 +362,9 @@ export function validateRunOptions(o: RunOptions): ImageInfo {
   if (o.disk !== undefined) {
     if (!existsSync(o.disk) || !statSync(o.disk).isFile()) throw new UsageError(`--disk '${o.disk}' is not a file`);
     try {
-      accessSync(o.disk, constants.R_OK | constants.W_OK);
+      accessSync(o.disk, o.diskReadOnly ? constants.R_OK : constants.R_OK | constants.W_OK);
     } catch {
-      throw new UsageError(`--disk '${o.disk}' is not readable and writable`);
+      throw new UsageError(`--disk '${o.disk}' is not readable${o.diskReadOnly ? "" : " and writable"}`);
     }
   }
   return info;

@@ -34,3 +34,20 @@ export function exit(code: number = 0): never {
 export function bootTimes(): Record<string, number> {
   return hw.bootTimes();
 }
+
+/** `devices`: list the VM's virtio devices, the virtio console, idle-policy stats; `blk`: open block devices. */
+export { blk, devices } from "./devices/index.ts";
+export type { BlockDevice, ConsoleDevice, DeviceInfo, DeviceKind } from "./devices/index.ts";
+
+/** Files: `fs.readFile`, `fs.stat`, `fs.readdir` over the mounts (/app: files packed into the image). */
+export * as fs from "./fs/index.ts";
+/** HTTP: `serve({ port }, (request) => Response)` on this core's network stack. */
+export { serve, type Handler, type Server, type ServeOptions } from "./net/http/serve.ts";
+/** TCP and DNS: `net.listen(port)`, `net.connect(host, port)`, `net.resolve(name)`. */
+export * as net from "./net/api.ts";
+/** Web-standard classes (also installed as globals, since QuickJS has none of them). */
+export { Headers } from "./web/headers.ts";
+export { Request } from "./web/request.ts";
+export { Response } from "./web/response.ts";
+export { ReadableStream } from "./web/streams.ts";
+export { URL, URLSearchParams } from "./web/url.ts";

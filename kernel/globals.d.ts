@@ -7,12 +7,14 @@ import type { ToritoConsole } from "./console.ts";
 import type { TextDecoder as ToritoTextDecoder, TextEncoder as ToritoTextEncoder } from "./encoding.ts";
 import type { performance as toritoPerformance } from "./performance.ts";
 import type { Timeout } from "./process/scheduler.ts";
+import type { ToritoCrypto } from "./devices/random.ts";
 
 declare global {
   var console: ToritoConsole;
   var performance: typeof toritoPerformance;
   var TextEncoder: typeof ToritoTextEncoder;
   var TextDecoder: typeof ToritoTextDecoder;
+  var crypto: ToritoCrypto;
   function setTimeout<A extends unknown[]>(callback: (...args: A) => void, delay?: number, ...args: A): Timeout;
   function setInterval<A extends unknown[]>(callback: (...args: A) => void, delay?: number, ...args: A): Timeout;
   function clearTimeout(handle: Timeout | number | string | undefined | null): void;

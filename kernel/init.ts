@@ -11,6 +11,12 @@ import { console } from "./console.ts";
 import { TextDecoder, TextEncoder } from "./encoding.ts";
 import { formatError } from "./errors.ts";
 import { performance } from "./performance.ts";
+import { Headers } from "./web/headers.ts";
+import { Request } from "./web/request.ts";
+import { Response } from "./web/response.ts";
+import { ReadableStream } from "./web/streams.ts";
+import { URL, URLSearchParams } from "./web/url.ts";
+import { crypto } from "./devices/index.ts";
 import { clearInterval, clearTimeout, setInterval, setTimeout, turn } from "./process/scheduler.ts";
 
 function defineGlobal(name: string, value: unknown): void {
@@ -26,6 +32,12 @@ defineGlobal("clearInterval", clearInterval);
 defineGlobal("TextEncoder", TextEncoder);
 defineGlobal("TextDecoder", TextDecoder);
 defineGlobal("performance", performance);
+// Web-standard classes QuickJS lacks (the HTTP server's Request/Response/Headers).
+for (const [name, value] of Object.entries({ Headers, Request, Response, ReadableStream, URL, URLSearchParams })) {
+  if (typeof (globalThis as Record<string, unknown>)[name] === "undefined") defineGlobal(name, value);
+}
+// Seeded on first use (virtio-rng when present): boot pays nothing for it.
+defineGlobal("crypto", crypto);
 if (typeof globalThis.queueMicrotask !== "function") {
   defineGlobal("queueMicrotask", (callback: () => void): void => {
     if (typeof callback !== "function") throw new TypeError('The "callback" argument must be of type function');

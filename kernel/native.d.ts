@@ -64,6 +64,17 @@ export interface NativeBindings {
   /** Masks the IOAPIC input again. */
   irqMask(gsi: number): void;
 
+  /** Full memory barrier (mfence): orders earlier stores before later loads, e.g. a virtqueue's
+   *  avail index before reading the device's event index (virtio 1.2 §2.7.13.4). */
+  fence(): void;
+
+  /** Files packed into the image by `torito build --files` (kernel/fs/image-format.ts), as a
+   *  zero-copy view of the image's data, or null. Treat it as read-only. */
+  imageFiles(): ArrayBuffer | null;
+  /** The Internet checksum's running sum of bytes[start, end) as big-endian 16-bit words,
+   *  plus `initial` (unfolded; see kernel/net/wire/checksum.ts). */
+  checksum(bytes: Uint8Array, start: number, end: number, initial: number): number;
+
   /** The source-map table linked into the image (see host/build.ts), or null. */
   sourceMap(): ArrayBuffer | null;
 

@@ -11,11 +11,13 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cat > "$T/app.S" <<'ASM'
         .section .rodata.torito_app, "a"
-        .globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end
+        .globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end, torito_app_files, torito_app_files_end
 torito_app_bytecode:
 torito_app_bytecode_end:
 torito_app_sourcemap:
 torito_app_sourcemap_end:
+torito_app_files:
+torito_app_files_end:
 ASM
 as --64 -o "$T/app.o" "$T/app.S"
 ld -nostdlib -static --no-warn-rwx-segments -z noexecstack -z max-page-size=4096 -T "$P/link.ld" -o "$T/probe.elf" $(cat "$P/link.txt") "$T/app.o"

@@ -3,6 +3,7 @@
  * Reads are zero-copy views over the image's memory. Malformed blobs are rejected at
  * mount with a clear error, never half-used.
  */
+import { TextDecoder } from "../encoding.ts";
 import { IMAGE_FS_MAGIC, IMAGE_FS_VERSION, type ImageFsEntry, type ImageFsIndex } from "./image-format.ts";
 
 export class FsError extends Error {

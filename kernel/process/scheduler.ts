@@ -12,11 +12,19 @@
  *    Each turn fires at most ONE timer and then returns 0 ("run again at once"): the C loop
  *    drains the microtask queue before the next turn, so promise callbacks queued by one
  *    timer run before the next timer, as in Node >= 11.
- * 2. Pollers. When the batch is exhausted, every registered poller runs once with the
- *    interrupt vectors that fired since the last poll.
+ * 2. Interrupts and pollers. When the batch is exhausted, the handler of every interrupt
+ *    line that fired since the last pass runs (drivers acknowledge their device there), then
+ *    every registered poller runs once with the interrupt vectors that fired.
  * 3. What next:
- *    - some poller ran               -> return now: poll again at once (busy polling; an
- *      adaptive "poll for a while, then halt" policy comes with interrupt-driven drivers);
+ *    - some poller did work (returned anything but `false`), or an interrupt fired
+ *                                     -> return now: poll again at once (busy polling);
+ *    - every poller has been idle for less than the spin period (`setIdleSpin`, default
+ *      SPIN_MS_DEFAULT)               -> return now: keep spinning, work may be close;
+ *    - idle for the whole spin period and every poller has an `onIdle` -> call each
+ *      `onIdle` (the driver arms its device interrupt, then re-checks for work it raced
+ *      with); if none found work the core halts until an interrupt or the next timer.
+ *      Halting and waking cost about a millisecond each on this machine's /dev/kvm, hence
+ *      the spin. A poller without `onIdle` keeps the core busy-polling forever;
  *    - a ref'd timer pending          -> return the earliest deadline;
  *    - only keep-alive holds          -> return -1 (halt until an interrupt);
  *    - nothing ref'd                  -> return -2 (power off, code 0), even if unref'd
@@ -122,8 +130,22 @@ let nextSeq = 1;
 let refedTimers = 0;
 /** Holds taken through keepAlive() by other kernel units (e.g. a listening socket). */
 let keepAliveHolds = 0;
-const pollers: ((firedVectors: number) => void)[] = [];
+interface Poller {
+  poll: (firedVectors: number) => unknown;
+  onIdle: (() => boolean) | undefined;
+}
+const pollers: Poller[] = [];
 let pendingVectors = 0;
+/** Handlers of interrupt lines 1..31 (vector 32+line); line 0 is the LAPIC timer. */
+const lineHandlers: ((() => void) | undefined)[] = new Array(32).fill(undefined);
+
+/** Default spin period (ms) before idle pollers let the core halt. */
+export const SPIN_MS_DEFAULT = 2;
+let spinMs = SPIN_MS_DEFAULT;
+/** hw.now() when every poller was first seen idle, or -1 while there is work. */
+let idleSince = -1;
+let halts = 0;
+let interruptsHandled = 0;
 
 let batchActive = false;
 let batchNow = 0;
@@ -241,18 +263,49 @@ export function clearInterval(handle: unknown): void {
 
 // ---- pollers and keep-alive ----------------------------------------------------------
 
+/** Options of addPoller. */
+export interface PollerOptions {
+  /**
+   * Called once every poller has been idle for the spin period, just before the core would
+   * halt: arm the device's interrupt, then check again for work that raced with the arming.
+   * Return true if work was found (the core keeps polling), false to let the core halt.
+   */
+  onIdle?: () => boolean;
+}
+
 /**
  * Registers a device poller, called once per scheduler pass with the interrupt vector mask
- * (bit n = vector 32+n) that fired since the previous pass. While any poller is registered
- * the VM stays alive and the core busy-polls. Returns the function that unregisters it.
+ * (bit n = vector 32+n) that fired since the previous pass. It returns `false` when it found
+ * no work (it must then not have queued microtasks); anything else counts as work. While any
+ * poller is registered the VM stays alive; the core halts only when every poller has been
+ * idle for the spin period and has an `onIdle`. Returns the function that unregisters it.
  */
-export function addPoller(poll: (firedVectors: number) => void): () => void {
-  const entry = (v: number): void => poll(v);
+export function addPoller(poll: (firedVectors: number) => unknown, options: PollerOptions = {}): () => void {
+  const entry: Poller = { poll, onIdle: options.onIdle };
   pollers.push(entry);
+  idleSince = -1;
   return () => {
     const i = pollers.indexOf(entry);
     if (i >= 0) pollers.splice(i, 1);
   };
+}
+
+/**
+ * Reserves an interrupt line (1..31, i.e. vector 32+line on this core) and registers its
+ * handler, which runs at the start of the scheduler pass after the vector fired. Route a
+ * device to it with hw.irqRoute(gsi, line, false). Throws when all 31 lines are taken.
+ */
+export function addInterruptHandler(handler: () => void): { line: number; remove: () => void } {
+  const line = lineHandlers.indexOf(undefined, 1);
+  if (line < 0) throw new Error("no free interrupt line (31 in use)");
+  lineHandlers[line] = handler;
+  return { line, remove: () => { if (lineHandlers[line] === handler) lineHandlers[line] = undefined; } };
+}
+
+/** Sets how long (ms) idle pollers spin before the core may halt; 0 halts at once. */
+export function setIdleSpin(ms: number): void {
+  if (!(ms >= 0)) throw new RangeError(`idle spin must be >= 0 ms, got ${String(ms)}`);
+  spinMs = ms;
 }
 
 /**
@@ -300,13 +353,37 @@ export function turn(firedVectors: number): number {
 
   const vectors = pendingVectors;
   pendingVectors = 0;
-  if (pollers.length > 0) {
-    // Copy: a poller may unregister itself or others. Pollers may have queued microtasks,
-    // so the answer is "again" even if the last poller just left: a wait or an exit is
-    // only ever returned by a turn that ran no JavaScript callback at all.
-    for (const poll of pollers.slice()) poll(vectors);
-    return batchNow;
+  if (vectors !== 0) {
+    for (let line = 1; line < 32; line++) {
+      const handler = lineHandlers[line];
+      if (handler !== undefined && (vectors & (1 << line)) !== 0) {
+        interruptsHandled++;
+        handler();
+      }
+    }
   }
+  if (pollers.length > 0) {
+    // Copy: a poller may unregister itself or others. A poller that did work may have queued
+    // microtasks, so the answer is "again" even if the last poller just left: a wait or an
+    // exit is only ever returned by a turn that ran no JavaScript callback with effects.
+    const list = pollers.slice();
+    let busy = vectors !== 0 || list.length !== pollers.length;
+    for (const p of list) if (p.poll(vectors) !== false) busy = true;
+    if (busy || pollers.length !== list.length) {
+      idleSince = -1;
+      return batchNow;
+    }
+    if (idleSince < 0) idleSince = batchNow;
+    if (batchNow - idleSince < spinMs) return batchNow;
+    for (const p of list) if (p.onIdle === undefined) return batchNow;
+    let raced = false;
+    for (const p of list) if (p.onIdle!()) raced = true;
+    idleSince = -1;
+    if (raced) return batchNow;
+    halts++;
+    return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
+  }
+  if (vectors !== 0) return batchNow;
 
   if (refedTimers > 0) return heap[0]!.deadline;
   if (keepAliveHolds > 0) return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
@@ -316,4 +393,9 @@ export function turn(firedVectors: number): number {
 /** Counters for tests and diagnostics. */
 export function schedulerStats(): { timers: number; refedTimers: number; pollers: number; keepAliveHolds: number } {
   return { timers: heap.length, refedTimers, pollers: pollers.length, keepAliveHolds };
+}
+
+/** Idle-policy counters: halts taken because every poller was idle, interrupt handlers run. */
+export function idleStats(): { halts: number; interruptsHandled: number; spinMs: number } {
+  return { halts, interruptsHandled, spinMs };
 }

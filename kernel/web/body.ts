@@ -3,6 +3,7 @@
  * so the HTTP server can send it with one write and a Content-Length, turned into a
  * ReadableStream only when someone asks for `.body`.
  */
+import { TextDecoder, TextEncoder } from "../encoding.ts";
 import { ReadableStream } from "./streams.ts";
 
 export type BodyInit = string | Uint8Array | ArrayBuffer | ReadableStream<Uint8Array> | null;

@@ -4,6 +4,7 @@
  * segment removal, percent-encoding of path/query, and query parameters. Hosts are kept
  * as given (lower-cased); IDNA and IPv6 zone handling are out of scope.
  */
+import { TextEncoder } from "../encoding.ts";
 const DEFAULT_PORTS: Record<string, string> = { "http:": "80", "https:": "443", "ws:": "80", "wss:": "443" };
 
 function encodeSet(s: string, keep: RegExp): string {

@@ -81,5 +81,6 @@ extern JSContext *current_context;
 
 extern const uint8_t torito_app_bytecode[], torito_app_bytecode_end[];
 extern const uint8_t torito_app_sourcemap[], torito_app_sourcemap_end[];
+extern const uint8_t torito_app_files[], torito_app_files_end[];
 
 #endif

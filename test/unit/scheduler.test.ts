@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 import { installNativeForTests } from "../../kernel/hw.ts";
 import {
-  addPoller, clearInterval, clearTimeout, keepAlive, schedulerStats, setInterval, setTimeout, turn,
+  addInterruptHandler, addPoller, clearInterval, idleStats, setIdleSpin, SPIN_MS_DEFAULT, clearTimeout, keepAlive, schedulerStats, setInterval, setTimeout, turn,
   TURN_EXIT, TURN_WAIT_INTERRUPT,
 } from "../../kernel/process/scheduler.ts";
 
@@ -213,4 +213,58 @@ test("many timers: the heap keeps order through cancellations", async () => {
     .sort((x, y) => x.delay - y.delay || x.i - y.i)
     .map(({ i }) => i);
   assert.deepEqual(log, expected);
+});
+
+test("idle pollers spin for the spin period, arm interrupts through onIdle, then the core halts", () => {
+  setIdleSpin(2);
+  let armed = 0;
+  const stop = addPoller(() => false, { onIdle: () => (armed++, false) });
+  const start = clock;
+  assert.equal(turn(0), clock, "first idle pass: keep spinning");
+  clock += 1;
+  assert.equal(turn(0), clock, "still within the spin period");
+  assert.equal(armed, 0);
+  clock += 1.5;
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT, "idle for the whole period: halt until an interrupt");
+  assert.equal(armed, 1);
+  assert.ok(clock - start >= 2);
+  stop();
+  turn(0);
+});
+
+test("onIdle that finds raced work keeps the core polling; a poller without onIdle never halts", () => {
+  setIdleSpin(0);
+  let raced = true;
+  const stop = addPoller(() => false, { onIdle: () => raced });
+  assert.equal(turn(0), clock);
+  raced = false;
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT);
+  stop();
+  turn(0);
+  const stop2 = addPoller(() => false);
+  for (let i = 0; i < 5; i++) {
+    clock += 10;
+    assert.equal(turn(0), clock);
+  }
+  stop2();
+  turn(0);
+  setIdleSpin(SPIN_MS_DEFAULT);
+});
+
+test("an interrupt line's handler runs when its vector fires, before the pollers, and keeps polling", () => {
+  const log: string[] = [];
+  const irq = addInterruptHandler(() => log.push("irq"));
+  assert.ok(irq.line >= 1 && irq.line <= 31);
+  setIdleSpin(0);
+  const stop = addPoller((v) => { log.push(`poll ${v === 1 << irq.line}`); return false; }, { onIdle: () => false });
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT);
+  assert.equal(turn(1 << irq.line), clock, "woken by the device: poll again at once");
+  assert.deepEqual(log, ["poll false", "irq", "poll true"]);
+  assert.equal(turn(1 << 30), clock, "a spurious vector: one more poll");
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT, "then back to sleep");
+  irq.remove();
+  stop();
+  turn(0);
+  setIdleSpin(SPIN_MS_DEFAULT);
+  assert.ok(idleStats().halts >= 3);
 });

@@ -8,6 +8,7 @@
  *   500 handler threw, 501/505 unsupported coding/version, 503 too many connections.
  * Every other connection keeps being served.
  */
+import { TextEncoder } from "../../encoding.ts";
 import { Body, concatChunks } from "../../web/body.ts";
 import { Headers } from "../../web/headers.ts";
 import { Request } from "../../web/request.ts";

@@ -2,10 +2,18 @@
  * The Internet checksum (RFC 1071) over byte ranges, for IPv4, ICMP, UDP and TCP.
  * Sums are kept as unfolded 32-bit-safe accumulators so that a pseudo-header and a
  * payload can be summed separately and combined.
+ *
+ * In the guest the sum runs natively (hw.checksum): in QuickJS the loop below costs ~37 µs
+ * per 1500-byte segment, about half of TCP's per-segment time; natively it is ~0.2 µs.
+ * On Node (unit tests) the TypeScript loop runs.
  */
+import { hw, isNative } from "../../hw.ts";
+
+const nativeSum = isNative ? hw.checksum : null;
 
 /** Adds the 16-bit big-endian words of bytes[start, end) to `sum` (odd tail padded). */
 export function sumWords(bytes: Uint8Array, start: number, end: number, sum = 0): number {
+  if (nativeSum !== null) return nativeSum(bytes, start, end, sum);
   let i = start;
   // 4 words per iteration; the accumulator stays exact well past 2^32 (float64).
   for (; i + 7 < end; i += 8) {

@@ -1,0 +1,12 @@
+// The WebServer appliance: a microservice serving files over HTTP, as in Toro's talk.
+// It serves the files packed into the image (`torito build --files DIR`, mounted at /app).
+//   npx torito serve DIR --port 8080        (builds with DIR packed, boots, forwards the port)
+import { args, serve } from "torito";
+import { serveDirectory } from "./static.ts";
+
+const portArg = args.find((a) => a.startsWith("--port="));
+const port = portArg ? Number(portArg.slice("--port=".length)) : 80;
+const root = args.find((a) => a.startsWith("--root="))?.slice("--root=".length) ?? "/app";
+
+const server = serve({ port }, serveDirectory(root));
+console.log(`static-web-server: serving ${root} on port ${server.port}`);

@@ -1,0 +1,240 @@
+/**
+ * The Devices unit: finds the virtio-mmio devices of this VM and hands out their drivers.
+ *
+ * Nothing happens at boot: hello pays nothing. The first call of any API here runs
+ * discovery (the command line's virtio_mmio.device= entries, else a probe of the microvm
+ * window), and a driver is started (feature negotiation, queues: a few dozen register
+ * accesses, ~30 µs each) the first time its device is asked for. discoveryStats() says what
+ * that cost. All devices belong to the boot core for now (per-core devices come with SMP).
+ */
+import { hw } from "../hw.ts";
+import { parseCmdline } from "../cmdline.ts";
+import { devicesFromCmdline, probeWindow, type DeviceLocation } from "./discovery.ts";
+import { VirtioMmioTransport } from "./virtio/mmio.ts";
+import type { VirtioDriver } from "./virtio/driver.ts";
+import { VirtioBlk, type BlockDevice } from "./virtio/blk.ts";
+import { VirtioConsole, type ConsoleDevice } from "./virtio/console.ts";
+import { VirtioRng } from "./virtio/rng.ts";
+import { createCrypto, type ToritoCrypto } from "./random.ts";
+import { idleStats, setIdleSpin } from "../process/scheduler.ts";
+
+export type { BlockDevice } from "./virtio/blk.ts";
+export type { ConsoleDevice } from "./virtio/console.ts";
+
+/** Device kinds by virtio device id (virtio 1.2 §5). */
+export type DeviceKind = "net" | "blk" | "console" | "rng" | "balloon" | "9p" | "gpu" | "input" | "vsock" | "fs" | "unknown";
+
+const KINDS: Record<number, DeviceKind> = { 1: "net", 2: "blk", 3: "console", 4: "rng", 5: "balloon", 9: "9p", 16: "gpu", 18: "input", 19: "vsock", 26: "fs" };
+
+/** What devices.list() reports for one device. */
+export interface DeviceInfo {
+  kind: DeviceKind;
+  /** The virtio device id (§5). */
+  deviceId: number;
+  /** Base address of its virtio-mmio registers. */
+  mmio: number;
+  /** Its IOAPIC input (GSI), or -1 when it is polled only. */
+  irq: number;
+  /** The core that owns it. */
+  core: number;
+  /** virtio-mmio version: 1 legacy, 2 modern. */
+  transportVersion: number;
+  /** Whether a driver has started on it. */
+  active: boolean;
+  /** Negotiated feature bits (empty until a driver starts). */
+  features: number[];
+  /** Why the device was disabled, or null. */
+  error: string | null;
+}
+
+interface Entry {
+  transport: VirtioMmioTransport;
+  kind: DeviceKind;
+  driver: VirtioDriver | null;
+  /** Claimed by a driver outside this file (e.g. virtio-net). */
+  claimed: boolean;
+  error: string | null;
+}
+
+let entries: Entry[] | null = null;
+const stats = { discoveryMs: 0, probed: false, fromCmdline: 0, warnings: [] as string[] };
+
+function discover(): Entry[] {
+  if (entries !== null) return entries;
+  const start = hw.now();
+  const { devices: listed, errors } = devicesFromCmdline(parseCmdline(hw.cmdline()).kernel);
+  stats.warnings.push(...errors);
+  let locations: DeviceLocation[] = listed;
+  stats.fromCmdline = listed.length;
+  if (listed.length === 0) {
+    stats.probed = true;
+    locations = probeWindow(hw.mmioRead32);
+    // acpi=on (several CPUs): 24 slots filled from the top, interrupts on IOAPIC 2 (not routed).
+    if (locations.length === 0) locations = probeWindow(hw.mmioRead32, 24);
+  }
+  entries = [];
+  for (const loc of locations) {
+    try {
+      if (!VirtioMmioTransport.present(loc.base)) continue;
+      const t = new VirtioMmioTransport(loc.base, loc.irq);
+      if (t.deviceId === 0) continue;
+      entries.push({ transport: t, kind: KINDS[t.deviceId] ?? "unknown", driver: null, claimed: false, error: null });
+    } catch (e) {
+      stats.warnings.push(`virtio-mmio@0x${loc.base.toString(16)}: ${(e as Error).message}`);
+    }
+  }
+  stats.discoveryMs = hw.now() - start;
+  return entries;
+}
+
+function ofKind(kind: DeviceKind): Entry[] {
+  return discover().filter((e) => e.kind === kind);
+}
+
+/** Starts (once) the driver of `entry`; null when it failed to start. */
+function start<D extends VirtioDriver>(entry: Entry, make: (t: VirtioMmioTransport) => D): D | null {
+  if (entry.driver !== null) return entry.driver as D;
+  if (entry.error !== null || entry.claimed) return null;
+  try {
+    const driver = make(entry.transport);
+    entry.driver = driver;
+    return driver;
+  } catch (e) {
+    entry.error = (e as Error).message;
+    entry.transport.fail();
+    return null;
+  }
+}
+
+/**
+ * Claims the `index`-th device of `kind` for a driver living outside this unit (the
+ * virtio-net driver): returns its transport, or null when there is none or it is taken.
+ */
+export function claimDevice(kind: DeviceKind, index = 0): VirtioMmioTransport | null {
+  const entry = ofKind(kind)[index];
+  if (entry === undefined || entry.claimed || entry.driver !== null) return null;
+  entry.claimed = true;
+  return entry.transport;
+}
+
+/** The block devices API of `torito`. */
+export const blk = {
+  /** Number of virtio-blk devices. */
+  count(): number {
+    return ofKind("blk").length;
+  },
+  /** The `index`-th block device (default the first); throws when there is none or it failed. */
+  open(index = 0): BlockDevice {
+    const entry = ofKind("blk")[index];
+    if (entry === undefined) throw new Error(`no virtio-blk device #${index} (run with --disk FILE)`);
+    const driver = start(entry, (t) => new VirtioBlk(t));
+    if (driver === null) throw new Error(`virtio-blk device #${index} is unusable: ${entry.error}`);
+    return driver;
+  },
+};
+
+/** The devices API of `torito`. */
+export const devices = {
+  /** Every virtio device of this VM, in MMIO address order. */
+  list(): DeviceInfo[] {
+    return discover().map((e) => {
+      const features: number[] = [];
+      if (e.driver !== null) for (let bit = 0; bit < 64; bit++) if (e.transport.has(bit)) features.push(bit);
+      return {
+        kind: e.kind,
+        deviceId: e.transport.deviceId,
+        mmio: e.transport.base,
+        irq: e.transport.irq,
+        core: 0,
+        transportVersion: e.transport.version,
+        active: e.driver !== null || e.claimed,
+        features,
+        error: e.driver?.broken?.message ?? e.error,
+      };
+    });
+  },
+  /**
+   * Poll-policy and cost figures: discovery time, how often the core halted because every
+   * device was idle for the spin period, device interrupts taken, QueueNotify writes.
+   */
+  stats(): { discoveryMs: number; probed: boolean; halts: number; interrupts: number; notifications: number; spinMs: number; entropy: string } {
+    discover();
+    const idle = idleStats();
+    let interrupts = 0;
+    let notifications = 0;
+    for (const e of entries!) {
+      if (e.driver === null) continue;
+      interrupts += e.driver.interrupts;
+      notifications += e.driver.notifications();
+    }
+    return { discoveryMs: stats.discoveryMs, probed: stats.probed, halts: idle.halts, interrupts, notifications, spinMs: idle.spinMs, entropy: seedSource };
+  },
+  /** Sets how long (ms) the core keeps polling idle devices before halting until their interrupt (default 2). */
+  setIdleSpin(ms: number): void {
+    setIdleSpin(ms);
+  },
+  /** The virtio console, or null when the VM has none. */
+  console(): ConsoleDevice | null {
+    const entry = ofKind("console")[0];
+    return entry === undefined ? null : start(entry, (t) => new VirtioConsole(t));
+  },
+};
+
+/**
+ * Hook for the kernel console: a function writing to the virtio console when the command
+ * line lists one (costs one driver start on first call), else null so the kernel keeps the
+ * UART. Never probes the window: apps without devices pay nothing.
+ */
+export function virtioConsoleWriter(): ((data: string | Uint8Array) => void) | null {
+  if (entries === null && !/virtio_mmio\.device=/.test(hw.cmdline())) return null;
+  const c = devices.console();
+  return c === null ? null : (data) => c.write(data);
+}
+
+/** Discovery cost and findings, for diagnostics and benchmarks. */
+export function discoveryStats(): { discoveryMs: number; probed: boolean; fromCmdline: number; warnings: string[] } {
+  return { ...stats, warnings: [...stats.warnings] };
+}
+
+let seedSource = "";
+
+/** Where the CSPRNG seed came from ("virtio-rng" or "tsc-jitter"), "" before first use. */
+export function entropySource(): string {
+  return seedSource;
+}
+
+/** 32+ bytes to seed the CSPRNG: virtio-rng when present, else TSC jitter (with a warning). */
+function entropySeed(): Uint8Array {
+  const entry = ofKind("rng")[0];
+  if (entry !== undefined) {
+    const rng = start(entry, (t) => new VirtioRng(t));
+    if (rng !== null) {
+      try {
+        const seed = rng.readSync(48);
+        seedSource = "virtio-rng";
+        return seed;
+      } catch (e) {
+        stats.warnings.push((e as Error).message);
+      }
+    }
+  }
+  seedSource = "tsc-jitter";
+  hw.write("torito: warning: no virtio-rng device; crypto is seeded from timer jitter only (run with --rng)\n");
+  // Timing of a loop that reads the clock: interrupts, VM exits and cache effects make the
+  // low bits vary. Weak, but different on every boot.
+  const seed = new Uint8Array(64);
+  let prev = hw.rdtsc();
+  for (let i = 0; i < 2048; i++) {
+    const now = hw.rdtsc();
+    const delta = now - prev;
+    prev = now;
+    seed[i % 64] = (seed[i % 64]! * 31 + (delta & 0xff) + ((now / 256) & 0xff)) & 0xff;
+  }
+  const wall = hw.epochMs();
+  for (let i = 0; i < 8; i++) seed[i]! ^= (wall / 2 ** (8 * i)) & 0xff;
+  return seed;
+}
+
+/** The global `crypto` (installed by kernel/init.ts), seeded on first use. */
+export const crypto: ToritoCrypto = createCrypto(entropySeed);
+

@@ -1,0 +1,144 @@
+/**
+ * What every virtio driver shares: its transport, its queues, the interrupt line, the
+ * poller that runs while requests are in flight, and the broken state.
+ *
+ * Poll policy (kernel/process/scheduler.ts): while a driver has work in flight its poller
+ * reads the used rings in memory every scheduler pass (no register reads). When every
+ * poller has been idle for the scheduler's spin period, onIdle() arms the queues'
+ * interrupts, clears the device's InterruptStatus (QEMU keeps its line high while that is
+ * non-zero, and the IOAPIC route is edge-triggered, so a stale status would swallow the
+ * next edge) and re-checks the rings; then the core halts. The interrupt handler
+ * acknowledges the device and disarms the queues; the poller then finds the work.
+ * Spurious and shared interrupts cost one acknowledge and nothing else.
+ */
+import { hw } from "../../hw.ts";
+import { addInterruptHandler, addPoller } from "../../process/scheduler.ts";
+import { INTERRUPT_CONFIG_CHANGE, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, hex, type VirtioMmioTransport } from "./mmio.ts";
+import { Virtqueue, type VirtqueueError } from "./virtqueue.ts";
+
+/** Raised for a device the driver gave up on (protocol violation, failed set-up). */
+export class DeviceError extends Error {
+  override name = "DeviceError";
+}
+
+/** Base class of the virtio drivers. */
+export abstract class VirtioDriver {
+  readonly transport: VirtioMmioTransport;
+  /** "virtio-blk@0xfeb00e00". */
+  readonly name: string;
+  /** Non-null once the device is unusable; every later request rejects with it. */
+  broken: Error | null = null;
+  /** The interrupt line (1..31) the device is routed to, or -1 (then the driver only polls). */
+  readonly interruptLine: number = -1;
+  /** Wake-ups through this device's interrupt. */
+  interrupts = 0;
+  protected readonly queues: Virtqueue<number>[] = [];
+  private removePoller: (() => void) | null = null;
+  private readonly pollFn = (): boolean => this.pollOnce();
+  private readonly idleFn = (): boolean => this.armInterrupts();
+
+  constructor(transport: VirtioMmioTransport, kind: string) {
+    this.transport = transport;
+    this.name = `virtio-${kind}@${hex(transport.base)}`;
+    if (transport.irq >= 0 && transport.irq <= 23) {
+      const { line } = addInterruptHandler(() => this.onInterrupt());
+      this.interruptLine = line;
+      hw.irqRoute(transport.irq, line, false);
+    }
+  }
+
+  /** Negotiates `wanted` plus the ring features this file supports (§3.1.1 steps 1-6). */
+  protected negotiate(wanted: readonly number[]): void {
+    this.transport.negotiate([...wanted, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX]);
+  }
+
+  /** Creates and registers queue `index` (§3.1.1 step 7), at most `wantedSize` entries. */
+  protected createQueue(index: number, wantedSize: number, maxSegments = 4): Virtqueue<number> {
+    const max = this.transport.queueMaxSize(index);
+    if (max === 0) throw new DeviceError(`${this.name}: queue ${index} does not exist`);
+    let size = 1;
+    while (size * 2 <= Math.min(max, wantedSize)) size *= 2;
+    const vq = new Virtqueue<number>({
+      name: `${this.name} queue ${index}`,
+      size,
+      indirect: this.transport.has(VIRTIO_F_INDIRECT_DESC),
+      eventIdx: this.transport.has(VIRTIO_F_EVENT_IDX),
+      maxSegments,
+      notify: () => this.transport.notify(index),
+      onBroken: (error) => this.fail(error),
+    });
+    this.transport.setupQueue(index, size, vq.addresses);
+    this.queues.push(vq);
+    return vq;
+  }
+
+  /** QueueNotify writes so far over all queues. */
+  notifications(): number {
+    let n = 0;
+    for (const vq of this.queues) n += vq.notifications;
+    return n;
+  }
+
+  /** Polls the driver's queues once; returns whether anything completed. */
+  protected abstract service(): boolean;
+
+  /** Whether the driver still waits for the device (keeps its poller registered). */
+  protected abstract busy(): boolean;
+
+  /** Rejects everything pending with `error` (the device is now broken). */
+  protected abstract rejectAll(error: Error): void;
+
+  /** Called when the device signals a configuration change (§4.2.2 InterruptStatus bit 1). */
+  protected onConfigChange(): void {}
+
+  /** Makes sure the poller runs: call after submitting work. */
+  protected startPolling(): void {
+    if (this.removePoller === null && this.broken === null) {
+      this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 ? { onIdle: this.idleFn } : {});
+    }
+  }
+
+  private pollOnce(): boolean {
+    const did = this.broken === null && this.service();
+    if (this.broken !== null || !this.busy()) {
+      this.removePoller?.();
+      this.removePoller = null;
+    }
+    return did;
+  }
+
+  private armInterrupts(): boolean {
+    let pending = false;
+    for (const vq of this.queues) if (vq.enableInterrupts()) pending = true;
+    // Clear a stale InterruptStatus so the next used buffer makes a fresh edge.
+    this.ack();
+    for (const vq of this.queues) if (vq.hasUsed()) pending = true;
+    if (pending) for (const vq of this.queues) vq.disableInterrupts();
+    return pending;
+  }
+
+  private ack(): void {
+    const status = this.transport.acknowledgeInterrupt();
+    if ((status & INTERRUPT_CONFIG_CHANGE) !== 0) this.onConfigChange();
+  }
+
+  private onInterrupt(): void {
+    this.interrupts++;
+    if (this.broken !== null) return;
+    this.ack();
+    for (const vq of this.queues) vq.disableInterrupts();
+  }
+
+  /** Gives up on the device: marks it broken, tells it (FAILED), rejects what is pending. */
+  fail(error: Error | VirtqueueError | string): void {
+    if (this.broken !== null) return;
+    const e = typeof error === "string" ? new DeviceError(`${this.name}: ${error}`) : error;
+    this.broken = e;
+    this.transport.fail();
+    for (const vq of this.queues) {
+      vq.fail(e.message);
+      vq.takeOutstanding();
+    }
+    this.rejectAll(e);
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The network unit of this core: one network device, its IPv4 interface, UDP, TCP, DHCP
+ * and DNS, driven by the scheduler. It comes up on first use (boot time is not spent on a
+ * network an app never touches) and runs only while something holds it: a listening
+ * server, an open connection, a bound UDP socket or a pending lookup. When nothing does,
+ * its poller leaves and the VM can power off as Node would.
+ *
+ * Configuration comes from the kernel command line (kernel/net/config.ts): static
+ * (`torito.ip=10.0.2.15/24 torito.gw=10.0.2.2 torito.dns=10.0.2.3`, which `torito run`
+ * passes for QEMU's user network) or DHCP.
+ */
+import { parseCmdline } from "../cmdline.ts";
+import { hw } from "../hw.ts";
+import { addPoller } from "../process/scheduler.ts";
+import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
+import type { DhcpClient } from "./dhcp.ts";
+import type { NetDevice } from "./device.ts";
+import { DnsResolver } from "./dns.ts";
+import { Ipv4Interface } from "./iface/interface.ts";
+import { formatIpv4, parseIpv4, PROTOCOL_TCP, PROTOCOL_UDP } from "./ip.ts";
+import { TcpStack } from "./socket/tcp.ts";
+import { TcpSockets, type TcpServer, type TcpSocket } from "./socket/tcp-api.ts";
+import { UdpLayer } from "./socket/udp.ts";
+import type { ByteStream, StreamListener } from "./stream.ts";
+
+/** A device the network unit can drive, with the optional interrupt arming of real drivers. */
+export type DrivableNetDevice = NetDevice & {
+  /** Arms the device's interrupt before the core halts; true if work raced with arming. */
+  armInterrupt?(): boolean;
+};
+
+interface Stack {
+  device: DrivableNetDevice;
+  iface: Ipv4Interface;
+  udp: UdpLayer;
+  tcp: TcpStack;
+  sockets: TcpSockets;
+  resolver: DnsResolver;
+  dhcp: DhcpClient | null;
+}
+
+let stack: Stack | null = null;
+let findDevice: (() => DrivableNetDevice | null) | null = null;
+let holds = 0;
+let removePoller: (() => void) | null = null;
+let wakeup: ReturnType<typeof setTimeout> | null = null;
+let wakeupAt = Infinity;
+
+/** Called by the devices unit: how to find this core's network device. */
+export function setNetDeviceFinder(finder: () => DrivableNetDevice | null): void {
+  findDevice = finder;
+}
+
+function randomBytes(n: number): Uint8Array {
+  const bytes = new Uint8Array(n);
+  const c = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
+  if (c) c.getRandomValues(bytes);
+  else for (let i = 0; i < n; i++) bytes[i] = (Math.random() * 256) | 0;
+  return bytes;
+}
+
+function up(): Stack {
+  if (stack) return stack;
+  const device = findDevice?.() ?? null;
+  if (!device) throw new Error("networking: no network device (run with `torito run --port HOST:GUEST` or `--net`)");
+  const now = hw.now();
+  const iface = new Ipv4Interface(device);
+  const udp = new UdpLayer(iface);
+  const tcp = new TcpStack(iface, { isnSecret: randomBytes(16) });
+  iface.register(PROTOCOL_UDP, udp);
+  iface.register(PROTOCOL_TCP, tcp);
+  const random = () => {
+    const b = randomBytes(4);
+    return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  };
+  const resolver = new DnsResolver(udp, { random: () => random() / 2 ** 32 });
+  let config = parseNetworkConfig(parseCmdline(hw.cmdline()).options);
+  if (config.mode === "error") {
+    console.error(`net: ${config.message}; using DHCP`);
+    config = { mode: "dhcp" };
+  }
+  const dhcp = applyNetworkConfig(config, { iface, udp, resolver }, now, (line) => console.log(line));
+  stack = { device, iface, udp, tcp, sockets: new TcpSockets(tcp, () => hw.now()), resolver, dhcp };
+  return stack;
+}
+
+/** One pass over the stack; false when nothing happened (the scheduler may then halt). */
+function poll(): boolean {
+  const s = stack!;
+  const now = hw.now();
+  const frames = s.device.poll();
+  s.iface.poll(now);
+  s.dhcp?.poll(now);
+  s.resolver.poll(now);
+  s.tcp.poll(now);
+  const next = Math.min(s.iface.pollAt(), s.dhcp?.pollAt() ?? Infinity, s.resolver.pollAt(), s.tcp.pollAt());
+  if (next <= now) return true;
+  // A deadline in the future: make sure a halted core wakes for it.
+  if (next !== wakeupAt) {
+    if (wakeup) clearTimeout(wakeup);
+    wakeup = Number.isFinite(next) ? setTimeout(() => undefined, Math.max(0, next - now)) : null;
+    wakeup?.unref();
+    wakeupAt = next;
+  }
+  return frames > 0;
+}
+
+/** Keeps the network unit running until the returned release function is called. */
+function hold(): () => void {
+  const s = up();
+  if (holds++ === 0) {
+    removePoller = addPoller(poll, { onIdle: () => s.device.armInterrupt?.() ?? false });
+  }
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    if (--holds === 0) {
+      removePoller?.();
+      removePoller = null;
+    }
+  };
+}
+
+function byteStream(socket: TcpSocket, release: () => void): ByteStream {
+  let released = false;
+  const done = () => {
+    if (!released) {
+      released = true;
+      release();
+    }
+  };
+  return {
+    remoteAddress: formatIpv4(socket.remoteAddress),
+    remotePort: socket.remotePort,
+    read: () => socket.read().catch((e: unknown) => {
+      done();
+      throw e;
+    }),
+    write: (data) => socket.write(data),
+    end: () => socket.end(),
+    close: () => {
+      socket.close();
+      done();
+    },
+  };
+}
+
+/** Listens for TCP connections on `port` (0 = ephemeral). */
+export function listen(port: number, options: { backlog?: number } = {}): StreamListener {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`bad port ${String(port)}`);
+  const release = hold();
+  let server: TcpServer;
+  try {
+    server = stack!.sockets.listen(port, options);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  let closed = false;
+  return {
+    port: server.port,
+    accept: async () => {
+      if (closed) return null;
+      try {
+        const socket = await server.accept();
+        return byteStream(socket, hold());
+      } catch (e) {
+        if (closed) return null;
+        throw e;
+      }
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      server.close();
+      release();
+    },
+  };
+}
+
+/** Opens a TCP connection to `host` (a dotted IPv4 address or a name resolved by DNS). */
+export async function connect(host: string, port: number): Promise<ByteStream> {
+  const release = hold();
+  try {
+    const address = /^\d+\.\d+\.\d+\.\d+$/.test(host) ? parseIpv4(host) : (await stack!.resolver.lookup(host))[0]!;
+    const socket = await stack!.sockets.connect(address, port);
+    return byteStream(socket, release);
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
+
+/** Resolves a host name to IPv4 addresses (dotted strings). */
+export async function resolve(name: string): Promise<string[]> {
+  const release = hold();
+  try {
+    return (await stack!.resolver.lookup(name)).map(formatIpv4);
+  } finally {
+    release();
+  }
+}
+
+/** Addresses and counters of this core's interface, for diagnostics. */
+export function networkInfo(): { address: string; mac: string; counters: unknown } | null {
+  if (!stack) return null;
+  const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
+  return { address: formatIpv4(stack.iface.address), mac, counters: stack.iface.counters };
+}
