@@ -7,10 +7,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { bootBenchmark } from "./boot.ts";
+import { devicesBenchmark } from "./devices.ts";
 
 const work = mkdtempSync(join(tmpdir(), "torito-bench-"));
 try {
-  const sections = [await bootBenchmark(work)];
+  const sections = [await bootBenchmark(work), await devicesBenchmark(work)];
   const qemu = execFileSync("qemu-system-x86_64", ["--version"], { encoding: "utf8" }).split("\n")[0];
   const doc = [
     "# Benchmarks",

@@ -41,8 +41,9 @@ export function packDirectory(dir: string): Uint8Array {
       offset = align16(offset + contents[i++]!.length);
     }
     const next = Buffer.from(JSON.stringify({ entries }));
-    if (next.length === indexBytes.length) break;
+    const settled = next.length === indexBytes.length;
     indexBytes = next;
+    if (settled) break;
   }
   const total = entries.reduce((end, e) => (e.kind === "file" ? Math.max(end, e.offset + e.size) : end), align16(12 + indexBytes.length));
   const blob = Buffer.alloc(total);

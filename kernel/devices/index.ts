@@ -238,3 +238,4 @@ function entropySeed(): Uint8Array {
 /** The global `crypto` (installed by kernel/init.ts), seeded on first use. */
 export const crypto: ToritoCrypto = createCrypto(entropySeed);
 
+export { openNetDevice, type VirtioNet, type NetOffload } from "./virtio/net.ts";

@@ -16,8 +16,9 @@ export interface NetDevice {
   txBuffer(length: number): Uint8Array | null;
   /** Sends the first `length` bytes of a buffer obtained from txBuffer(). */
   transmit(buffer: Uint8Array, length: number): void;
-  /** Installs the handler the device calls for each received frame. */
-  setReceiveHandler(handler: (frame: Uint8Array) => void): void;
+  /** Installs the handler the device calls for each received frame (null removes it).
+   *  `checksumVerified` is true when the device already verified the TCP/UDP checksum. */
+  setReceiveHandler(handler: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null): void;
   /** Delivers received frames and reclaims transmitted buffers; returns how many frames
    *  arrived. Called by the network unit's poll loop. */
   poll(): number;

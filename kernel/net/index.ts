@@ -10,6 +10,7 @@
  * passes for QEMU's user network) or DHCP.
  */
 import { parseCmdline } from "../cmdline.ts";
+import { openNetDevice } from "../devices/index.ts";
 import { hw } from "../hw.ts";
 import { addPoller } from "../process/scheduler.ts";
 import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
@@ -23,11 +24,8 @@ import { TcpSockets, type TcpServer, type TcpSocket } from "./socket/tcp-api.ts"
 import { UdpLayer } from "./socket/udp.ts";
 import type { ByteStream, StreamListener } from "./stream.ts";
 
-/** A device the network unit can drive, with the optional interrupt arming of real drivers. */
-export type DrivableNetDevice = NetDevice & {
-  /** Arms the device's interrupt before the core halts; true if work raced with arming. */
-  armInterrupt?(): boolean;
-};
+/** A network device; real drivers poll themselves while a receive handler is installed. */
+export type DrivableNetDevice = NetDevice;
 
 interface Stack {
   device: DrivableNetDevice;
@@ -40,7 +38,15 @@ interface Stack {
 }
 
 let stack: Stack | null = null;
-let findDevice: (() => DrivableNetDevice | null) | null = null;
+let findDevice: (() => DrivableNetDevice | null) | null = () => {
+  try {
+    return openNetDevice(0);
+  } catch {
+    return null;
+  }
+};
+/** The interface's receive handler, installed on the device only while the unit is held. */
+let receiveHandler: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null = null;
 let holds = 0;
 let removePoller: (() => void) | null = null;
 let wakeup: ReturnType<typeof setTimeout> | null = null;
@@ -64,7 +70,20 @@ function up(): Stack {
   const device = findDevice?.() ?? null;
   if (!device) throw new Error("networking: no network device (run with `torito run --port HOST:GUEST` or `--net`)");
   const now = hw.now();
-  const iface = new Ipv4Interface(device);
+  // The interface sees a device whose receive handler this unit installs and removes:
+  // the driver keeps the VM alive (it polls) exactly while a handler is installed.
+  const gated: NetDevice = {
+    mac: device.mac,
+    mtu: device.mtu,
+    txBuffer: (length) => device.txBuffer(length),
+    transmit: (buffer, length) => device.transmit(buffer, length),
+    setReceiveHandler: (handler) => {
+      receiveHandler = handler;
+      if (holds > 0) device.setReceiveHandler(handler);
+    },
+    poll: () => device.poll(),
+  };
+  const iface = new Ipv4Interface(gated);
   const udp = new UdpLayer(iface);
   const tcp = new TcpStack(iface, { isnSecret: randomBytes(16) });
   iface.register(PROTOCOL_UDP, udp);
@@ -84,11 +103,10 @@ function up(): Stack {
   return stack;
 }
 
-/** One pass over the stack; false when nothing happened (the scheduler may then halt). */
+/** One pass over the stack (the driver's own poller delivers frames); false when idle. */
 function poll(): boolean {
   const s = stack!;
   const now = hw.now();
-  const frames = s.device.poll();
   s.iface.poll(now);
   s.dhcp?.poll(now);
   s.resolver.poll(now);
@@ -102,14 +120,16 @@ function poll(): boolean {
     wakeup?.unref();
     wakeupAt = next;
   }
-  return frames > 0;
+  return false;
 }
 
 /** Keeps the network unit running until the returned release function is called. */
 function hold(): () => void {
   const s = up();
   if (holds++ === 0) {
-    removePoller = addPoller(poll, { onIdle: () => s.device.armInterrupt?.() ?? false });
+    // The driver arms its own interrupt when idle; this poller has nothing to arm.
+    removePoller = addPoller(poll, { onIdle: () => false });
+    s.device.setReceiveHandler(receiveHandler);
   }
   let held = true;
   return () => {
@@ -118,6 +138,7 @@ function hold(): () => void {
     if (--holds === 0) {
       removePoller?.();
       removePoller = null;
+      stack?.device.setReceiveHandler(null);
     }
   };
 }

@@ -1,0 +1,586 @@
+/**
+ * virtio-net driver (virtio 1.2 §5.1): one receive/transmit queue pair, implementing the
+ * network unit's NetDevice contract (kernel/net/device.ts).
+ *
+ * Memory. All receive buffers are carved from ONE DMA allocation (`rxBufferSize` bytes
+ * each), all transmit buffers from another. Every buffer starts with room for the
+ * virtio_net_hdr (§5.1.6.1: 10 bytes, or 12 with VIRTIO_F_VERSION_1 or
+ * VIRTIO_NET_F_MRG_RXBUF) directly followed by the Ethernet frame, so one descriptor
+ * covers both (legacy devices without VIRTIO_F_ANY_LAYOUT get two descriptors over the
+ * same contiguous bytes, §5.1.6.6 legacy interface).
+ *
+ * Receive (§5.1.6.3, §5.1.6.4). Every buffer stays posted. poll() reads the used ring in
+ * memory (never ISR or status registers), hands the handler a view over the receive
+ * buffer itself (zero copy; valid only during the call), re-posts the buffer, and kicks
+ * the device once for the whole batch. Only a frame the device spread over several
+ * buffers (VIRTIO_NET_F_MRG_RXBUF with num_buffers > 1) is copied, into one reassembly
+ * buffer. With VIRTIO_NET_F_GUEST_CSUM the handler's second argument says the device
+ * validated the checksum (VIRTIO_NET_HDR_F_DATA_VALID); a partially checksummed frame
+ * (VIRTIO_NET_HDR_F_NEEDS_CSUM, from a local sender) is completed here and reported
+ * verified too.
+ *
+ * Transmit (§5.1.6.2). txBuffer() hands out the frame area of a free transmit buffer (no
+ * copy: the stack writes the frame in place); transmit() publishes it. Publications made
+ * in one synchronous stretch are kicked once (at the end of poll(), else from a
+ * microtask); completed buffers are reclaimed from the used ring. When every buffer is in
+ * flight txBuffer() returns null (back-pressure). transmitWithChecksum() asks the device
+ * to fill a TCP/UDP checksum (VIRTIO_NET_F_CSUM), or fills it here when not offered.
+ *
+ * Interrupts only wake an idle core: the VirtioDriver base keeps them suppressed while it
+ * polls (EVENT_IDX) and arms them before the core halts.
+ *
+ * Everything the device writes is validated: the virtqueue rejects unknown ids and used
+ * lengths beyond the buffer (the device is then marked broken with a clear error, the rest
+ * of the kernel goes on; txBuffer() returns null from then on); short or runt frames and
+ * bad num_buffers are counted and dropped.
+ */
+import { hw } from "../../hw.ts";
+import type { NetDevice } from "../../net/device.ts";
+import { claimDevice } from "../index.ts";
+import type { VirtioMmioTransport } from "./mmio.ts";
+import { VirtioDriver, DeviceError } from "./driver.ts";
+import type { Virtqueue } from "./virtqueue.ts";
+
+// Feature bits (§5.1.3; VIRTIO_F_ANY_LAYOUT from §6, legacy only).
+const VIRTIO_NET_F_CSUM = 0;
+const VIRTIO_NET_F_GUEST_CSUM = 1;
+const VIRTIO_NET_F_MTU = 3;
+const VIRTIO_NET_F_MAC = 5;
+const VIRTIO_NET_F_MRG_RXBUF = 15;
+const VIRTIO_NET_F_STATUS = 16;
+const VIRTIO_NET_F_CTRL_VQ = 17;
+const VIRTIO_NET_F_MQ = 22;
+const VIRTIO_F_ANY_LAYOUT = 27;
+const VIRTIO_F_VERSION_1 = 32;
+
+// Config space (§5.1.4): mac[6] @0, status u16 @6, max_virtqueue_pairs u16 @8, mtu u16 @10.
+const CONFIG_MAC = 0;
+const CONFIG_STATUS = 6;
+const CONFIG_MAX_PAIRS = 8;
+const CONFIG_MTU = 10;
+const VIRTIO_NET_S_LINK_UP = 1;
+
+// virtio_net_hdr (§5.1.6.1).
+const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+const HDR_CSUM_START = 6;
+const HDR_CSUM_OFFSET = 8;
+const HDR_NUM_BUFFERS = 10;
+
+// Queue indexes (§5.1.2): receiveq1 = 0, transmitq1 = 1.
+const RECEIVEQ1 = 0;
+const TRANSMITQ1 = 1;
+
+const ETHERNET_HEADER = 14;
+/** Largest Ethernet frame without FCS the buffers are sized for (1500 + 14 + a VLAN tag). */
+const MAX_FRAME = 1518;
+/** Largest frame a multi-buffer receive may reassemble to (then counted and dropped). */
+const MAX_MERGED_FRAME = 65536;
+
+/** Sizing of a virtio-net device's buffers (all optional). */
+export interface NetDeviceOptions {
+  /** Receive buffers kept posted (rounded down to the queue size; default 256). */
+  rxBuffers?: number;
+  /** Bytes per receive buffer, header included (default 2048; below 1530 needs VIRTIO_NET_F_MRG_RXBUF). */
+  rxBufferSize?: number;
+  /** Transmit buffers (default 256). */
+  txBuffers?: number;
+}
+
+/** What the device does for the stack (negotiated features). */
+export interface NetOffload {
+  /** VIRTIO_NET_F_CSUM: transmitWithChecksum() leaves the TCP/UDP checksum to the device. */
+  readonly txChecksum: boolean;
+  /** VIRTIO_NET_F_GUEST_CSUM: the device may report received checksums as verified. */
+  readonly rxChecksum: boolean;
+  /** VIRTIO_NET_F_MRG_RXBUF: frames larger than a receive buffer arrive in several. */
+  readonly mergeableRxBuffers: boolean;
+  /** VIRTIO_NET_F_MQ: the device has `maxQueuePairs` pairs; this driver uses one. */
+  readonly multiqueue: boolean;
+  readonly maxQueuePairs: number;
+}
+
+/** Counters of one virtio-net device. */
+export interface NetCounters {
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames dropped on receive: too large to reassemble, or no handler installed. */
+  rxDrops: number;
+  /** Malformed receives: used length shorter than the header, runt frames, bad num_buffers or csum fields. */
+  rxErrors: number;
+  /** Frames that arrived in several buffers and were reassembled (copied). */
+  rxMerged: number;
+  /** Frames that arrived with the checksum verified by the device. */
+  rxChecksumVerified: number;
+  txFrames: number;
+  txBytes: number;
+  /** txBuffer() calls that returned null (every buffer in flight, or the device broken). */
+  txFull: number;
+  /** Frames transmitted with the checksum left to the device. */
+  txChecksumOffloaded: number;
+}
+
+/** Receive handler: the frame (a view, valid only during the call) and whether its TCP/UDP checksum is already verified. */
+export type NetReceiveHandler = (frame: Uint8Array, checksumVerified: boolean) => void;
+
+/** The virtio-net driver for one device (one queue pair). */
+export class VirtioNet extends VirtioDriver implements NetDevice {
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly offload: NetOffload;
+  /** Bytes of virtio_net_hdr before each frame (10 or 12). */
+  readonly headerLength: number;
+  readonly counters: NetCounters = {
+    rxFrames: 0, rxBytes: 0, rxDrops: 0, rxErrors: 0, rxMerged: 0, rxChecksumVerified: 0,
+    txFrames: 0, txBytes: 0, txFull: 0, txChecksumOffloaded: 0,
+  };
+  /** Called when the device reports a configuration change (e.g. the link went up or down). */
+  onLinkChange: ((up: boolean) => void) | null = null;
+
+  private readonly rxq: Virtqueue<number>;
+  private readonly txq: Virtqueue<number>;
+  private readonly splitHeader: boolean;
+  private readonly hasStatus: boolean;
+  private link = true;
+  // Receive side: one DMA block of rxCount buffers of rxStride bytes.
+  private readonly rxCount: number;
+  private readonly rxStride: number;
+  private readonly rxMemory: ArrayBuffer;
+  private readonly rxBytes: Uint8Array;
+  private readonly rxPhys: number;
+  /** Last frame view handed out per buffer, reused when the next frame has the same length. */
+  private readonly rxViews: (Uint8Array | undefined)[];
+  private handler: NetReceiveHandler | null = null;
+  private polling = false;
+  private received = 0;
+  // Multi-buffer receive state (VIRTIO_NET_F_MRG_RXBUF).
+  private mergeBuffer: Uint8Array | null = null;
+  private mergeRemaining = 0;
+  private mergeLength = 0;
+  private mergeFlags = 0;
+  private mergeCsumStart = 0;
+  private mergeCsumOffset = 0;
+  private mergeDrop = false;
+  // Transmit side: one DMA block of txCount buffers of txStride bytes; a stack of free ones.
+  private readonly txCount: number;
+  private readonly txStride: number;
+  private readonly txMemory: ArrayBuffer;
+  private readonly txBytes: Uint8Array;
+  private readonly txPhys: number;
+  private readonly txFrames: Uint8Array[];
+  private readonly txFree: Uint16Array;
+  private txFreeCount: number;
+  private readonly txInFlight: Uint8Array;
+  private txUnkicked = false;
+  private kickQueued = false;
+  private readonly kickFn = (): void => {
+    this.kickQueued = false;
+    if (this.txUnkicked) {
+      this.txUnkicked = false;
+      this.txq.kick();
+    }
+  };
+  private readonly rxUsedFn = (slot: number, length: number): void => this.receive(slot, length);
+  private readonly txUsedFn = (slot: number): void => {
+    this.txInFlight[slot] = 0;
+    this.txFree[this.txFreeCount++] = slot;
+  };
+
+  constructor(transport: VirtioMmioTransport, options: NetDeviceOptions = {}) {
+    super(transport, "net");
+    // §5.1.5 device initialization; checksum offload, mergeable buffers and MQ when offered.
+    // GUEST_TSO*/UFO are not negotiated: receive buffers then never need to exceed one frame.
+    this.negotiate([
+      VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MTU, VIRTIO_NET_F_MAC,
+      VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ,
+      VIRTIO_F_ANY_LAYOUT,
+    ]);
+    const t = transport;
+    const mergeable = t.has(VIRTIO_NET_F_MRG_RXBUF);
+    this.headerLength = t.has(VIRTIO_F_VERSION_1) || mergeable ? 12 : 10;
+    this.splitHeader = t.legacy && !t.has(VIRTIO_F_ANY_LAYOUT);
+    this.hasStatus = t.has(VIRTIO_NET_F_STATUS);
+    const multiqueue = t.has(VIRTIO_NET_F_MQ) && t.has(VIRTIO_NET_F_CTRL_VQ);
+    const config = t.readConfig((c) => {
+      const mac = new Uint8Array(6);
+      if (t.has(VIRTIO_NET_F_MAC)) for (let i = 0; i < 6; i++) mac[i] = c.u8(CONFIG_MAC + i);
+      return {
+        mac,
+        status: this.hasStatus ? c.u16(CONFIG_STATUS) : VIRTIO_NET_S_LINK_UP,
+        pairs: multiqueue ? c.u16(CONFIG_MAX_PAIRS) : 1,
+        mtu: t.has(VIRTIO_NET_F_MTU) ? c.u16(CONFIG_MTU) : 1500,
+      };
+    });
+    this.mac = t.has(VIRTIO_NET_F_MAC) ? config.mac : randomLocalMac();
+    this.link = (config.status & VIRTIO_NET_S_LINK_UP) !== 0;
+    // §5.1.4.1: the driver must not send packets larger than `mtu`; our buffers cap it at 1500.
+    this.mtu = Math.max(68, Math.min(config.mtu, 1500));
+    this.offload = {
+      txChecksum: t.has(VIRTIO_NET_F_CSUM),
+      rxChecksum: t.has(VIRTIO_NET_F_GUEST_CSUM),
+      mergeableRxBuffers: mergeable,
+      multiqueue,
+      maxQueuePairs: Math.max(1, config.pairs),
+    };
+
+    const segments = this.splitHeader ? 2 : 1;
+    this.rxq = this.createQueue(RECEIVEQ1, options.rxBuffers ?? 256, segments);
+    this.txq = this.createQueue(TRANSMITQ1, options.txBuffers ?? 256, segments);
+    // Without indirect descriptors a split buffer takes two ring entries.
+    const perRing = (vq: Virtqueue<number>) => (segments === 2 && !vq.indirect ? vq.size >> 1 : vq.size);
+
+    this.rxStride = options.rxBufferSize ?? 2048;
+    const minRx = mergeable ? this.headerLength + 64 : this.headerLength + MAX_FRAME;
+    if (!Number.isInteger(this.rxStride) || this.rxStride < minRx || this.rxStride > 65536) {
+      throw new DeviceError(`${this.name}: rxBufferSize ${this.rxStride} must be ${minRx}..65536${mergeable ? "" : " (the device lacks VIRTIO_NET_F_MRG_RXBUF)"}`);
+    }
+    this.rxCount = perRing(this.rxq);
+    const rx = hw.dmaAlloc(this.rxCount * this.rxStride, 4096);
+    this.rxMemory = rx.buffer;
+    this.rxBytes = new Uint8Array(rx.buffer);
+    this.rxPhys = rx.phys;
+    this.rxViews = new Array<Uint8Array | undefined>(this.rxCount).fill(undefined);
+
+    this.txStride = (this.headerLength + MAX_FRAME + 63) & ~63;
+    this.txCount = perRing(this.txq);
+    const tx = hw.dmaAlloc(this.txCount * this.txStride, 4096);
+    this.txMemory = tx.buffer;
+    this.txBytes = new Uint8Array(tx.buffer);
+    this.txPhys = tx.phys;
+    this.txFrames = [];
+    this.txFree = new Uint16Array(this.txCount);
+    this.txInFlight = new Uint8Array(this.txCount);
+    for (let i = 0; i < this.txCount; i++) {
+      this.txFrames.push(new Uint8Array(tx.buffer, i * this.txStride + this.headerLength, this.txStride - this.headerLength));
+      this.txFree[i] = this.txCount - 1 - i;
+    }
+    this.txFreeCount = this.txCount;
+
+    // §3.1.1 step 8, then §5.1.5: fill the receive queue. (Multiqueue stays at one pair until
+    // a VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET command, §5.1.6.5.5, which this driver never sends.)
+    t.driverOk();
+    for (let slot = 0; slot < this.rxCount; slot++) this.post(slot);
+    this.rxq.kick();
+  }
+
+  /** Whether the link is up (VIRTIO_NET_S_LINK_UP; always true without VIRTIO_NET_F_STATUS). Refreshed on config-change interrupts and by refreshLink(). */
+  get linkUp(): boolean {
+    return this.link;
+  }
+
+  /** Re-reads the link status from config space (one register read, ~30 µs: not for hot paths). */
+  refreshLink(): boolean {
+    if (this.hasStatus && this.broken === null) {
+      this.link = (this.transport.readConfig((c) => c.u16(CONFIG_STATUS)) & VIRTIO_NET_S_LINK_UP) !== 0;
+    }
+    return this.link;
+  }
+
+  /** Receive buffers posted and transmit buffers, for diagnostics. */
+  get bufferCounts(): { rx: number; rxBufferSize: number; tx: number; txFree: number } {
+    return { rx: this.rxCount, rxBufferSize: this.rxStride, tx: this.txCount, txFree: this.txFreeCount };
+  }
+
+  /**
+   * Installs the receive handler (null removes it). While one is installed the driver polls
+   * from the scheduler on its own (and keeps the VM alive); the network unit may also call
+   * poll() itself.
+   */
+  setReceiveHandler(handler: NetReceiveHandler | null): void {
+    this.handler = handler;
+    if (handler !== null) this.startPolling();
+  }
+
+  txBuffer(length: number): Uint8Array | null {
+    if (!(length >= 0 && length <= this.txStride - this.headerLength)) {
+      throw new RangeError(`${this.name}: a ${length}-byte frame does not fit a transmit buffer (${this.txStride - this.headerLength} bytes)`);
+    }
+    if (this.txFreeCount === 0 && this.broken === null) this.txq.poll(this.txUsedFn);
+    if (this.txFreeCount === 0 || this.broken !== null) {
+      this.counters.txFull++;
+      return null;
+    }
+    return this.txFrames[this.txFree[this.txFreeCount - 1]!]!;
+  }
+
+  transmit(buffer: Uint8Array, length: number): void {
+    this.send(buffer, length, 0, 0, 0);
+  }
+
+  /**
+   * Sends a frame whose TCP or UDP checksum is still to be computed: the checksum covers
+   * frame bytes [checksumStart, length) and goes at checksumStart + checksumOffset, where
+   * the caller has stored the pseudo-header sum, folded to 16 bits, NOT complemented
+   * (§5.1.6.2). With VIRTIO_NET_F_CSUM the device fills it in; otherwise it is done here.
+   */
+  transmitWithChecksum(buffer: Uint8Array, length: number, checksumStart: number, checksumOffset: number): void {
+    if (!(checksumStart >= ETHERNET_HEADER && checksumStart + checksumOffset + 2 <= length)) {
+      throw new RangeError(`${this.name}: checksum at ${checksumStart}+${checksumOffset} is outside the ${length}-byte frame`);
+    }
+    if (this.offload.txChecksum) {
+      this.send(buffer, length, VIRTIO_NET_HDR_F_NEEDS_CSUM, checksumStart, checksumOffset);
+      this.counters.txChecksumOffloaded++;
+    } else {
+      completeChecksum(buffer, length, checksumStart, checksumOffset);
+      this.send(buffer, length, 0, 0, 0);
+    }
+  }
+
+  private send(buffer: Uint8Array, length: number, flags: number, csumStart: number, csumOffset: number): void {
+    const slot = (buffer.byteOffset - this.headerLength) / this.txStride;
+    if (buffer.buffer !== this.txMemory || !Number.isInteger(slot) || slot < 0 || slot >= this.txCount || this.txInFlight[slot] !== 0) {
+      throw new RangeError(`${this.name}: transmit() of a buffer that txBuffer() did not hand out, or that is already in flight`);
+    }
+    if (!(length > 0 && length <= this.txStride - this.headerLength)) {
+      throw new RangeError(`${this.name}: transmit length ${length} out of range`);
+    }
+    if (this.broken !== null) return; // frames to a dead device are lost, like on a dead wire
+    const at = slot * this.txStride;
+    const h = this.txBytes;
+    h[at] = flags; // gso_type, hdr_len, gso_size stay 0 (GSO_NONE); num_buffers unused on transmit
+    if (flags !== 0) {
+      h[at + HDR_CSUM_START] = csumStart & 0xff;
+      h[at + HDR_CSUM_START + 1] = csumStart >> 8;
+      h[at + HDR_CSUM_OFFSET] = csumOffset & 0xff;
+      h[at + HDR_CSUM_OFFSET + 1] = csumOffset >> 8;
+    }
+    // Take the slot off the free stack (it is almost always the top one).
+    let i = this.txFreeCount - 1;
+    while (i >= 0 && this.txFree[i] !== slot) i--;
+    this.txFree[i] = this.txFree[this.txFreeCount - 1]!;
+    this.txFreeCount--;
+    this.txInFlight[slot] = 1;
+    const phys = this.txPhys + at;
+    const q = this.txq;
+    if (this.splitHeader) {
+      q.addOut(phys, this.headerLength);
+      q.addOut(phys + this.headerLength, length);
+    } else {
+      q.addOut(phys, this.headerLength + length);
+    }
+    q.submit(slot); // cannot fail: there are no more buffers than ring entries
+    this.counters.txFrames++;
+    this.counters.txBytes += length;
+    this.txUnkicked = true;
+    if (!this.polling && !this.kickQueued) {
+      this.kickQueued = true;
+      queueMicrotask(this.kickFn);
+    }
+    this.startPolling();
+  }
+
+  /** Publishes transmitted frames to the device now instead of at the end of this stretch of JavaScript. */
+  flush(): void {
+    this.kickFn();
+  }
+
+  /**
+   * Delivers received frames to the handler, re-posts their buffers and kicks once,
+   * reclaims transmitted buffers and kicks pending transmissions. Returns frames delivered.
+   */
+  poll(): number {
+    if (this.polling || this.broken !== null) return 0;
+    this.polling = true;
+    this.received = 0;
+    try {
+      this.rxq.poll(this.rxUsedFn);
+      this.txq.poll(this.txUsedFn);
+    } finally {
+      this.polling = false;
+      if (this.broken === null) {
+        this.rxq.kick(); // no-op unless buffers were re-posted
+        if (this.txUnkicked) {
+          this.txUnkicked = false;
+          this.txq.kick();
+        }
+      }
+    }
+    return this.received;
+  }
+
+  /** Posts receive buffer `slot` (published by the next kick). */
+  private post(slot: number): void {
+    const phys = this.rxPhys + slot * this.rxStride;
+    const q = this.rxq;
+    if (this.splitHeader) {
+      q.addIn(phys, this.headerLength);
+      q.addIn(phys + this.headerLength, this.rxStride - this.headerLength);
+    } else {
+      q.addIn(phys, this.rxStride);
+    }
+    q.submit(slot);
+  }
+
+  /** One used receive buffer (§5.1.6.4); its length was checked against the buffer by the virtqueue. */
+  private receive(slot: number, length: number): void {
+    const b = this.rxBytes;
+    const at = slot * this.rxStride;
+    if (this.mergeRemaining > 0) {
+      // §5.1.6.4.2: a continuation buffer holds frame bytes only, no header.
+      this.mergeMore(at, length);
+      this.post(slot);
+      return;
+    }
+    const hl = this.headerLength;
+    if (length < hl + ETHERNET_HEADER) {
+      this.counters.rxErrors++; // shorter than a header plus an Ethernet header
+      this.post(slot);
+      return;
+    }
+    const flags = b[at]!;
+    if (this.offload.mergeableRxBuffers) {
+      const buffers = b[at + HDR_NUM_BUFFERS]! | (b[at + HDR_NUM_BUFFERS + 1]! << 8);
+      if (buffers !== 1) {
+        this.mergeStart(at, length, flags, buffers);
+        this.post(slot);
+        return;
+      }
+    }
+    const frameLength = length - hl;
+    let view = this.rxViews[slot];
+    if (view === undefined || view.length !== frameLength) {
+      view = new Uint8Array(this.rxMemory, at + hl, frameLength);
+      this.rxViews[slot] = view;
+    }
+    try {
+      this.deliver(view, flags, b[at + HDR_CSUM_START]! | (b[at + HDR_CSUM_START + 1]! << 8), b[at + HDR_CSUM_OFFSET]! | (b[at + HDR_CSUM_OFFSET + 1]! << 8));
+    } finally {
+      this.post(slot);
+    }
+  }
+
+  private deliver(frame: Uint8Array, flags: number, csumStart: number, csumOffset: number): void {
+    const c = this.counters;
+    const handler = this.handler;
+    if (handler === null) {
+      c.rxDrops++;
+      return;
+    }
+    let verified = false;
+    if (flags !== 0 && this.offload.rxChecksum) {
+      if ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0) {
+        // §5.1.6.4: the checksum field holds only the pseudo-header sum; finish it.
+        if (!(csumStart >= ETHERNET_HEADER && csumStart + csumOffset + 2 <= frame.length)) {
+          c.rxErrors++;
+          return;
+        }
+        completeChecksum(frame, frame.length, csumStart, csumOffset);
+        verified = true;
+      } else {
+        verified = (flags & VIRTIO_NET_HDR_F_DATA_VALID) !== 0;
+      }
+      if (verified) c.rxChecksumVerified++;
+    }
+    c.rxFrames++;
+    c.rxBytes += frame.length;
+    this.received++;
+    handler(frame, verified);
+  }
+
+  private mergeStart(at: number, length: number, flags: number, buffers: number): void {
+    if (buffers === 0 || buffers > this.rxCount) {
+      if (buffers > this.rxCount) this.fail(`device says a frame spans ${buffers} buffers, but only ${this.rxCount} are posted`);
+      else this.counters.rxErrors++;
+      return;
+    }
+    const b = this.rxBytes;
+    this.mergeBuffer ??= new Uint8Array(MAX_MERGED_FRAME);
+    this.mergeRemaining = buffers - 1;
+    this.mergeFlags = flags;
+    this.mergeCsumStart = b[at + HDR_CSUM_START]! | (b[at + HDR_CSUM_START + 1]! << 8);
+    this.mergeCsumOffset = b[at + HDR_CSUM_OFFSET]! | (b[at + HDR_CSUM_OFFSET + 1]! << 8);
+    this.mergeLength = 0;
+    this.mergeDrop = false;
+    this.mergeCopy(at + this.headerLength, length - this.headerLength);
+  }
+
+  private mergeMore(at: number, length: number): void {
+    this.mergeRemaining--;
+    this.mergeCopy(at, length);
+    if (this.mergeRemaining > 0) return;
+    if (this.mergeDrop) {
+      this.counters.rxDrops++;
+      return;
+    }
+    this.counters.rxMerged++;
+    this.deliver(this.mergeBuffer!.subarray(0, this.mergeLength), this.mergeFlags, this.mergeCsumStart, this.mergeCsumOffset);
+  }
+
+  private mergeCopy(from: number, length: number): void {
+    if (this.mergeDrop) return;
+    if (this.mergeLength + length > MAX_MERGED_FRAME) {
+      this.mergeDrop = true;
+      return;
+    }
+    this.mergeBuffer!.set(this.rxBytes.subarray(from, from + length), this.mergeLength);
+    this.mergeLength += length;
+  }
+
+  protected service(): boolean {
+    const before = this.txFreeCount;
+    return this.poll() > 0 || this.txFreeCount !== before;
+  }
+
+  protected busy(): boolean {
+    return this.handler !== null || this.txq.inFlight > 0 || this.txUnkicked;
+  }
+
+  protected rejectAll(_error: Error): void {
+    // Nothing waits on a promise here: receives stop, txBuffer() returns null from now on.
+    this.mergeRemaining = 0;
+  }
+
+  protected override onConfigChange(): void {
+    const was = this.link;
+    this.refreshLink();
+    if (was !== this.link) this.onLinkChange?.(this.link);
+  }
+}
+
+/**
+ * Finishes a partial checksum (§5.1.6.2): sums frame[start, length) — whose field at
+ * start+offset holds the pseudo-header sum — and stores the complement there.
+ */
+function completeChecksum(frame: Uint8Array, length: number, start: number, offset: number): void {
+  let sum = 0;
+  let i = start;
+  for (; i + 1 < length; i += 2) sum += (frame[i]! << 8) | frame[i + 1]!;
+  if (i < length) sum += frame[i]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  const value = ~sum & 0xffff;
+  frame[start + offset] = value >> 8;
+  frame[start + offset + 1] = value & 0xff;
+}
+
+/** A locally administered unicast MAC (§5.1.5: when VIRTIO_NET_F_MAC is absent), from the TSC and Math.random. */
+function randomLocalMac(): Uint8Array {
+  const mac = new Uint8Array(6);
+  const tsc = hw.rdtsc();
+  for (let i = 0; i < 6; i++) mac[i] = (Math.floor(Math.random() * 256) ^ Math.floor(tsc / 2 ** (8 * i))) & 0xff;
+  mac[0] = (mac[0]! & 0xfe) | 0x02; // unicast, locally administered
+  return mac;
+}
+
+const opened: (VirtioNet | Error | undefined)[] = [];
+
+/**
+ * The `index`-th virtio-net device (default the first), started on first use with
+ * `options`; later calls return the same driver. Throws when there is none or it failed.
+ */
+export function openNetDevice(index = 0, options: NetDeviceOptions = {}): VirtioNet {
+  const existing = opened[index];
+  if (existing instanceof Error) throw existing;
+  if (existing !== undefined) return existing;
+  const transport = claimDevice("net", index);
+  if (transport === null) throw new Error(`no virtio-net device #${index} (run with --port or --netdev)`);
+  try {
+    const device = new VirtioNet(transport, options);
+    opened[index] = device;
+    return device;
+  } catch (e) {
+    transport.fail();
+    const error = new DeviceError(`virtio-net device #${index} is unusable: ${(e as Error).message}`);
+    opened[index] = error;
+    throw error;
+  }
+}
