@@ -4,20 +4,18 @@
  * mount with a clear error, never half-used.
  */
 import { TextDecoder } from "../encoding.ts";
+import type { FileHandleOps, FileSystem, FsStat, OpenFlags } from "./types.ts";
 import { IMAGE_FS_MAGIC, IMAGE_FS_VERSION, type ImageFsEntry, type ImageFsIndex } from "./image-format.ts";
 
+/** A file-system error with a Node error code: "ENOENT: no such file or directory, open '/x'". */
 export class FsError extends Error {
-  constructor(readonly code: string, message: string, readonly path?: string) {
-    super(`${code}: ${message}${path !== undefined ? `, '${path}'` : ""}`);
+  constructor(readonly code: string, readonly detail: string, readonly path?: string) {
+    super(`${code}: ${detail}${path !== undefined ? ` '${path}'` : ""}`);
   }
 }
 
-export interface ImageStat {
-  size: number;
-  mtimeMs: number;
-  isFile(): boolean;
-  isDirectory(): boolean;
-}
+/** @deprecated kept for the image reader's synchronous API; the VFS uses FsStat. */
+export type ImageStat = FsStat;
 
 /** Normalises a path inside the mount: resolves "." and "..", never above the root. */
 export function normalizePath(path: string): string {
@@ -30,7 +28,8 @@ export function normalizePath(path: string): string {
   return out.join("/");
 }
 
-export class ImageFs {
+export class ImageFs implements FileSystem {
+  readonly readOnly = true;
   #bytes: Uint8Array;
   #entries = new Map<string, ImageFsEntry>();
   #children = new Map<string, string[]>();
@@ -66,16 +65,19 @@ export class ImageFs {
     }
   }
 
-  stat(path: string): ImageStat {
+  statSync(path: string): FsStat {
     const p = normalizePath(path);
     const e = this.#entries.get(p);
     if (!e && p !== "") throw new FsError("ENOENT", "no such file or directory", path);
     const isDir = !e || e.kind === "dir";
-    return { size: e?.size ?? 0, mtimeMs: e?.mtimeMs ?? 0, isFile: () => !isDir, isDirectory: () => isDir };
+    return {
+      size: e?.size ?? 0, mtimeMs: e?.mtimeMs ?? 0, mode: isDir ? 0o40555 : 0o100444, ino: 0,
+      isFile: () => !isDir, isDirectory: () => isDir,
+    };
   }
 
   /** The file's bytes: a view into the image (do not modify). */
-  readFile(path: string): Uint8Array {
+  readFileSync(path: string): Uint8Array {
     const p = normalizePath(path);
     const e = this.#entries.get(p);
     if (!e) {
@@ -86,7 +88,7 @@ export class ImageFs {
     return this.#bytes.subarray(e.offset, e.offset + e.size);
   }
 
-  readdir(path: string): string[] {
+  readdirSync(path: string): string[] {
     const p = normalizePath(path);
     const list = this.#children.get(p);
     if (!list) {
@@ -95,4 +97,33 @@ export class ImageFs {
     }
     return list.slice().sort();
   }
+
+  // ---- FileSystem ------------------------------------------------------------------
+  async stat(path: string): Promise<FsStat> { return this.statSync(path); }
+  async readdir(path: string): Promise<string[]> { return this.readdirSync(path); }
+  async readFileDirect(path: string): Promise<Uint8Array> { return this.readFileSync(path); }
+
+  async open(path: string, flags: OpenFlags): Promise<FileHandleOps> {
+    if (flags.write || flags.truncate || flags.append) throw new FsError("EROFS", "read-only file system");
+    const bytes = this.readFileSync(path);
+    const stat = this.statSync(path);
+    return {
+      read: async (buffer, offset, length, position) => {
+        const n = Math.max(0, Math.min(length, bytes.length - position));
+        buffer.set(bytes.subarray(position, position + n), offset);
+        return n;
+      },
+      write: async () => { throw new FsError("EROFS", "read-only file system"); },
+      stat: async () => stat,
+      truncate: async () => { throw new FsError("EROFS", "read-only file system"); },
+      sync: async () => undefined,
+      close: async () => undefined,
+    };
+  }
+
+  async mkdir(): Promise<void> { throw new FsError("EROFS", "read-only file system"); }
+  async unlink(): Promise<void> { throw new FsError("EROFS", "read-only file system"); }
+  async rmdir(): Promise<void> { throw new FsError("EROFS", "read-only file system"); }
+  async rename(): Promise<void> { throw new FsError("EROFS", "read-only file system"); }
+  async syncAll(): Promise<void> {}
 }

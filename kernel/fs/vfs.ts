@@ -1,31 +1,24 @@
 /**
- * The VFS: a mount table and path resolution in front of the file systems, with an async
- * API shaped like `node:fs/promises`. Paths are absolute; "." and ".." are resolved
- * lexically and never climb out of a mount. Errors carry Node's codes (ENOENT, EISDIR, …).
+ * The VFS: a mount table, path resolution and file handles in front of the file systems
+ * (kernel/fs/types.ts), with an API shaped like `node:fs/promises`. Paths are absolute;
+ * "." and ".." are resolved lexically and never climb out of a mount (nor above "/").
+ * Errors are FsError with Node's codes and messages ("ENOENT: no such file or directory,
+ * open '/share/x'"). Data is Uint8Array; strings are UTF-8.
  *
- * Mounts by convention: /app holds the files packed into the image (read-only).
- * virtio-fs (/share) and ext2 (/disk) mount here as their drivers land.
+ * Mounts by convention: /app (files packed into the image, read-only), /share
+ * (virtio-fs, `torito run --fs DIR`), /disk (ext2 on the first virtio-blk disk).
  */
-import { TextDecoder } from "../encoding.ts";
-import { FsError, normalizePath, type ImageStat } from "./imagefs.ts";
+import { TextDecoder, TextEncoder } from "../encoding.ts";
+import { FsError, normalizePath } from "./imagefs.ts";
+import type { FileHandleOps, FileSystem, FsStat, OpenFlags } from "./types.ts";
 
-/** What a mounted file system provides (read-only for now). */
-export interface FileSystem {
-  stat(path: string): ImageStat | Promise<ImageStat>;
-  readFile(path: string): Uint8Array | Promise<Uint8Array>;
-  readdir(path: string): string[] | Promise<string[]>;
-}
-
-export interface Stats {
-  size: number;
-  mtimeMs: number;
-  mtime: Date;
-  isFile(): boolean;
-  isDirectory(): boolean;
-}
+/** Open file handles per core, at most. */
+export const MAX_OPEN_FILES = 256;
 
 const mounts = new Map<string, FileSystem>();
-let lazyMounts: (() => void) | null = null;
+let pendingMounts: (() => Promise<void>) | null = null;
+let mounting: Promise<void> | null = null;
+let openFiles = 0;
 
 /** Mounts `fs` at `/name` (one path component). */
 export function mount(point: string, fs: FileSystem): void {
@@ -36,52 +29,352 @@ export function mount(point: string, fs: FileSystem): void {
 }
 
 /** Runs `fn` before the first file-system access (mount discovery stays off the boot path). */
-export function onFirstUse(fn: () => void): void {
-  lazyMounts = fn;
+export function onFirstUse(fn: () => Promise<void>): void {
+  pendingMounts = fn;
 }
 
-function resolve(path: string): { fs: FileSystem; rel: string } | { root: true } {
-  if (lazyMounts) {
-    const f = lazyMounts;
-    lazyMounts = null;
-    f();
+async function ready(): Promise<void> {
+  if (pendingMounts) {
+    const f = pendingMounts;
+    pendingMounts = null;
+    mounting = f();
   }
-  if (typeof path !== "string") throw new TypeError("path must be a string");
-  if (path.includes("\0")) throw new FsError("EINVAL", "path contains a NUL byte", path);
-  if (!path.startsWith("/")) throw new FsError("EINVAL", "paths must be absolute", path);
+  if (mounting) await mounting;
+}
+
+interface Resolved {
+  fs: FileSystem;
+  rel: string;
+  mount: string;
+}
+
+async function resolve(path: string, syscall: string): Promise<Resolved | null> {
+  await ready();
+  if (typeof path !== "string") throw new TypeError(`${syscall}: path must be a string`);
+  if (path.includes("\0")) throw new FsError("EINVAL", `path contains a NUL byte, ${syscall}`, path);
+  if (!path.startsWith("/")) throw new FsError("EINVAL", `paths must be absolute, ${syscall}`, path);
   const p = normalizePath(path);
-  if (p === "") return { root: true };
+  if (p === "") return null;
   const slash = p.indexOf("/");
   const name = slash < 0 ? p : p.slice(0, slash);
   const fs = mounts.get(name);
-  if (!fs) throw new FsError("ENOENT", "no such file or directory", path);
-  return { fs, rel: slash < 0 ? "" : p.slice(slash + 1) };
+  if (!fs) throw new FsError("ENOENT", `no such file or directory, ${syscall}`, path);
+  return { fs, rel: slash < 0 ? "" : p.slice(slash + 1), mount: name };
 }
 
-function toStats(s: ImageStat): Stats {
-  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), isFile: s.isFile, isDirectory: s.isDirectory };
+/** Adds the operation and path to errors from a file system, as Node does. */
+async function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    // Errors from a file system name its relative path: name the operation and the full path.
+    if (e instanceof FsError && !e.detail.endsWith(`, ${syscall}`)) throw new FsError(e.code, `${e.detail}, ${syscall}`, path);
+    throw e;
+  }
 }
 
-/** The file's contents (for image files: a read-only view, no copy). */
-export async function readFile(path: string): Promise<Uint8Array>;
-export async function readFile(path: string, encoding: "utf8" | "utf-8"): Promise<string>;
-export async function readFile(path: string, encoding?: "utf8" | "utf-8"): Promise<Uint8Array | string> {
-  const r = resolve(path);
-  if ("root" in r) throw new FsError("EISDIR", "illegal operation on a directory", path);
-  const bytes = await r.fs.readFile(r.rel);
-  return encoding ? new TextDecoder().decode(bytes) : bytes;
+function writable(r: Resolved, syscall: string, path: string): void {
+  if (r.fs.readOnly) throw new FsError("EROFS", `read-only file system, ${syscall}`, path);
 }
+
+/** File information, as `fs.stat` returns it. */
+export interface Stats {
+  size: number;
+  mtimeMs: number;
+  mtime: Date;
+  mode: number;
+  ino: number;
+  isFile(): boolean;
+  isDirectory(): boolean;
+}
+
+function toStats(s: FsStat): Stats {
+  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), mode: s.mode, ino: s.ino, isFile: s.isFile, isDirectory: s.isDirectory };
+}
+
+const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
 
 export async function stat(path: string): Promise<Stats> {
-  const r = resolve(path);
-  if ("root" in r) return toStats({ size: 0, mtimeMs: 0, isFile: () => false, isDirectory: () => true });
-  return toStats(await r.fs.stat(r.rel));
+  const r = await resolve(path, "stat");
+  if (!r) return toStats(ROOT_STAT);
+  return op("stat", path, async () => toStats(await r.fs.stat(r.rel)));
 }
 
 export async function readdir(path: string): Promise<string[]> {
-  const r = resolve(path);
-  if ("root" in r) return [...mounts.keys()].sort();
-  return r.fs.readdir(r.rel);
+  const r = await resolve(path, "scandir");
+  if (!r) return [...mounts.keys()].sort();
+  return op("scandir", path, () => r.fs.readdir(r.rel));
+}
+
+/** Node's flag strings: r, r+, w, w+, wx, a, a+, ax … */
+export function parseFlags(flags: string): OpenFlags {
+  const table: Record<string, OpenFlags> = {
+    "r": { read: true, write: false, append: false, create: false, exclusive: false, truncate: false },
+    "r+": { read: true, write: true, append: false, create: false, exclusive: false, truncate: false },
+    "w": { read: false, write: true, append: false, create: true, exclusive: false, truncate: true },
+    "w+": { read: true, write: true, append: false, create: true, exclusive: false, truncate: true },
+    "a": { read: false, write: true, append: true, create: true, exclusive: false, truncate: false },
+    "a+": { read: true, write: true, append: true, create: true, exclusive: false, truncate: false },
+  };
+  const exclusive = flags.includes("x");
+  const base = table[flags.replace("x", "")];
+  if (!base || (exclusive && !base.create)) throw new FsError("EINVAL", `unknown file open flags '${flags}'`);
+  return { ...base, exclusive };
+}
+
+/** An open file, like Node's FileHandle. */
+export class FileHandle {
+  #ops: FileHandleOps | null;
+  #position = 0;
+  #append: boolean;
+  readonly path: string;
+
+  /** @internal use open() */
+  constructor(ops: FileHandleOps, path: string, append: boolean) {
+    this.#ops = ops;
+    this.path = path;
+    this.#append = append;
+  }
+
+  #live(syscall: string): FileHandleOps {
+    if (!this.#ops) throw new FsError("EBADF", `bad file descriptor, ${syscall}`, this.path);
+    return this.#ops;
+  }
+
+  /** Reads into `buffer`; position null continues from the handle's current position. */
+  async read(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position: number | null = null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
+    const ops = this.#live("read");
+    if (offset < 0 || length < 0 || offset + length > buffer.length) throw new RangeError("read: offset/length outside the buffer");
+    const at = position ?? this.#position;
+    const n = await op("read", this.path, () => ops.read(buffer, offset, length, at));
+    if (position === null) this.#position += n;
+    return { bytesRead: n, buffer };
+  }
+
+  /** Writes `data`; in append mode always at the end. */
+  async write(data: Uint8Array | string, offset = 0, length?: number, position: number | null = null): Promise<{ bytesWritten: number }> {
+    const ops = this.#live("write");
+    markDirty();
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const len = length ?? bytes.length - offset;
+    if (offset < 0 || len < 0 || offset + len > bytes.length) throw new RangeError("write: offset/length outside the data");
+    let at = position ?? this.#position;
+    if (this.#append) at = (await ops.stat()).size;
+    let done = 0;
+    while (done < len) {
+      const n = await op("write", this.path, () => ops.write(bytes, offset + done, len - done, at + done));
+      if (n <= 0) throw new FsError("EIO", "write made no progress", this.path);
+      done += n;
+    }
+    if (position === null || this.#append) this.#position = at + done;
+    return { bytesWritten: done };
+  }
+
+  async readFile(): Promise<Uint8Array> {
+    const ops = this.#live("read");
+    const size = (await ops.stat()).size;
+    const out = new Uint8Array(size);
+    let done = 0;
+    while (done < size) {
+      const n = await op("read", this.path, () => ops.read(out, done, size - done, done));
+      if (n === 0) break;
+      done += n;
+    }
+    return done === size ? out : out.subarray(0, done);
+  }
+
+  async stat(): Promise<Stats> {
+    const ops = this.#live("fstat");
+    return toStats(await op("fstat", this.path, () => ops.stat()));
+  }
+
+  async truncate(length = 0): Promise<void> {
+    const ops = this.#live("ftruncate");
+    markDirty();
+    await op("ftruncate", this.path, () => ops.truncate(length));
+  }
+
+  /** Makes the file's data durable (FSYNC on virtio-fs, write-back on ext2). */
+  async sync(): Promise<void> {
+    const ops = this.#live("fsync");
+    await op("fsync", this.path, () => ops.sync());
+  }
+
+  async close(): Promise<void> {
+    const ops = this.#ops;
+    if (!ops) return;
+    this.#ops = null;
+    openFiles--;
+    await op("close", this.path, () => ops.close());
+  }
+}
+
+/** Opens a file (`flags` as in Node: "r" by default). */
+export async function open(path: string, flags = "r", mode = 0o666): Promise<FileHandle> {
+  const f = parseFlags(flags);
+  const r = await resolve(path, "open");
+  if (!r) throw new FsError("EISDIR", "illegal operation on a directory, open", path);
+  if (f.write) {
+    writable(r, "open", path);
+    markDirty();
+  }
+  if (openFiles >= MAX_OPEN_FILES) throw new FsError("EMFILE", `too many open files (${MAX_OPEN_FILES}), open`, path);
+  const ops = await op("open", path, () => r.fs.open(r.rel, f, mode));
+  openFiles++;
+  return new FileHandle(ops, path, f.append);
+}
+
+/** The whole file; with an encoding, as a string. */
+export async function readFile(path: string): Promise<Uint8Array>;
+export async function readFile(path: string, encoding: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<string>;
+export async function readFile(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
+  const r = await resolve(path, "open");
+  if (r?.fs.readFileDirect) {
+    const fs = r.fs;
+    const bytes = await op("open", path, () => fs.readFileDirect!(r.rel));
+    return encoding ? new TextDecoder().decode(bytes) : bytes;
+  }
+  const h = await open(path, "r");
+  try {
+    const bytes = await h.readFile();
+    return encoding ? new TextDecoder().decode(bytes) : bytes;
+  } finally {
+    await h.close();
+  }
+}
+
+/** Replaces (or creates) the file with `data`. */
+export async function writeFile(path: string, data: Uint8Array | string, options: { flag?: string; mode?: number } = {}): Promise<void> {
+  const h = await open(path, options.flag ?? "w", options.mode);
+  try {
+    await h.write(data, 0, undefined, 0);
+  } finally {
+    await h.close();
+  }
+}
+
+/** Appends `data` to the file, creating it if needed. */
+export async function appendFile(path: string, data: Uint8Array | string): Promise<void> {
+  const h = await open(path, "a");
+  try {
+    await h.write(data);
+  } finally {
+    await h.close();
+  }
+}
+
+/** Creates a directory; with `recursive`, its missing parents too (returns the first created). */
+export async function mkdir(path: string, options: { recursive?: boolean; mode?: number } = {}): Promise<string | undefined> {
+  const r = await resolve(path, "mkdir");
+  if (!r) {
+    if (options.recursive) return undefined;
+    throw new FsError("EEXIST", "file already exists, mkdir", path);
+  }
+  writable(r, "mkdir", path);
+  markDirty();
+  const mode = options.mode ?? 0o777;
+  if (!options.recursive) {
+    await op("mkdir", path, () => r.fs.mkdir(r.rel, mode));
+    return undefined;
+  }
+  const parts = r.rel.split("/").filter((p) => p !== "");
+  let first: string | undefined;
+  for (let i = 1; i <= parts.length; i++) {
+    const rel = parts.slice(0, i).join("/");
+    const full = `/${r.mount}/${rel}`;
+    try {
+      const s = await r.fs.stat(rel);
+      if (!s.isDirectory()) throw new FsError("ENOTDIR", "not a directory, mkdir", full);
+    } catch (e) {
+      if (!(e instanceof FsError) || e.code !== "ENOENT") throw e;
+      await op("mkdir", full, () => r.fs.mkdir(rel, mode));
+      first ??= full;
+    }
+  }
+  return first;
+}
+
+/** Removes a file; with `recursive`, a directory and everything in it; `force` ignores ENOENT. */
+export async function rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+  const r = await resolve(path, "rm");
+  if (!r || r.rel === "") throw new FsError("EPERM", "operation not permitted (a mount point), rm", path);
+  writable(r, "rm", path);
+  markDirty();
+  let s: FsStat;
+  try {
+    s = await r.fs.stat(r.rel);
+  } catch (e) {
+    if (options.force && e instanceof FsError && e.code === "ENOENT") return;
+    throw new FsError("ENOENT", "no such file or directory, rm", path);
+  }
+  if (!s.isDirectory()) return op("unlink", path, () => r.fs.unlink(r.rel));
+  if (!options.recursive) throw new FsError("EISDIR", "is a directory (use { recursive: true }), rm", path);
+  // Depth-first with an explicit stack and a bound: a corrupted file system cannot loop us.
+  const stack: { rel: string; listed: boolean }[] = [{ rel: r.rel, listed: false }];
+  for (let steps = 0; stack.length > 0; steps++) {
+    if (steps > 1_000_000) throw new FsError("ELOOP", "directory tree too deep or cyclic, rm", path);
+    const top = stack[stack.length - 1]!;
+    if (!top.listed) {
+      top.listed = true;
+      for (const name of await r.fs.readdir(top.rel)) {
+        const child = `${top.rel}/${name}`;
+        if ((await r.fs.stat(child)).isDirectory()) stack.push({ rel: child, listed: false });
+        else await op("unlink", `/${r.mount}/${child}`, () => r.fs.unlink(child));
+      }
+    } else {
+      stack.pop();
+      await op("rmdir", `/${r.mount}/${top.rel}`, () => r.fs.rmdir(top.rel));
+    }
+  }
+}
+
+export async function unlink(path: string): Promise<void> {
+  const r = await resolve(path, "unlink");
+  if (!r) throw new FsError("EISDIR", "illegal operation on a directory, unlink", path);
+  writable(r, "unlink", path);
+  markDirty();
+  return op("unlink", path, () => r.fs.unlink(r.rel));
+}
+
+export async function rmdir(path: string): Promise<void> {
+  const r = await resolve(path, "rmdir");
+  if (!r || r.rel === "") throw new FsError("EBUSY", "resource busy (a mount point), rmdir", path);
+  writable(r, "rmdir", path);
+  markDirty();
+  return op("rmdir", path, () => r.fs.rmdir(r.rel));
+}
+
+/** Renames within one mount (EXDEV across mounts, as rename(2)). */
+export async function rename(from: string, to: string): Promise<void> {
+  const a = await resolve(from, "rename");
+  const b = await resolve(to, "rename");
+  if (!a || !b || a.rel === "" || b.rel === "") throw new FsError("EBUSY", "resource busy (a mount point), rename", from);
+  if (a.fs !== b.fs) throw new FsError("EXDEV", `cross-device link not permitted, rename '${from}' ->`, to);
+  writable(a, "rename", from);
+  markDirty();
+  return op("rename", from, () => a.fs.rename(a.rel, b.rel));
+}
+
+/** Writes back every mount's dirty data (also done when the event loop runs dry). */
+export async function syncAll(): Promise<void> {
+  if (!mounting && !pendingMounts) return;
+  await ready();
+  for (const fs of mounts.values()) await fs.syncAll();
+  dirty = false;
+}
+
+/** Set by every mutating operation; the before-exit hook syncs only when set. */
+let dirty = false;
+/** @internal marks that something may need writing back */
+export function markDirty(): void {
+  dirty = true;
+}
+/** True when a sync was started (for the scheduler's before-exit hook). */
+export function syncIfDirty(): boolean {
+  if (!dirty) return false;
+  dirty = false;
+  void syncAll().catch((e: unknown) => console.error("fs: sync at exit failed:", e));
+  return true;
 }
 
 export { FsError };

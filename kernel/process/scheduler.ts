@@ -387,7 +387,27 @@ export function turn(firedVectors: number): number {
 
   if (refedTimers > 0) return heap[0]!.deadline;
   if (keepAliveHolds > 0) return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
-  return TURN_EXIT;
+  // Like Node's 'beforeExit': hooks may start more work (e.g. writing back a block
+  // cache); the loop goes on and they run again the next time it runs dry.
+  let started = false;
+  for (const hook of beforeExitHooks.slice()) if (hook()) started = true;
+  return started ? TURN_AGAIN : TURN_EXIT;
+}
+
+const beforeExitHooks: (() => boolean)[] = [];
+
+/**
+ * Registers a hook run each time the event loop is about to run dry, before the VM powers
+ * off with code 0 (kernel units flush caches here). The hook returns true when it started
+ * work (the loop then goes on), false when it had nothing to do; it must not start work
+ * forever. Returns the function that removes it.
+ */
+export function onBeforeExit(hook: () => boolean): () => void {
+  beforeExitHooks.push(hook);
+  return () => {
+    const i = beforeExitHooks.indexOf(hook);
+    if (i >= 0) beforeExitHooks.splice(i, 1);
+  };
 }
 
 /** Counters for tests and diagnostics. */

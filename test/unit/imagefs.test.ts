@@ -18,20 +18,20 @@ test("a packed directory reads back byte for byte, with directories and stats", 
     // enough files that the index's own length shifts the offsets it records
     for (let i = 0; i < 60; i++) writeFileSync(join(dir, `page-${i}.txt`), `page ${i}\n`.repeat(i + 1));
     const fs = new ImageFs(packDirectory(dir).slice().buffer);
-    for (let i = 0; i < 60; i++) assert.equal(new TextDecoder().decode(fs.readFile(`page-${i}.txt`)), `page ${i}\n`.repeat(i + 1));
-    assert.deepEqual(fs.readdir("/").slice(0, 3), ["css", "empty", "index.html"]);
-    assert.deepEqual(fs.readdir("css"), ["big.bin"]);
-    assert.deepEqual(fs.readdir("empty"), []);
-    assert.equal(new TextDecoder().decode(fs.readFile("/index.html")), "<h1>hi</h1>\n");
-    assert.deepEqual(fs.readFile("css/../css/big.bin"), big);
-    assert.equal(fs.stat("css/big.bin").size, 100_000);
-    assert.ok(fs.stat("css").isDirectory());
-    assert.ok(fs.stat("/").isDirectory());
-    assert.throws(() => fs.readFile("missing"), /ENOENT/);
-    assert.throws(() => fs.readFile("css"), /EISDIR/);
-    assert.throws(() => fs.readdir("index.html"), /ENOTDIR/);
+    for (let i = 0; i < 60; i++) assert.equal(new TextDecoder().decode(fs.readFileSync(`page-${i}.txt`)), `page ${i}\n`.repeat(i + 1));
+    assert.deepEqual(fs.readdirSync("/").slice(0, 3), ["css", "empty", "index.html"]);
+    assert.deepEqual(fs.readdirSync("css"), ["big.bin"]);
+    assert.deepEqual(fs.readdirSync("empty"), []);
+    assert.equal(new TextDecoder().decode(fs.readFileSync("/index.html")), "<h1>hi</h1>\n");
+    assert.deepEqual(fs.readFileSync("css/../css/big.bin"), big);
+    assert.equal(fs.statSync("css/big.bin").size, 100_000);
+    assert.ok(fs.statSync("css").isDirectory());
+    assert.ok(fs.statSync("/").isDirectory());
+    assert.throws(() => fs.readFileSync("missing"), /ENOENT/);
+    assert.throws(() => fs.readFileSync("css"), /EISDIR/);
+    assert.throws(() => fs.readdirSync("index.html"), /ENOTDIR/);
     // ".." never escapes the mount
-    assert.equal(new TextDecoder().decode(fs.readFile("../../index.html")), "<h1>hi</h1>\n");
+    assert.equal(new TextDecoder().decode(fs.readFileSync("../../index.html")), "<h1>hi</h1>\n");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
