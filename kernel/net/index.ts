@@ -227,5 +227,5 @@ export async function resolve(name: string): Promise<string[]> {
 export function networkInfo(): { address: string; mac: string; counters: unknown } | null {
   if (!stack) return null;
   const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
-  return { address: formatIpv4(stack.iface.address), mac, counters: stack.iface.counters };
+  return { address: formatIpv4(stack.iface.address), mac, counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters } };
 }

@@ -110,6 +110,39 @@ describe("HTTP server with real clients", () => {
     assert.ok(out.indexOf("slow\n") < out.indexOf("hello\n"), "responses out of order");
   });
 
+  test("hundreds of keep-alive requests, each head split across two writes, are all answered promptly", async () => {
+    // Regression: the head scanner kept an absolute offset across buffer compaction and
+    // missed heads once ~4 KiB had gone through one connection (a 10 s stall every 60 requests).
+    const u = new URL(base);
+    const socket = connect(Number(u.port), u.hostname);
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    let received = "";
+    socket.setEncoding("latin1");
+    const waitFor = (n: number) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`response ${n} not received within 2 s`)), 2000);
+      const check = () => {
+        if ((received.match(/HTTP\/1\.1 200 /g) ?? []).length >= n) {
+          clearTimeout(timer);
+          socket.off("data", onData);
+          resolve();
+        }
+      };
+      const onData = (d: string) => {
+        received += d;
+        check();
+      };
+      socket.on("data", onData);
+      check();
+    });
+    for (let i = 1; i <= 300; i++) {
+      socket.write(`GET /hello?i=${i} HTTP/1.1\r\nHost: x\r\nUser-`);
+      await new Promise((r) => setImmediate(r));
+      socket.write("Agent: split\r\n\r\n");
+      await waitFor(i);
+    }
+    socket.destroy();
+  });
+
   test("a chunked upload of 3 MB arrives intact (with Expect: 100-continue)", async () => {
     const data = Buffer.alloc(3 * 1024 * 1024);
     for (let i = 0; i < data.length; i++) data[i] = (i * 7 + (i >> 9)) & 255;

@@ -42,17 +42,22 @@ function pair(options: Parameters<typeof createLink>[0] = {}): Pair {
   return { link, a, b, udpA, udpB, icmpA, pump };
 }
 
-test("configuring an address announces it with gratuitous ARP, twice, 2 s apart", () => {
+test("configuring an address announces it with gratuitous ARP, twice, 2 s apart, and resolves the gateway at once", () => {
   const { link, a } = pair();
   const first = link.a.takeTransmitted();
-  assert.equal(first.length, 1);
+  assert.equal(first.length, 2);
   assert.equal(first[0]![21], 1); // ARP request
   assert.deepEqual(first[0]!.subarray(28, 32), first[0]!.subarray(38, 42)); // sender IP = target IP
-  assert.equal(a.pollAt(), 2000);
+  assert.equal(first[1]![21], 1); // ARP request for the gateway, before any packet needs it
+  assert.deepEqual(Array.from(first[1]!.subarray(38, 42)), [10, 0, 0, 254]);
+  const gratuitous = (frames: Uint8Array[]) =>
+    frames.filter((f) => f[21] === 1 && f.subarray(28, 32).every((b, i) => b === f[38 + i])).length;
   a.poll(1999);
-  assert.equal(link.a.transmitted.length, 0);
+  assert.equal(gratuitous(link.a.takeTransmitted()), 0);
   a.poll(2000);
-  assert.equal(link.a.takeTransmitted().length, 1);
+  assert.equal(gratuitous(link.a.takeTransmitted()), 1);
+  for (let t = 2001; t < 10_000; t += 500) a.poll(t);
+  assert.equal(gratuitous(link.a.takeTransmitted()), 0);
   assert.equal(a.pollAt(), Infinity);
 });
 
@@ -100,6 +105,10 @@ test("off-link destinations go to the gateway; without a gateway they are counte
   p.link.a.takeTransmitted();
   p.link.b.takeTransmitted();
   p.a.ping(ip("8.8.8.8"), 1, 1);
+  // the gateway's resolution started at configuration: the echo waits for it, no new request
+  assert.equal(p.link.a.takeTransmitted().length, 0);
+  assert.equal(p.a.neighbors.pendingPackets, 1);
+  p.a.poll(1000); // the unanswered request is retried
   const arp = p.link.a.takeTransmitted()[0]!;
   assert.deepEqual(Array.from(arp.subarray(38, 42)), [10, 0, 0, 254]);
   assert.equal(p.b.ping(ip("8.8.8.8"), 1, 1), false);

@@ -240,16 +240,18 @@ export class HttpServer {
   /** Reads one request head; null on EOF or idle timeout before its first byte. */
   async #readHead(reader: Reader): Promise<RequestHead | null> {
     const limits = this.limits;
-    let scanned = reader.start;
+    // Bytes after reader.start already known not to complete the head. Relative to start,
+    // because Reader.append() may move the live bytes to the front of its buffer.
+    let scanned = 0;
     let deadline = 0; // set when the first byte of the head is seen
     for (;;) {
       // skip empty lines between pipelined requests (RFC 9112 §2.2)
       while (reader.available > 0 && (reader.buf[reader.start] === 13 || reader.buf[reader.start] === 10)) {
         reader.start++;
-        scanned = reader.start;
+        scanned = 0;
       }
       if (reader.available > 0) {
-        const end = findHeadEnd(reader.buf, Math.max(scanned - 3, reader.start), reader.end);
+        const end = findHeadEnd(reader.buf, reader.start + Math.max(scanned - 3, 0), reader.end);
         if (end >= 0) {
           this.#checkRequestLine(reader);
           if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
@@ -257,7 +259,7 @@ export class HttpServer {
           reader.start = end;
           return head;
         }
-        scanned = reader.end;
+        scanned = reader.available;
         this.#checkRequestLine(reader);
         if (reader.available > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
         if (deadline === 0) deadline = Date.now() + limits.headersTimeoutMs;

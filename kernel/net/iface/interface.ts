@@ -190,6 +190,8 @@ export class Ipv4Interface implements IpSender {
       this.announcementsLeft = this.announcementCount;
       this.nextAnnouncementAt = now;
       this.announce(now);
+      // Resolve the gateway now rather than when the first burst of replies needs it.
+      if (this.gateway !== 0) this.neighbors.resolve(this.gateway, now);
     }
   }
 

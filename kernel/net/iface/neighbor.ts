@@ -14,9 +14,10 @@ export interface NeighborCacheOptions {
   requestInterval?: number;
   /** Requests sent before queued packets are dropped (default 3). */
   maxRequests?: number;
-  /** Packets queued per unresolved address (default 16). */
+  /** Packets queued per unresolved address (default 64: a burst of new connections to a
+   *  not-yet-resolved gateway must not lose its SYN-ACKs). */
   maxPendingPerNeighbor?: number;
-  /** Packets queued over all unresolved addresses (default 64). */
+  /** Packets queued over all unresolved addresses (default 128). */
   maxPendingTotal?: number;
 }
 
@@ -62,8 +63,8 @@ export class NeighborCache {
     this.maxEntries = options.maxEntries ?? 64;
     this.requestInterval = options.requestInterval ?? 1000;
     this.maxRequests = options.maxRequests ?? 3;
-    this.maxPendingPerNeighbor = options.maxPendingPerNeighbor ?? 16;
-    this.maxPendingTotal = options.maxPendingTotal ?? 64;
+    this.maxPendingPerNeighbor = options.maxPendingPerNeighbor ?? 64;
+    this.maxPendingTotal = options.maxPendingTotal ?? 128;
   }
 
   /** The MAC for `address` if a live entry exists (the transmit hot path: one Map lookup). */
@@ -101,6 +102,14 @@ export class NeighborCache {
       for (const packet of waiting.packets) this.deliver(entry.mac, packet);
     }
     return true;
+  }
+
+  /** Starts resolving `address` ahead of need (e.g. the gateway when an address is configured). */
+  resolve(address: number, now: number): void {
+    if (this.lookup(address, now) !== null || this.pending.has(address)) return;
+    if (this.pendingTotal >= this.maxPendingTotal) return;
+    this.pending.set(address, { packets: [], requestsSent: 1, nextRequestAt: now + this.requestInterval });
+    this.requestResolution(address);
   }
 
   /** Queues a whole IPv4 packet for `address`, asking for a resolution if none is in flight. */
