@@ -18,6 +18,11 @@ function toBytes(input: unknown): Uint8Array {
 }
 
 /** Encodes strings as UTF-8; lone surrogates become U+FFFD. */
+import { hw, isNative } from "./hw.ts";
+
+/** Native UTF-8 encoding in the guest (see platform/runtime/native.c); null on Node. */
+const nativeEncode = isNative ? hw.utf8Encode : null;
+
 export class TextEncoder {
   /** Always "utf-8". */
   get encoding(): string {
@@ -27,6 +32,10 @@ export class TextEncoder {
   /** Returns the UTF-8 bytes of `input`. */
   encode(input: string = ""): Uint8Array {
     const str = String(input);
+    if (nativeEncode !== null) {
+      const bytes = nativeEncode(str);
+      if (bytes !== null) return new Uint8Array(bytes);
+    }
     const n = str.length;
     // ASCII fast path: one byte per code unit.
     let i = 0;

@@ -34,6 +34,21 @@ export interface NativeBindings {
   coreId(): number;
   coreCount(): number;
 
+  /** Puts one message on the ring from this core to core `to` (platform/runtime/smp.c):
+   *  `text` and the ArrayBuffers in `buffers`, which are detached here and handed over
+   *  without a copy (their memory goes home to its owner's heap when the receiver frees
+   *  it). Returns true when the message is on the ring, false when it waits behind a full
+   *  ring (coreFlush sends it later, in order). Throws for a bad core, or a buffer that is
+   *  not heap memory (e.g. imageFiles()). Wakes the target if it halted. */
+  coreSend(to: number, text: string, buffers: ArrayBuffer[]): boolean;
+  /** Sends messages that waited for room; returns how many still wait. */
+  coreFlush(): number;
+  /** The next message for this core from any other core, or null. */
+  coreReceive(): [from: number, text: string, buffers: ArrayBuffer[]] | null;
+  /** Tells senders this core may halt (they then send the wake-up interrupt); returns true
+   *  if a message arrived meanwhile, in which case the core must not halt. */
+  coreArmWake(): boolean;
+
   /** MMIO accessors (ring 3 has these pages mapped user, uncached). */
   mmioRead8(addr: number): number;
   mmioRead16(addr: number): number;
@@ -74,6 +89,8 @@ export interface NativeBindings {
   /** The Internet checksum's running sum of bytes[start, end) as big-endian 16-bit words,
    *  plus `initial` (unfolded; see kernel/net/wire/checksum.ts). */
   checksum(bytes: Uint8Array, start: number, end: number, initial: number): number;
+  /** UTF-8 bytes of `text`, or null if it holds lone surrogates (then encode in TypeScript). */
+  utf8Encode(text: string): ArrayBuffer | null;
 
   /** The source-map table linked into the image (see host/build.ts), or null. */
   sourceMap(): ArrayBuffer | null;

@@ -1,9 +1,12 @@
 /**
  * The filesystem unit: the VFS with this core's mounts, set up on first use (boot time is
  * not spent on file systems an app never touches): /app holds the files packed into the
- * image. virtio-fs (/share) and ext2 (/disk) mount here as their drivers land.
+ * image; /disk, ext2 on the first virtio-blk disk (`torito run --disk FILE`). virtio-fs
+ * (/share) mounts here when its driver lands.
  */
 import { hw, isNative } from "../hw.ts";
+import { blk } from "../devices/index.ts";
+import { mountExt2 } from "./ext2/ext2.ts";
 import { ImageFs } from "./imagefs.ts";
 import { onBeforeExit } from "../process/scheduler.ts";
 import { mount, onFirstUse, syncIfDirty } from "./vfs.ts";
@@ -14,6 +17,15 @@ onBeforeExit(syncIfDirty);
 onFirstUse(async () => {
   const blob = isNative ? hw.imageFiles() : null;
   if (blob) mount("/app", new ImageFs(blob));
+  if (!isNative) return;
+  // /disk: the first virtio-blk disk, if it holds ext2 (a raw disk stays reachable via blk)
+  if (blk.count() > 0) {
+    try {
+      mount("/disk", await mountExt2(blk.open(0), { log: (line) => console.log(line) }));
+    } catch (e) {
+      console.error(`fs: /disk not mounted: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
 });
 
 export {

@@ -7,7 +7,12 @@
 import { TextEncoder } from "../encoding.ts";
 const DEFAULT_PORTS: Record<string, string> = { "http:": "80", "https:": "443", "ws:": "80", "wss:": "443" };
 
+const PATH_CLEAN = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
+const QUERY_CLEAN = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%#]*$/;
+
 function encodeSet(s: string, keep: RegExp): string {
+  // fast path: nothing to encode (the common case for request targets)
+  if ((keep === PATH_KEEP ? PATH_CLEAN : QUERY_CLEAN).test(s)) return s;
   let out = "";
   for (const ch of s) {
     if (keep.test(ch)) out += ch;
@@ -20,6 +25,7 @@ const PATH_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@/%]/;
 const QUERY_KEEP = /[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]/;
 
 function removeDotSegments(path: string): string {
+  if (path.startsWith("/") && !path.includes("/.") && !/%2e/i.test(path)) return path; // nothing to remove
   const out: string[] = [];
   const segments = path.split("/");
   for (let i = 0; i < segments.length; i++) {
@@ -120,7 +126,7 @@ export class URL {
   pathname = "/";
   #search = "";
   hash = "";
-  readonly searchParams: URLSearchParams;
+  #params: URLSearchParams | null = null;
 
   constructor(input: string | URL, base?: string | URL) {
     const text = String(input).replace(/^[\0- ]+|[\0- ]+$/g, "").replace(/[\t\n\r]/g, "");
@@ -131,11 +137,19 @@ export class URL {
       const b = base instanceof URL ? base : new URL(base);
       this.#resolve(text, b);
     }
-    this.searchParams = new URLSearchParams(this.#search);
-    URLSearchParams.bind(this.searchParams, () => {
-      const s = this.searchParams.toString();
-      this.#search = s ? "?" + s : "";
-    });
+  }
+
+  /** The query's parameters (created on first use; edits update `search`). */
+  get searchParams(): URLSearchParams {
+    if (this.#params === null) {
+      const params = new URLSearchParams(this.#search);
+      URLSearchParams.bind(params, () => {
+        const s = params.toString();
+        this.#search = s ? "?" + s : "";
+      });
+      this.#params = params;
+    }
+    return this.#params;
   }
 
   static canParse(input: string, base?: string): boolean {
@@ -181,12 +195,12 @@ export class URL {
   #setPathQueryFragment(s: string, hierarchical: boolean): void {
     const hashAt = s.indexOf("#");
     if (hashAt >= 0) {
-      this.hash = hashAt === s.length - 1 ? "" : encodeSet(s.slice(hashAt), QUERY_KEEP);
+      this.hash = hashAt === s.length - 1 ? "" : "#" + encodeSet(s.slice(hashAt + 1), QUERY_KEEP);
       s = s.slice(0, hashAt);
     }
     const q = s.indexOf("?");
     if (q >= 0) {
-      this.#search = q === s.length - 1 ? "" : encodeSet(s.slice(q), QUERY_KEEP);
+      this.#search = q === s.length - 1 ? "" : "?" + encodeSet(s.slice(q + 1), QUERY_KEEP);
       s = s.slice(0, q);
     }
     this.pathname = hierarchical ? removeDotSegments(encodeSet(s.replace(/\\/g, "/"), PATH_KEEP)) : s;
@@ -222,7 +236,7 @@ export class URL {
   set search(value: string) {
     const v = String(value);
     this.#search = v === "" || v === "?" ? "" : encodeSet(v.startsWith("?") ? v : "?" + v, QUERY_KEEP);
-    URLSearchParams.reset(this.searchParams, this.#search);
+    if (this.#params !== null) URLSearchParams.reset(this.#params, this.#search);
   }
   get host(): string { return this.port ? `${this.hostname}:${this.port}` : this.hostname; }
   get origin(): string { return this.protocol in DEFAULT_PORTS ? `${this.protocol}//${this.host}` : "null"; }

@@ -83,7 +83,7 @@ static JSValue n_exit(ARGS)
 
 static JSValue n_cmdline(ARGS) { return JS_NewString(ctx, kernel_cmdline()); }
 static JSValue n_core_id(ARGS) { return JS_NewInt32(ctx, (int)this_core_id()); }
-static JSValue n_core_count(ARGS) { return JS_NewInt32(ctx, 1); }
+static JSValue n_core_count(ARGS) { return JS_NewInt32(ctx, (int)smp_core_count()); }
 
 static JSValue n_mmio_read(ARGS, int magic)
 {
@@ -150,14 +150,15 @@ static JSValue n_port_out(ARGS, int magic)
     return JS_UNDEFINED;
 }
 
-static size_t dma_used;
+#define dma_used (this_local()->dma_used)
 
 static void dma_free(JSRuntime *rt, void *opaque, void *ptr)
 {
     (void)rt;
     (void)opaque;
     dma_used -= malloc_usable_size(ptr);
-    free(ptr);
+    if (!free_is_stolen(ptr))
+        free(ptr);
 }
 
 static JSValue n_dma_alloc(ARGS)
@@ -279,6 +280,27 @@ static JSValue n_checksum(ARGS)
     return JS_NewFloat64(ctx, initial + (double)sum + (double)tail);
 }
 
+/* UTF-8 bytes of a string, as TextEncoder.encode returns them. QuickJS converts natively;
+   a JS loop costs ~44 us for a 170-character response head (BENCHMARKS.md). Lone
+   surrogates come out as 3-byte sequences (ED A0..BF xx) where WHATWG wants U+FFFD:
+   then null is returned and kernel/encoding.ts takes its own path. */
+static JSValue n_utf8_encode(ARGS)
+{
+    size_t len;
+    const char *s = JS_ToCStringLen(ctx, &len, argv[0]);
+    if (!s)
+        return JS_EXCEPTION;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if ((uint8_t)s[i] == 0xed && ((uint8_t)s[i + 1] & 0xe0) == 0xa0) {
+            JS_FreeCString(ctx, s);
+            return JS_NULL;
+        }
+    }
+    JSValue buf = JS_NewArrayBufferCopy(ctx, (const uint8_t *)s, len);
+    JS_FreeCString(ctx, s);
+    return buf;
+}
+
 static JSValue n_source_map(ARGS)
 {
     size_t len = (size_t)(torito_app_sourcemap_end - torito_app_sourcemap);
@@ -355,6 +377,7 @@ static const JSCFunctionListEntry native_functions[] = {
     JS_CFUNC_DEF("sourceMap", 0, n_source_map),
     JS_CFUNC_DEF("imageFiles", 0, n_image_files),
     JS_CFUNC_DEF("checksum", 4, n_checksum),
+    JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),
     JS_CFUNC_DEF("memoryUsage", 0, n_memory_usage),
     JS_CFUNC_DEF("gc", 0, n_gc),
     JS_CFUNC_DEF("setHooks", 1, n_set_hooks),
@@ -366,6 +389,7 @@ void native_install(JSContext *ctx)
     JSValue native = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, native, native_functions,
                                sizeof native_functions / sizeof native_functions[0]);
+    smp_install(ctx, native);
     JS_SetPropertyStr(ctx, global, "__toritoNative", native);
     JS_FreeValue(ctx, global);
 }

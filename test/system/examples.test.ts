@@ -21,6 +21,7 @@ const apps = {
   oom: "test/fixtures/apps/oom.ts",
   spin: "test/fixtures/apps/spin.ts",
   fault: "test/fixtures/apps/fault.ts",
+  encoding: "test/fixtures/apps/encoding.ts",
 } as const;
 const images = {} as Record<keyof typeof apps, string>;
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
@@ -90,6 +91,16 @@ for (const accel of accels) {
       assert.match(r.stdout, /^JavaScript stack at the fault:$/m);
       assert.match(r.stdout, /at probeKeyboardController \(test\/fixtures\/apps\/fault\.ts:7:\d+\)/);
       assert.doesNotMatch(r.stdout, /unreachable/);
+    });
+
+    test("TextEncoder and TextDecoder in the guest agree with Node's, lone surrogates included", () => {
+      const r = run(images.encoding, accel);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const [encoded, decoded] = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as unknown);
+      const samples = ["", "ascii", "héllo wörld", "€𝄞😀", "lone \ud800 high", "lone \udc00 low", "pair \ud83d\ude00 ok", "\u0000nul"];
+      assert.deepEqual(encoded, samples.map((s) => Array.from(new TextEncoder().encode(s))));
+      const dec = new TextDecoder();
+      assert.deepEqual(decoded, [[0xc3, 0xa9], [0xff, 0x41], [0xe2, 0x82], [0xf0, 0x9f, 0x98, 0x80]].map((b) => dec.decode(new Uint8Array(b))));
     });
 
     test("a runaway guest is stopped by --timeout with exit code 124", () => {

@@ -58,6 +58,8 @@ export interface ServerStats {
 }
 
 const encoder = new TextEncoder();
+/** How often read deadlines are checked: the precision of every timeout above. */
+const SWEEP_MS = 100;
 
 class Timeout extends Error {}
 
@@ -68,28 +70,52 @@ class Reader {
   end = 0;
   eof = false;
 
-  constructor(private readonly stream: ByteStream) {}
-
-  get available(): number {
-    return this.end - this.start;
-  }
-
-  /** Reads more bytes; false at EOF. Rejects with Timeout after `timeoutMs`. */
-  async fill(timeoutMs: number): Promise<boolean> {
-    if (this.eof) return false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const chunk = await Promise.race([
-      this.stream.read(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Timeout()), timeoutMs);
-      }),
-    ]).finally(() => clearTimeout(timer));
+  /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
+  deadline = Infinity;
+  #rejectWait: ((e: unknown) => void) | null = null;
+  readonly #onChunk = (chunk: Uint8Array | null): boolean => {
+    this.deadline = Infinity;
+    this.#rejectWait = null;
     if (chunk === null) {
       this.eof = true;
       return false;
     }
     this.append(chunk);
     return true;
+  };
+
+  constructor(private readonly stream: ByteStream) {}
+
+  get available(): number {
+    return this.end - this.start;
+  }
+
+  /**
+   * Reads more bytes; false at EOF. Rejects with Timeout once `timeoutMs` pass: the
+   * server's sweep (one timer for all connections, not one per read) calls expire().
+   */
+  fill(timeoutMs: number): Promise<boolean> {
+    if (this.eof) return Promise.resolve(false);
+    this.deadline = Date.now() + timeoutMs;
+    return new Promise<boolean>((resolve, reject) => {
+      this.#rejectWait = reject;
+      this.stream.read().then((chunk) => {
+        if (this.#rejectWait === reject) resolve(this.#onChunk(chunk));
+      }, (e: unknown) => {
+        this.deadline = Infinity;
+        this.#rejectWait = null;
+        reject(e);
+      });
+    });
+  }
+
+  /** Fails the pending read with Timeout if its deadline has passed. */
+  expire(now: number): void {
+    if (now < this.deadline || this.#rejectWait === null) return;
+    const reject = this.#rejectWait;
+    this.#rejectWait = null;
+    this.deadline = Infinity;
+    reject(new Timeout());
   }
 
   append(chunk: Uint8Array): void {
@@ -124,6 +150,8 @@ export class HttpServer {
   #closed = false;
   #dateCache = { second: -1, text: "" };
   #streams = new Set<ByteStream>();
+  #readers = new Set<Reader>();
+  #sweep: ReturnType<typeof setInterval> | null = null;
   readonly finished: Promise<void>;
 
   constructor(private readonly listener: StreamListener, private readonly handler: Handler, limits: Partial<ServerLimits> = {}) {
@@ -193,8 +221,29 @@ export class HttpServer {
     );
   }
 
+  /** One timer for every connection's read deadline, running while there are connections. */
+  #track(reader: Reader): void {
+    this.#readers.add(reader);
+    if (this.#sweep === null) {
+      this.#sweep = setInterval(() => {
+        const now = Date.now();
+        for (const r of this.#readers) r.expire(now);
+      }, SWEEP_MS);
+      this.#sweep.unref();
+    }
+  }
+
+  #untrack(reader: Reader): void {
+    this.#readers.delete(reader);
+    if (this.#readers.size === 0 && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
+  }
+
   async #serveConnection(stream: ByteStream): Promise<void> {
     const reader = new Reader(stream);
+    this.#track(reader);
     const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
     try {
       for (let served = 0; served < this.limits.maxRequestsPerConnection && !this.#closed; served++) {
@@ -214,6 +263,7 @@ export class HttpServer {
     } catch {
       // connection reset or write failure: drop it
     } finally {
+      this.#untrack(reader);
       stream.close();
     }
   }

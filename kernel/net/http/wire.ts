@@ -27,8 +27,6 @@ export interface HeadLimits {
   maxHeaderCount: number;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const TARGET = /^[\x21-\x7e]+$/;
 
 /** Finds the end of the head (index just past CRLFCRLF, or LF LF) or -1. */
 export function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
@@ -48,43 +46,60 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
   return s;
 }
 
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const METHOD = HEADER_NAME;
+const TARGET = /^[\x21-\x7e]+$/;
+/** NUL anywhere, or a CR not followed by LF, makes a head malformed (RFC 9112 §2.2). */
+const BAD_BYTES = /\0|\r(?!\n)/;
+
 /**
- * Parses a request head from buf[start, end) that ends at headEnd (from findHeadEnd).
- * Leading empty lines are ignored (RFC 9112 §2.2).
+ * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd). The head is
+ * decoded once; lines, names and values are then cut with native string operations and
+ * checked with one regular expression each — per-character loops are the slow part of an
+ * interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
  */
 export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
-  const lines = text.split(/\r?\n/);
+  if (BAD_BYTES.test(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
+  const lines = text.split("\n");
   let i = 0;
-  while (i < lines.length && lines[i] === "") i++;
-  const requestLine = lines[i++] ?? "";
+  while (i < lines.length && (lines[i] === "" || lines[i] === "\r")) i++;
+  let requestLine = lines[i++] ?? "";
+  if (requestLine.endsWith("\r")) requestLine = requestLine.slice(0, -1);
   if (requestLine.length > limits.maxRequestLineBytes) throw new HttpError(414, "request line too long");
-  const parts = requestLine.split(" ");
-  if (parts.length !== 3) throw new HttpError(400, "malformed request line");
-  const [method, target, version] = parts as [string, string, string];
-  if (!TOKEN.test(method)) throw new HttpError(400, "malformed method");
+  const sp1 = requestLine.indexOf(" ");
+  const sp2 = requestLine.indexOf(" ", sp1 + 1);
+  if (sp1 <= 0 || sp2 <= sp1 + 1 || requestLine.indexOf(" ", sp2 + 1) >= 0) throw new HttpError(400, "malformed request line");
+  const method = requestLine.slice(0, sp1);
+  const target = requestLine.slice(sp1 + 1, sp2);
+  const version = requestLine.slice(sp2 + 1);
+  if (!METHOD.test(method)) throw new HttpError(400, "malformed method");
   if (!TARGET.test(target)) throw new HttpError(400, "malformed request target");
-  const v = /^HTTP\/1\.([01])$/.exec(version);
-  if (!v) {
-    if (/^HTTP\/\d\.\d$/.test(version)) throw new HttpError(505, "HTTP version not supported");
-    throw new HttpError(400, "malformed HTTP version");
-  }
+  let minorVersion: number;
+  if (version === "HTTP/1.1") minorVersion = 1;
+  else if (version === "HTTP/1.0") minorVersion = 0;
+  else if (/^HTTP\/\d\.\d$/.test(version)) throw new HttpError(505, "HTTP version not supported");
+  else throw new HttpError(400, "malformed HTTP version");
   const headers = new Headers();
   let count = 0;
   for (; i < lines.length; i++) {
-    const line = lines[i]!;
+    let line = lines[i]!;
+    if (line.endsWith("\r")) line = line.slice(0, -1);
     if (line === "") continue;
-    if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9) throw new HttpError(400, "obsolete header line folding");
+    const first = line.charCodeAt(0);
+    if (first === 32 || first === 9) throw new HttpError(400, "obsolete header line folding");
     const colon = line.indexOf(":");
     if (colon <= 0) throw new HttpError(400, "malformed header line");
     const name = line.slice(0, colon);
-    if (!TOKEN.test(name)) throw new HttpError(400, "malformed header name");
-    const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, "");
-    if (/[\0\r\n]/.test(value)) throw new HttpError(400, "malformed header value");
+    if (!HEADER_NAME.test(name)) throw new HttpError(400, "malformed header name");
     if (++count > limits.maxHeaderCount) throw new HttpError(431, "too many header fields");
-    Headers.appendRaw(headers, name.toLowerCase(), value);
+    // OWS is SP / HTAB only (RFC 9110 §5.6.3)
+    let vs = colon + 1, ve = line.length;
+    while (vs < ve && (line.charCodeAt(vs) === 32 || line.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (line.charCodeAt(ve - 1) === 32 || line.charCodeAt(ve - 1) === 9)) ve--;
+    Headers.appendRaw(headers, name.toLowerCase(), line.slice(vs, ve));
   }
-  return { method, target, minorVersion: Number(v[1]), headers, length: headEnd - start };
+  return { method, target, minorVersion, headers, length: headEnd - start };
 }
 
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
