@@ -9,7 +9,7 @@ import { BundleError, buildImage, repoRoot } from "./build.ts";
 import { applianceImage } from "./serve.ts";
 import {
   DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
-  parseIntInRange, parseMem, parsePort, parseTimeout, runImage, validateRunOptions, type RunOptions,
+  parseCidr, parseIntInRange, parseIpv4Address, parseMem, parseNet, parsePort, parseTimeout, runImage, validateRunOptions, type RunOptions,
 } from "./run.ts";
 
 /** How one flag is parsed: a boolean switch, a single value, or a repeatable value. */
@@ -129,6 +129,12 @@ Options:
   --netdev SPEC       raw QEMU -netdev backend for virtio-net (e.g. for tests:
                       'dgram,local.type=inet,local.host=127.0.0.1,local.port=P,...');
                       not with --port
+  --net tap:NAME      attach host tap device NAME (QEMU opens it: run as root, or
+                      create it first with 'ip tuntap add NAME mode tap user USER');
+                      ',vnet_hdr=off' turns off checksum offload; not with --port
+  --ip A.B.C.D/N      static guest address for --net/--netdev (default: DHCP)
+  --gw ADDR           default gateway (needs --ip)
+  --dns ADDR[,ADDR]   DNS servers (needs --ip)
   --dry-run           print the QEMU command line and exit
 Exit codes: the guest's code (0..127), 1 QEMU failed, 2 usage error,
 70 guest stopped without an exit code, 124 timeout, 130/143 interrupted.
@@ -138,7 +144,8 @@ Exit codes: the guest's code (0..127), 1 QEMU failed, 2 usage error,
 Builds the WebServer appliance (examples/static-web-server) with DIR packed into the
 image (cached until DIR or the sources change) and boots it, serving DIR on
 http://127.0.0.1:HOSTPORT/ (default 8080) until interrupted. Accepts the options of
-'torito run' except --port forms other than a host port.
+'torito run' except --port forms other than a host port. With --net tap:NAME (or
+--netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP).
 `,
   setup: `Usage: torito setup [--quiet]
 
@@ -164,6 +171,10 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   rng: { kind: "boolean" },
   "virtio-modern": { kind: "boolean" },
   netdev: { kind: "value" },
+  net: { kind: "value" },
+  ip: { kind: "value" },
+  gw: { kind: "value" },
+  dns: { kind: "value" },
   "dry-run": { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 };
@@ -225,6 +236,27 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
     if (/(^|,)id=/.test(netdev)) throw new UsageError(`--netdev '${netdev}': leave out id= (torito names it net0)`);
     options.netdev = netdev;
   }
+  const net = str(args, "net");
+  if (net !== undefined) {
+    options.tap = parseNet(net);
+    if (options.ports.length > 0) throw new UsageError("--net and --port both configure the network device; use one");
+    if (options.netdev !== undefined) throw new UsageError("--net and --netdev both configure the network device; use one");
+  }
+  const ip = str(args, "ip"), gw = str(args, "gw"), dns = str(args, "dns");
+  if (ip !== undefined) {
+    options.ip = parseCidr(ip);
+    if (options.tap === undefined && options.netdev === undefined) {
+      throw new UsageError("--ip needs --net or --netdev (QEMU's user network behind --port has a fixed address)");
+    }
+  }
+  if (gw !== undefined) {
+    if (ip === undefined) throw new UsageError("--gw needs --ip (without --ip the guest uses DHCP)");
+    options.gateway = parseIpv4Address(gw, "--gw");
+  }
+  if (dns !== undefined) {
+    if (ip === undefined) throw new UsageError("--dns needs --ip (without --ip the guest uses DHCP)");
+    options.dns = dns.split(",").map((a) => parseIpv4Address(a, "--dns"));
+  }
   const seen = new Set<number>();
   for (const p of options.ports) {
     if (seen.has(p.hostPort)) throw new UsageError(`--port: host port ${p.hostPort} forwarded twice`);
@@ -251,9 +283,10 @@ async function commandServe(argv: string[]): Promise<number> {
   if (args.flags.has("help")) return help("serve");
   const dir = onePositional(args, "serve", "a directory to serve");
   const port = args.flags.get("port");
+  const tap = args.flags.has("net") || args.flags.has("netdev");
   const hostPort = port === undefined ? "8080" : Array.isArray(port) && port.length === 1 ? port[0]! : undefined;
   if (hostPort === undefined || !/^\d+$/.test(hostPort)) throw new UsageError("serve: --port takes one host port number, e.g. --port 8080");
-  args.flags.set("port", [`${hostPort}:80`]);
+  if (!tap) args.flags.set("port", [`${hostPort}:80`]); // with --net/--netdev: port 80 at the guest's own address
   const image = await applianceImage(dir);
   args.positionals = [image];
   const notes: string[] = [];
@@ -264,7 +297,8 @@ async function commandServe(argv: string[]): Promise<number> {
     process.stdout.write(dryRunLines(options).join("\n") + "\n");
     return 0;
   }
-  process.stderr.write(`torito: serving ${dir} on http://127.0.0.1:${hostPort}/ (Ctrl-C to stop)\n`);
+  const where = tap ? `port 80 of the guest (${options.ip ?? "address from DHCP"})` : `http://127.0.0.1:${hostPort}/`;
+  process.stderr.write(`torito: serving ${dir} on ${where} (Ctrl-C to stop)\n`);
   return runImage(options);
 }
 

@@ -51,9 +51,25 @@ export interface RunOptions {
   /** A raw QEMU `-netdev` backend for the virtio-net device, without `id=` (`--netdev SPEC`,
    *  e.g. `dgram,local.type=inet,...` for tests); excludes `ports`. */
   netdev?: string;
+  /** A host tap device for the virtio-net device (`--net tap:NAME`); excludes `ports` and `netdev`. */
+  tap?: TapDevice;
+  /** Static guest address `A.B.C.D/N` (`--ip`), passed as `torito.ip=`; without it a tap or
+   *  raw netdev guest uses DHCP. Not with `ports` (QEMU's user network is fixed). */
+  ip?: string;
+  /** Default gateway (`--gw`), passed as `torito.gw=`; needs `ip`. */
+  gateway?: string;
+  /** DNS servers (`--dns A[,B]`), passed as `torito.dns=`; needs `ip`. */
+  dns?: string[];
   appArgs: string[];
   /** Path of the vhost-user socket served by virtiofsd (required when fsDir is set). */
   virtiofsSocket?: string;
+}
+
+/** A tap device QEMU opens by name (it must exist or be creatable by the caller, e.g. root). */
+export interface TapDevice {
+  ifname: string;
+  /** virtio-net headers on the tap (checksum offload between guest and host); default on. */
+  vnetHdr: boolean;
 }
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -128,6 +144,39 @@ export function parsePort(text: string): PortForward {
   return { address: match[1] ?? "127.0.0.1", hostPort: Number(match[2]), guestPort: Number(match[3]) };
 }
 
+/** Parses `--net tap:NAME[,vnet_hdr=off]` (Linux interface names: 1..15 of [A-Za-z0-9_.-]). */
+export function parseNet(text: string): TapDevice {
+  const match = /^tap:([A-Za-z0-9_.-]{1,15})(,vnet_hdr=(on|off))?$/.exec(text);
+  if (!match || match[1] === "." || match[1] === "..") {
+    throw new UsageError(`bad --net '${text}' (expected tap:NAME with an interface name of 1..15 letters, digits, '_', '.', '-', optionally ,vnet_hdr=off)`);
+  }
+  return { ifname: match[1]!, vnetHdr: match[3] !== "off" };
+}
+
+/** Parses a dotted IPv4 address for `flag`; 0.0.0.0 and 255.255.255.255 are refused. */
+export function parseIpv4Address(text: string, flag: string): string {
+  const parts = text.split(".");
+  const ok = parts.length === 4 && parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) <= 255);
+  if (!ok || text === "0.0.0.0" || text === "255.255.255.255") {
+    throw new UsageError(`bad ${flag} '${text}' (expected an IPv4 address such as 10.77.0.1)`);
+  }
+  return text;
+}
+
+/** Parses `--ip A.B.C.D/N` (prefix length 1..32 required). */
+export function parseCidr(text: string): string {
+  const match = /^([^/]+)\/(\d{1,2})$/.exec(text);
+  if (!match || Number(match[2]) < 1 || Number(match[2]) > 32) {
+    throw new UsageError(`bad --ip '${text}' (expected ADDRESS/PREFIX such as 10.77.0.2/24)`);
+  }
+  try {
+    parseIpv4Address(match[1]!, "--ip");
+  } catch {
+    throw new UsageError(`bad --ip '${text}' (the address is not a usable IPv4 address; expected e.g. 10.77.0.2/24)`);
+  }
+  return `${match[1]}/${Number(match[2])}`;
+}
+
 /** Parses `--accel` (or TORITO_ACCEL). */
 export function parseAccel(text: string, flag = "--accel"): Accel {
   if (text !== "kvm" && text !== "tcg") throw new UsageError(`bad ${flag} '${text}' (expected kvm or tcg)`);
@@ -193,13 +242,18 @@ export function qemuArgs(o: RunOptions): string[] {
       "-device", `vhost-user-fs-device,chardev=fs0,tag=${VIRTIOFS_TAG}`,
     );
   }
-  if (o.netdev !== undefined) {
+  if (o.tap !== undefined) {
+    const tap = ["tap", "id=net0", `ifname=${o.tap.ifname}`, "script=no", "downscript=no", ...(o.tap.vnetHdr ? ["vnet_hdr=on"] : [])];
+    args.push("-netdev", tap.join(","), "-device", "virtio-net-device,netdev=net0");
+  } else if (o.netdev !== undefined) {
     args.push("-netdev", `${o.netdev},id=net0`, "-device", "virtio-net-device,netdev=net0");
   } else if (o.ports.length > 0) {
     const forwards = o.ports.map((p) => `hostfwd=tcp:${p.address}:${p.hostPort}-:${p.guestPort}`);
     args.push("-netdev", ["user", "id=net0", ...forwards].join(","), "-device", "virtio-net-device,netdev=net0");
   }
-  if (o.virtioModern) args.push("-global", "virtio-mmio.force-legacy=false");
+  // libvhost-user (virtiofsd) refuses legacy virtio devices ("virtio legacy devices aren't
+  // supported by libvhost-user"), so a virtio-fs share needs the modern transport.
+  if (o.virtioModern || o.fsDir !== undefined) args.push("-global", "virtio-mmio.force-legacy=false");
   if (o.disk !== undefined) {
     args.push(
       "-drive", `file=${qemuOptValue(resolve(o.disk))},format=raw,if=none,id=disk0${o.diskReadOnly ? ",readonly=on" : ""}`,
@@ -217,9 +271,18 @@ export function qemuArgs(o: RunOptions): string[] {
   }
   // QEMU's user network is fixed (10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3): configure it
   // statically so the guest answers its first connection without waiting for DHCP.
-  const netOptions = o.ports.length > 0 ? USER_NET_OPTIONS : [];
+  const netOptions = o.ports.length > 0 ? USER_NET_OPTIONS : staticNetOptions(o);
   args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs, netOptions));
   return args;
+}
+
+/** Kernel options for `--ip`/`--gw`/`--dns` (none: the guest uses DHCP). */
+export function staticNetOptions(o: Pick<RunOptions, "ip" | "gateway" | "dns">): string[] {
+  if (o.ip === undefined) return [];
+  const opts = [`torito.ip=${o.ip}`];
+  if (o.gateway !== undefined) opts.push(`torito.gw=${o.gateway}`);
+  if (o.dns !== undefined && o.dns.length > 0) opts.push(`torito.dns=${o.dns.join(",")}`);
+  return opts;
 }
 
 /** The virtiofsd arguments (without the binary) serving `dir` on `socket`. */
@@ -388,7 +451,8 @@ export interface RunIo {
 }
 
 // QEMU's default CPU model asks for SSE3, which this host's KVM does not offer; harmless noise.
-const IGNORED_QEMU_STDERR = [/warning: host doesn't support requested feature/];
+// With --cpus above the host's CPU count, KVM warns that it exceeds the recommended number.
+const IGNORED_QEMU_STDERR = [/warning: host doesn't support requested feature/, /warning: Number of (SMP|hotpluggable) cpus requested/];
 const SETPRIV = "/usr/bin/setpriv";
 const KILL_GRACE_MS = 1000;
 

@@ -34,6 +34,7 @@ need mke2fs e2fsprogs
 need e2fsck e2fsprogs
 need curl curl
 need wget wget
+need wrk wrk
 need xz xz-utils
 need dpkg-source dpkg-dev
 need gdb gdb

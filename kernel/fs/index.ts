@@ -1,13 +1,14 @@
 /**
  * The filesystem unit: the VFS with this core's mounts, set up on first use (boot time is
  * not spent on file systems an app never touches): /app holds the files packed into the
- * image; /disk, ext2 on the first virtio-blk disk (`torito run --disk FILE`). virtio-fs
- * (/share) mounts here when its driver lands.
+ * image; /share, the host directory of `torito run --fs DIR` (virtio-fs); /disk, ext2 on
+ * the first virtio-blk disk (`torito run --disk FILE`).
  */
 import { hw, isNative } from "../hw.ts";
 import { blk } from "../devices/index.ts";
 import { mountExt2 } from "./ext2/ext2.ts";
 import { ImageFs } from "./imagefs.ts";
+import { mountVirtioFs } from "./virtiofs.ts";
 import { onBeforeExit } from "../process/scheduler.ts";
 import { mount, onFirstUse, syncIfDirty } from "./vfs.ts";
 
@@ -18,6 +19,9 @@ onFirstUse(async () => {
   const blob = isNative ? hw.imageFiles() : null;
   if (blob) mount("/app", new ImageFs(blob));
   if (!isNative) return;
+  // /share: the host directory of `torito run --fs DIR` (virtio-fs)
+  const share = mountVirtioFs();
+  if (share) mount("/share", share);
   // /disk: the first virtio-blk disk, if it holds ext2 (a raw disk stays reachable via blk)
   if (blk.count() > 0) {
     try {

@@ -299,6 +299,10 @@ export class TcpConnection {
     const out = new Uint8Array(n);
     ring.copyOut(0, n, out, 0);
     ring.consume(n);
+    if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
+      this.receiveBuffer = null; // nothing more can arrive: give the memory back
+      return out;
+    }
     this.maybeWindowUpdate();
     return out;
   }
@@ -769,6 +773,7 @@ export class TcpConnection {
 
   private enterTimeWait(now: number): void {
     this.state = TcpState.TimeWait;
+    this.releaseBuffers();
     this.retransmitDeadline = Infinity;
     this.persistDeadline = Infinity;
     this.keepAliveDeadline = Infinity;
@@ -1052,6 +1057,16 @@ export class TcpConnection {
     this.keepAliveDeadline = now + this.keepAliveInterval;
   }
 
+  /**
+   * Frees the buffers a closed or TIME-WAIT connection no longer needs (128 KiB with the
+   * default sizes): a burst of short connections would otherwise hold them for the whole
+   * TIME-WAIT period and exhaust the heap. Unread received data stays until it is read.
+   */
+  private releaseBuffers(): void {
+    this.sendBuffer = null;
+    if (this.receiveBuffer !== null && this.receiveBuffer.length === 0) this.receiveBuffer = null;
+  }
+
   /** Moves to CLOSED, reports to the app and releases the connection. */
   terminate(error: TcpError | null): void {
     if (this.state === TcpState.Closed) return;
@@ -1063,7 +1078,7 @@ export class TcpConnection {
     this.keepAliveDeadline = Infinity;
     this.closeDeadline = Infinity;
     this.outOfOrder.clear();
-    if (error !== null && this.sendBuffer !== null) this.sendBuffer.consume(this.sendBuffer.length);
+    this.releaseBuffers();
     this.host.release(this);
     const events = this.events;
     this.events = null;
