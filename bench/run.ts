@@ -12,6 +12,7 @@ import { bootBenchmark } from "./boot.ts";
 import { devicesBenchmark } from "./devices.ts";
 import { ext2Benchmark } from "./ext2.ts";
 import { netDriverBenchmark } from "./net-driver.ts";
+import { smpBenchmark } from "./smp.ts";
 import { virtiofsBenchmark } from "./virtiofs.ts";
 import { webServerBenchmark } from "./webserver.ts";
 
@@ -22,6 +23,7 @@ const BENCHMARKS: Record<string, (work: string) => Promise<string>> = {
   webserver: webServerBenchmark,
   ext2: ext2Benchmark,
   virtiofs: virtiofsBenchmark,
+  smp: smpBenchmark,
 };
 
 const output = join(import.meta.dirname, "../BENCHMARKS.md");

@@ -67,8 +67,8 @@ static void ioapic_write(unsigned reg, uint32_t v)
 
 void ioapic_route(unsigned gsi, unsigned line, int level)
 {
-    /* physical destination: this core's APIC id (0 on the boot core until SMP) */
-    ioapic_write(0x11 + 2 * gsi, this_core_id() << 24);
+    /* physical destination: this core's APIC id */
+    ioapic_write(0x11 + 2 * gsi, this_core()->apic_id << 24);
     ioapic_write(0x10 + 2 * gsi, (VEC_FIRST_IRQ + line) | (level ? 1u << 15 : 0));
 }
 

@@ -9,13 +9,13 @@
  */
 #include "runtime.h"
 
-static JSValue hook_turn;      /* zero: the integer 0, i.e. "not installed" */
-static JSValue hook_format;
-
-/* Promises rejected with no handler yet; checked once the microtask queue is empty. */
-#define MAX_UNHANDLED 64
-static JSValue unhandled_promise[MAX_UNHANDLED], unhandled_reason[MAX_UNHANDLED];
-static int unhandled_count;
+/* Per core (struct core_local): the hooks (zero, the integer 0, means "not installed") and
+   the promises rejected with no handler yet, checked once the microtask queue is empty. */
+#define hook_turn (this_local()->hook_turn)
+#define hook_format (this_local()->hook_format)
+#define unhandled_promise (this_local()->unhandled_promise)
+#define unhandled_reason (this_local()->unhandled_reason)
+#define unhandled_count (this_local()->unhandled_count)
 
 /* Boot milestones: (name, TSC) pairs reported by bootTimes(). */
 #define MAX_MILESTONES 16
@@ -25,7 +25,7 @@ static int milestone_count;
 
 void boot_milestone(const char *name)
 {
-    if (milestone_count < MAX_MILESTONES) {
+    if (milestone_count < MAX_MILESTONES && this_core_id() == 0) {
         milestone_name[milestone_count] = name;
         milestone_tsc[milestone_count++] = rdtsc();
     }
@@ -103,7 +103,7 @@ char *format_error(JSContext *ctx, JSValueConst error)
 
 static int is_out_of_memory(JSContext *ctx, JSValueConst error)
 {
-    if (!heap_exhausted)
+    if (!this_local()->heap_exhausted)
         return 0;
     JSValue msg = JS_GetPropertyStr(ctx, error, "message");
     const char *s = JS_ToCString(ctx, msg);
@@ -124,14 +124,19 @@ void fatal_error(JSContext *ctx, const char *prefix, JSValueConst error)
         power_off(EXIT_OUT_OF_MEMORY);
     }
     char *text = format_error(ctx, error);
-    size_t n = strlen(prefix) + strlen(text) + 2;
+    char core_tag[16] = "";              /* with several cores, say which one failed */
+    if (smp_core_count() > 1)
+        snprintf(core_tag, sizeof core_tag, "[core %u] ", this_core_id());
+    size_t t = strlen(core_tag), n = t + strlen(prefix) + strlen(text) + 2;
     char *line = malloc(n);
     if (line) {
-        memcpy(line, prefix, strlen(prefix));
-        memcpy(line + strlen(prefix), text, strlen(text));
+        memcpy(line, core_tag, t);
+        memcpy(line + t, prefix, strlen(prefix));
+        memcpy(line + t + strlen(prefix), text, strlen(text));
         line[n - 2] = '\n';
         console_write(line, n - 1);
     } else {
+        console_puts(core_tag);
         console_puts(prefix);
         console_puts(text);
         console_puts("\n");
@@ -204,6 +209,12 @@ void loop_run(JSContext *ctx, JSValue module_promise)
         ran += drain_jobs(ctx);
         if (ran)
             continue;                     /* microtasks may have started new work */
+        if (next == -2 && this_core_id() != 0) {
+            /* Another core's loop ran dry: it waits for messages; the VM's life is the
+               boot core's (kernel/process/cores.ts). */
+            fired = apic_idle(-1);
+            continue;
+        }
         if (next == -2) {
             if (state == JS_PROMISE_PENDING) {
                 console_puts("Warning: Detected unsettled top-level await\n");

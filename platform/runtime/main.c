@@ -1,8 +1,9 @@
 /*
- * Runtime start (ring 3): the boot core's memory, clocks, heap, QuickJS, the app.
+ * Runtime start (ring 3): the boot core's memory, clocks, heap, QuickJS, the app; then the
+ * same for every other core (smp.c starts them).
  *
- * The supervisor jumps here with interrupts enabled and %fs pointing at runtime_tls.
- * From now on nothing enters ring 0 except idle and faults.
+ * The supervisor jumps here with interrupts enabled and %fs pointing at this core's
+ * runtime_tls block. From now on nothing enters ring 0 except idle and faults.
  */
 #include "runtime.h"
 
@@ -20,21 +21,22 @@ struct hvm_memmap_entry {
 #define E820_RAM 1
 
 /* musl's thread block: self at 0, errno at 0x34, locale at 0xa8 (checked at build time
-   by check-image.sh); our per-core fields from 0x100. */
+   by check-image.sh); our per-core fields from 0x100. One per core, TLS_STRIDE apart (the
+   supervisor sets core i's FS base to runtime_tls + i * TLS_STRIDE). */
 struct runtime_tls {
     void *self;
     uint8_t musl_fields[0xa8 - 8];
     void *locale;
     uint8_t pad[0x100 - 0xb0];
     unsigned core_id;
-} __attribute__((aligned(64)));
+} __attribute__((aligned(TLS_STRIDE)));
+_Static_assert(sizeof(struct runtime_tls) == TLS_STRIDE, "TLS_STRIDE in shared.h");
 
 static uint64_t c_locale[8];                    /* every category NULL: the C locale */
-struct runtime_tls runtime_tls;                 /* boot core; the others get theirs with SMP */
+struct runtime_tls runtime_tls[TORITO_MAX_CORES];
 struct core_shared torito_cores[TORITO_MAX_CORES];
+struct core_local core_locals[TORITO_MAX_CORES];
 uint64_t boot_first_output_tsc;
-int heap_exhausted;
-JSContext *current_context;
 
 extern char image_end[];
 extern void runtime_fault_entry(void);
@@ -46,13 +48,14 @@ const char *kernel_cmdline(void) { return cmdline; }
 
 void power_off(int code)
 {
+    console_drain();
     outl(0xf4, (uint32_t)code & 0x7f);
     /* isa-debug-exit absent (e.g. Firecracker): nothing else stops the VM from ring 3 */
     for (;;)
         svc_idle();
 }
 
-static void boot_fail(const char *what)
+void boot_fail(const char *what)
 {
     console_printf("torito: boot failed: %s\n", what);
     power_off(EXIT_BAD_BOOT);
@@ -87,23 +90,75 @@ static void heap_report(void)
 void heap_out_of_memory_hook(size_t request)
 {
     (void)request;
-    heap_exhausted = 1;
+    this_local()->heap_exhausted = 1;
 }
 
 static void *js_malloc_cb(JSMallocState *s, size_t n) { (void)s; return malloc(n); }
-static void js_free_cb(JSMallocState *s, void *p) { (void)s; free(p); }
+static void js_free_cb(JSMallocState *s, void *p)
+{
+    (void)s;
+    if (!free_is_stolen(p))             /* an ArrayBuffer's block leaving for another core */
+        free(p);
+}
 static void *js_realloc_cb(JSMallocState *s, void *p, size_t n) { (void)s; return realloc(p, n); }
 static size_t js_usable_cb(const void *p) { return malloc_usable_size((void *)p); }
 static const JSMallocFunctions malloc_functions = { js_malloc_cb, js_free_cb, js_realloc_cb, js_usable_cb };
 
-void runtime_main(void)
+static void tls_init(unsigned core_id, uintptr_t fault_stack_top)
 {
-    runtime_tls.self = &runtime_tls;
-    runtime_tls.locale = c_locale;
-    runtime_tls.core_id = 0;
+    struct runtime_tls *tls = &runtime_tls[core_id];
+    tls->self = tls;
+    tls->locale = c_locale;
+    tls->core_id = core_id;
     struct core_shared *core = this_core();
     core->fault_entry = (uint64_t)(uintptr_t)runtime_fault_entry;
-    core->fault_stack_top = (uint64_t)(uintptr_t)runtime_fault_stack_top;
+    core->fault_stack_top = fault_stack_top;
+}
+
+/* One QuickJS runtime per core over this core's heap: every core loads the same bytecode
+   and runs the module's top level (the app branches on `cores.id`). */
+static __attribute__((noreturn)) void run_app(void)
+{
+    JSRuntime *rt = JS_NewRuntime2(&malloc_functions, NULL);
+    if (!rt)
+        boot_fail("JS_NewRuntime failed");
+    JS_SetMaxStackSize(rt, 448 * 1024);      /* of the 512 KiB runtime stack */
+    JSContext *ctx = JS_NewContext(rt);
+    if (!ctx)
+        boot_fail("JS_NewContext failed");
+    this_local()->ctx = ctx;
+    native_install(ctx);
+    boot_milestone("engineReady");
+
+    size_t len = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
+    JSValue module = JS_ReadObject(ctx, torito_app_bytecode, len, JS_READ_OBJ_BYTECODE);
+    if (JS_IsException(module))
+        fatal_error(ctx, "cannot load the app's bytecode: ", JS_GetException(ctx));
+    if (JS_VALUE_GET_TAG(module) == JS_TAG_MODULE && JS_ResolveModule(ctx, module) < 0)
+        fatal_error(ctx, "cannot link the app: ", JS_GetException(ctx));
+    boot_milestone("bytecodeLoaded");
+    JSValue result = JS_EvalFunction(ctx, module);
+    if (JS_IsException(result))
+        fatal_error(ctx, "Uncaught ", JS_GetException(ctx));
+    loop_run(ctx, result);
+}
+
+/* An application processor in ring 3 (start.S, from supervisor_ap_main). */
+void runtime_ap_main(unsigned core_id)
+{
+    uintptr_t start, end;
+    smp_region(core_id, &start, &end);
+    tls_init(core_id, torito_cores[core_id].entry_stack + RUNTIME_FAULT_STACK);
+    apic_init();
+    torito_cores[core_id].apic_id = *(volatile uint32_t *)(LAPIC_BASE + 0x20) >> 24;
+    heap_init(core_id, start, end);
+    run_app();
+}
+
+void runtime_main(void)
+{
+    tls_init(0, (uintptr_t)runtime_fault_stack_top);
+    struct core_shared *core = this_core();
 
     const struct hvm_start_info *si = (const void *)(uintptr_t)core->start_info;
     if (!si || si->magic != HVM_START_MAGIC)
@@ -122,39 +177,23 @@ void runtime_main(void)
     uintptr_t region_end = ram_end_above_image(si);
     if (region_end <= region_start + (1u << 20))
         boot_fail("less than 1 MiB of memory above the image (raise --mem)");
-    heap_init(0, region_start, region_end);
-
-    JSRuntime *rt = JS_NewRuntime2(&malloc_functions, NULL);
-    if (!rt)
-        boot_fail("JS_NewRuntime failed");
-    JS_SetMaxStackSize(rt, 448 * 1024);      /* of the 512 KiB runtime stack */
-    JSContext *ctx = JS_NewContext(rt);
-    if (!ctx)
-        boot_fail("JS_NewContext failed");
-    current_context = ctx;
-    native_install(ctx);
-    boot_milestone("engineReady");
-
-    size_t len = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
-    JSValue module = JS_ReadObject(ctx, torito_app_bytecode, len, JS_READ_OBJ_BYTECODE);
-    if (JS_IsException(module))
-        fatal_error(ctx, "cannot load the app's bytecode: ", JS_GetException(ctx));
-    if (JS_VALUE_GET_TAG(module) == JS_TAG_MODULE && JS_ResolveModule(ctx, module) < 0)
-        fatal_error(ctx, "cannot link the app: ", JS_GetException(ctx));
-    boot_milestone("bytecodeLoaded");
-    JSValue result = JS_EvalFunction(ctx, module);
-    if (JS_IsException(result))
-        fatal_error(ctx, "Uncaught ", JS_GetException(ctx));
-    loop_run(ctx, result);
+    /* With one vCPU QEMU runs acpi=off: no RSDP, one region, no other work. */
+    heap_init(0, region_start, si->rsdp_paddr ? smp_plan(si->rsdp_paddr, region_start, region_end) : region_end);
+    smp_start_cores();
+    if (smp_core_count() > 1)
+        boot_milestone("coresStarted");
+    run_app();
 }
 
 /* The supervisor sends a ring-3 CPU fault here, on the fault stack, interrupts off. */
 void runtime_fault(struct fault_info *fault)
 {
     (void)fault;
-    if (heap_exhausted)
+    if (this_local()->heap_exhausted)
         heap_report();
-    JSContext *ctx = current_context;
+    if (smp_core_count() > 1)
+        console_printf("*** the fault above happened on core %u\n", this_core_id());
+    JSContext *ctx = this_local()->ctx;
     if (ctx) {
         /* Best effort: the interpreter may be mid-operation, but its frame chain is
            usually intact, and the stack is what tells the developer where they were. */
@@ -171,7 +210,7 @@ void runtime_fault(struct fault_info *fault)
 
 void abort(void)
 {
-    if (heap_exhausted) {
+    if (this_local()->heap_exhausted) {
         heap_report();
         power_off(EXIT_OUT_OF_MEMORY);
     }

@@ -83,7 +83,7 @@ static JSValue n_exit(ARGS)
 
 static JSValue n_cmdline(ARGS) { return JS_NewString(ctx, kernel_cmdline()); }
 static JSValue n_core_id(ARGS) { return JS_NewInt32(ctx, (int)this_core_id()); }
-static JSValue n_core_count(ARGS) { return JS_NewInt32(ctx, 1); }
+static JSValue n_core_count(ARGS) { return JS_NewInt32(ctx, (int)smp_core_count()); }
 
 static JSValue n_mmio_read(ARGS, int magic)
 {
@@ -150,14 +150,15 @@ static JSValue n_port_out(ARGS, int magic)
     return JS_UNDEFINED;
 }
 
-static size_t dma_used;
+#define dma_used (this_local()->dma_used)
 
 static void dma_free(JSRuntime *rt, void *opaque, void *ptr)
 {
     (void)rt;
     (void)opaque;
     dma_used -= malloc_usable_size(ptr);
-    free(ptr);
+    if (!free_is_stolen(ptr))
+        free(ptr);
 }
 
 static JSValue n_dma_alloc(ARGS)
@@ -388,6 +389,7 @@ void native_install(JSContext *ctx)
     JSValue native = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, native, native_functions,
                                sizeof native_functions / sizeof native_functions[0]);
+    smp_install(ctx, native);
     JS_SetPropertyStr(ctx, global, "__toritoNative", native);
     JS_FreeValue(ctx, global);
 }

@@ -22,6 +22,31 @@ static inline unsigned this_core_id(void)
 }
 static inline struct core_shared *this_core(void) { return &torito_cores[this_core_id()]; }
 
+/* What each core's runtime keeps for itself (no C global is written by two cores except
+   the message rings, the console lock and the AP counter, all in smp.c / console.c). */
+#define MAX_UNHANDLED 64
+struct core_local {
+    JSContext *ctx;
+    int heap_exhausted;
+    size_t dma_used;
+    void *stealing;          /* block being handed to another core: its free must not free it */
+    JSValue hook_turn, hook_format;
+    int unhandled_count;     /* promises rejected with no handler yet (loop.c) */
+    JSValue unhandled_promise[MAX_UNHANDLED], unhandled_reason[MAX_UNHANDLED];
+};
+extern struct core_local core_locals[TORITO_MAX_CORES];
+static inline struct core_local *this_local(void) { return &core_locals[this_core_id()]; }
+
+/* True (and consumed) when `p` is the block smp.c is detaching for a transfer. */
+static inline int free_is_stolen(void *p)
+{
+    struct core_local *l = this_local();
+    if (p != l->stealing)
+        return 0;
+    l->stealing = NULL;
+    return 1;
+}
+
 /* --- hardware from ring 3 ---------------------------------------------------------- */
 static inline uint64_t rdtsc(void)
 {
@@ -42,6 +67,7 @@ void svc_idle(void);
 /* --- console.c ------------------------------------------------------------------------ */
 void console_write(const void *data, size_t len);
 void console_puts(const char *s);
+void console_drain(void);
 void console_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* --- clock.c --------------------------------------------------------------------------- */
@@ -65,9 +91,18 @@ void heap_out_of_memory_hook(size_t request);
 
 /* --- main.c ---------------------------------------------------------------------------- */
 __attribute__((noreturn)) void power_off(int code);
+__attribute__((noreturn)) void boot_fail(const char *what);
 extern uint64_t boot_first_output_tsc;
-extern int heap_exhausted;
 const char *kernel_cmdline(void);
+
+/* --- smp.c ----------------------------------------------------------------------------- */
+uintptr_t smp_plan(uint64_t rsdp_paddr, uintptr_t start, uintptr_t end); /* core 0's heap end */
+void smp_start_cores(void);
+void smp_region(unsigned core, uintptr_t *start, uintptr_t *end);
+unsigned smp_core_count(void);
+void smp_install(JSContext *ctx, JSValue native);
+#define RUNTIME_STACK       (512 * 1024)   /* each core's ring-3 stack (start.S for core 0) */
+#define RUNTIME_FAULT_STACK (64 * 1024)    /* and its fault-handler stack, below it */
 
 /* --- js.c / loop.c / native.c ------------------------------------------------------------ */
 void native_install(JSContext *ctx);
@@ -77,7 +112,6 @@ __attribute__((noreturn)) void fatal_error(JSContext *ctx, const char *prefix, J
 char *format_error(JSContext *ctx, JSValueConst error);  /* malloc'ed; never NULL */
 void boot_milestone(const char *name);
 JSValue boot_milestones(JSContext *ctx);
-extern JSContext *current_context;
 
 extern const uint8_t torito_app_bytecode[], torito_app_bytecode_end[];
 extern const uint8_t torito_app_sourcemap[], torito_app_sourcemap_end[];

@@ -10,6 +10,18 @@ runtime_entry:                          /* from supervisor_main, rsp = runtime_s
         call    runtime_main
         ud2
 
+/* An application processor, from supervisor_ap_main: rdi = core index, rsp = the stack
+   the boot core carved from this core's region. x87 and SSE state as after a reset. */
+        .globl runtime_ap_entry
+runtime_ap_entry:
+        xor     %ebp, %ebp
+        fninit
+        push    $0x1f80
+        ldmxcsr (%rsp)
+        pop     %rax
+        call    runtime_ap_main
+        ud2
+
         .globl runtime_fault_entry
 runtime_fault_entry:                    /* the supervisor redirects a ring-3 fault here */
         and     $-16, %rsp              /* rdi = struct fault_info * */

@@ -20,8 +20,8 @@
 /* Fixed addresses (checked by ASSERTs in link.ld) so the assembler can build gate and
    descriptor fields as constants. */
 #define ISR_BASE  0x101000
-#define TSS_BASE  0x102000
-#define TSS_LIMIT (0x68 + 8192)        /* 104-byte TSS, I/O bitmap, terminating byte */
+#define TSS_BASE  0x102000               /* TORITO_MAX_CORES TSS headers, TSS_STRIDE apart */
+#define IOBITMAP  (TSS_BASE + 0x800)     /* the one I/O bitmap every core's TSS points at */
 
 /* ---------------------------------------------------------------------------------- */
 /* XEN_ELFNOTE_PHYS32_ENTRY: where a PVH loader jumps. */
@@ -70,6 +70,69 @@ long_mode:
         call    supervisor_main         /* never returns: it enters ring 3 */
 1:      hlt
         jmp     1b
+
+/*
+ * Application processors arrive here from ap_trampoline (below), already in long mode on
+ * the static page tables and GDT. Each takes the next core index and finds everything
+ * else by arithmetic on it: trap stack, TSS selector, then C for the FS base and ring 3.
+ */
+ap_long_mode:
+        mov     $KERNEL_DS, %ax
+        mov     %ax, %ds
+        mov     %ax, %es
+        mov     %ax, %ss
+        xor     %eax, %eax
+        mov     %ax, %fs
+        mov     %ax, %gs
+        mov     $1, %eax
+        lock xadd %eax, torito_next_core
+        cmp     $TORITO_MAX_CORES, %eax
+        jae     2f
+        mov     %eax, %edi              /* core index, first argument */
+        lea     1(%rdi), %rsp
+        shl     $TRAP_STACK_SHIFT, %rsp
+        add     $trap_stacks, %rsp      /* this core's rsp0 (empty: we are going to ring 3) */
+        lidt    idt_pointer
+        shl     $4, %eax
+        add     $TSS_SEL, %eax
+        ltr     %ax
+        call    supervisor_ap_main      /* never returns */
+2:      cli
+        hlt
+        jmp     2b
+
+/*
+ * The real-mode start of the application processors: the boot core (ring 3) copies these
+ * bytes to AP_TRAMPOLINE and sends INIT-SIPI-SIPI. Every instruction is emulated here, so
+ * it goes straight from real mode to long mode (PE and PG in one CR0 write, as on the PVH
+ * path) with the boot core's GDT and page tables.
+ */
+        .section .ap_trampoline, "a"
+        .code16
+        .globl ap_trampoline, ap_trampoline_end
+ap_trampoline:
+        cli
+        mov     %cs, %ax
+        mov     %ax, %ds
+        lgdtl   ap_gdt_pointer - ap_trampoline
+        mov     $0x620, %eax            /* CR4 as on the boot core */
+        mov     %eax, %cr4
+        mov     $pml4, %eax
+        mov     %eax, %cr3
+        mov     $0xc0000080, %ecx       /* EFER.LME */
+        rdmsr
+        or      $0x100, %eax
+        wrmsr
+        mov     $0x80010023, %eax       /* CR0 as on the boot core */
+        mov     %eax, %cr0
+        ljmpl   $KERNEL_CS, $ap_long_mode
+        .balign 4
+        .word 0
+ap_gdt_pointer:
+        .word gdt_end - gdt - 1
+        .long gdt
+ap_trampoline_end:
+        .code64
 
 /*
  * enter_ring3(entry, stack, arg0, arg1): iretq into the runtime with interrupts enabled.
@@ -157,9 +220,16 @@ gdt:
         .quad 0x00cf92000000ffff        /* 0x10 kernel data */
         .quad 0x00affa000000ffff        /* 0x18 user code, 64-bit, DPL 3 */
         .quad 0x00cff2000000ffff        /* 0x20 user data, DPL 3 */
-        /* 0x28 available 64-bit TSS */
-        .quad (TSS_LIMIT & 0xffff) | ((TSS_BASE & 0xffffff) << 16) | (0x89 << 40) | (((TSS_LIMIT >> 16) & 0xf) << 48) | (((TSS_BASE >> 24) & 0xff) << 56)
+        /* 0x28 + 16 * core: available 64-bit TSS of each core; its limit reaches the end
+           of the shared I/O bitmap (terminating byte included) */
+        .set core, 0
+        .rept TORITO_MAX_CORES
+        .set base, TSS_BASE + core * TSS_STRIDE
+        .set limit, IOBITMAP + 8192 - base
+        .quad (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x89 << 40) | (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56)
         .quad 0
+        .set core, core + 1
+        .endr
 gdt_end:
 
         .balign 4
@@ -201,25 +271,29 @@ idt_pointer:
 
 /* ---------------------------------------------------------------------------------- */
 /*
- * Task state segment at TSS_BASE: rsp0 (stack for traps from ring 3), ist1 (double
- * fault), and the I/O permission bitmap that opens to ring 3 exactly the ports the
+ * Task state segments at TSS_BASE, one TSS_STRIDE-byte header per core: rsp0 (its stack for
+ * traps from ring 3), ist1 (double fault), and the offset of the one I/O permission bitmap
+ * they share at IOBITMAP, that opens to ring 3 exactly the ports the
  * runtime drives itself: PIT 0x40-0x43 and 0x61, CMOS 0x70-0x71, isa-debug-exit
  * 0xf4-0xf7, COM1 0x3f8-0x3ff. A set bit denies the port.
  */
         .section .tss, "aw"
-        .globl tss
+        .globl tss, iobitmap
 tss:
+        .set core, 0
+        .rept TORITO_MAX_CORES
         .long 0
-        .globl tss_rsp0
-tss_rsp0:
-        .quad trap_stack_top
+        .quad trap_stacks + (core + 1) * TRAP_STACK_SIZE        /* rsp0 */
         .quad 0, 0                      /* rsp1, rsp2 */
         .quad 0                         /* reserved */
-        .quad double_fault_stack_top    /* ist1 */
+        .quad double_fault_stacks + (core + 1) * DF_STACK_SIZE  /* ist1 */
         .quad 0, 0, 0, 0, 0, 0          /* ist2..ist7 */
         .quad 0
         .word 0
-        .word 0x68                      /* I/O map base */
+        .word IOBITMAP - (TSS_BASE + core * TSS_STRIDE)         /* I/O map base */
+        .balign TSS_STRIDE
+        .set core, core + 1
+        .endr
 iobitmap:
         .fill 8, 1, 0xff                /* ports 0x00-0x3f */
         .byte 0xf0                      /* 0x40-0x43 open */
@@ -300,13 +374,11 @@ pt0:
 boot_stack:
         .skip 8192
 boot_stack_top:
-trap_stack:
-        .skip 16384
-        .globl trap_stack_top
-trap_stack_top:
-double_fault_stack:
-        .skip 4096
-double_fault_stack_top:
+        .globl trap_stacks
+trap_stacks:                            /* core i's rsp0 is trap_stacks + (i + 1) * size */
+        .skip TRAP_STACK_SIZE * TORITO_MAX_CORES
+double_fault_stacks:
+        .skip DF_STACK_SIZE * TORITO_MAX_CORES
 
         .section .data.boot, "aw"
         .balign 8

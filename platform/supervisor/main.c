@@ -28,3 +28,11 @@ void supervisor_main(void)
     wrmsr(MSR_FS_BASE, (uint64_t)(uintptr_t)runtime_tls);
     enter_ring3((uint64_t)(uintptr_t)runtime_entry, (uint64_t)(uintptr_t)runtime_stack_top, 0, 0);
 }
+
+/* An application processor (boot.S: ap_long_mode): its TLS block, then ring 3 on the stack
+   the boot core prepared in its memory region. Its clock is the boot core's TSC. */
+void supervisor_ap_main(unsigned index)
+{
+    wrmsr(MSR_FS_BASE, (uint64_t)(uintptr_t)runtime_tls + (uint64_t)index * TLS_STRIDE);
+    enter_ring3((uint64_t)(uintptr_t)runtime_ap_entry, torito_cores[index].entry_stack, index, 0);
+}

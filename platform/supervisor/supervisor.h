@@ -10,9 +10,18 @@ __attribute__((noreturn)) void sup_power_off(uint32_t code);
 
 void trap(struct trap_frame *frame);
 __attribute__((noreturn)) void supervisor_main(void);
+__attribute__((noreturn)) void supervisor_ap_main(unsigned index);
 __attribute__((noreturn)) void enter_ring3(uint64_t entry, uint64_t stack, uint64_t arg0, uint64_t arg1);
 
 extern uint64_t boot_tsc, boot_start_info;
+extern char trap_stacks[];
+
+/* The core a trap arrived on: the frame sits on that core's trap stack (boot.S). */
+static inline struct core_shared *trap_core(const void *frame)
+{
+    uint64_t i = ((uint64_t)(uintptr_t)frame - (uint64_t)(uintptr_t)trap_stacks) >> TRAP_STACK_SHIFT;
+    return &torito_cores[i < TORITO_MAX_CORES ? i : 0];   /* double fault (IST): core 0 */
+}
 
 /* Runtime symbols the supervisor hands control to. */
 extern char runtime_entry[], runtime_stack_top[];

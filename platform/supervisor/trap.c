@@ -82,10 +82,10 @@ static int is_supervisor_call(uint64_t rip)
 
 void trap(struct trap_frame *f)
 {
-    struct core_shared *core = &torito_cores[0];
+    struct core_shared *core = trap_core(f);
     uint64_t v = f->vector;
 
-    if (v >= VEC_FIRST_IRQ && v <= VEC_LAST_IRQ) {
+    if (v >= VEC_FIRST_IRQ && v <= VEC_WAKE) {
         core->pending_vectors |= 1ull << (v - VEC_FIRST_IRQ);
         lapic_eoi();
         return;

@@ -18,7 +18,18 @@
 #define VEC_FIRST_IRQ     32
 #define VEC_TIMER         32           /* LAPIC timer, one-shot */
 #define VEC_LAST_IRQ      63
+#define VEC_WAKE          64           /* inter-core wake-up IPI: bit 32 of pending_vectors */
 #define VEC_SPURIOUS      0xff
+
+/* SMP (platform/supervisor/boot.S, platform/runtime/smp.c). Every core has its own TSS
+ * (a 128-byte header; all share one I/O bitmap), its own ring-0 trap stack, double-fault
+ * stack and ring-3 TLS block (FS base); core i's are found by arithmetic on i. */
+#define AP_TRAMPOLINE     0x8000UL     /* real-mode start page of the other cores (SIPI 0x08) */
+#define TSS_STRIDE        128
+#define TRAP_STACK_SIZE   16384
+#define TRAP_STACK_SHIFT  14
+#define DF_STACK_SIZE     4096
+#define TLS_STRIDE        512          /* sizeof(struct runtime_tls), runtime/main.c */
 
 /* Supervisor calls: rax = number, rdi/rsi = arguments, result in rax.
  * Under this machine's /dev/kvm a software interrupt (`int n`) from ring 3 raises #UD and
@@ -84,10 +95,17 @@ struct core_shared {
     struct fault_info fault;
     uint64_t fault_stack_top;          /* where the runtime's fault handler runs */
     uint64_t fault_entry;              /* runtime fault handler (ring 3) */
+    uint64_t entry_stack;              /* ring-3 stack top of an application processor */
+    uint32_t apic_id;                  /* this core's local APIC id */
+    volatile uint32_t sleeping;        /* 1 while the core may halt: senders must send VEC_WAKE */
 } __attribute__((aligned(64)));
 
 /* Defined by the runtime, written by the supervisor. */
 extern struct core_shared torito_cores[TORITO_MAX_CORES];
+/* The next core index an application processor takes (lock xadd in boot.S). */
+extern volatile uint32_t torito_next_core;
+/* Ring-3 entry of the application processors (runtime/start.S): rdi = core index. */
+extern char runtime_ap_entry[];
 
 #endif /* __ASSEMBLER__ */
 

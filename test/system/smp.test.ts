@@ -1,0 +1,82 @@
+// SMP (issue 6): `torito run --cpus N` starts every core, each with its own runtime, memory
+// region and event loop; cores call each other and exchange messages through shared rings.
+// Under KVM (when /dev/kvm works) and TCG.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { buildImage } from "../../host/build.ts";
+import { kvmUsable, type Accel } from "../../host/run.ts";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const cli = join(repo, "bin/torito.js");
+const work = mkdtempSync(join(tmpdir(), "torito-smp-"));
+const apps = {
+  basic: "test/fixtures/apps/smp-basic.ts",
+  crash: "test/fixtures/apps/smp-crash.ts",
+  oom: "test/fixtures/apps/smp-oom.ts",
+  hello: "examples/hello/hello.ts",
+} as const;
+const images = {} as Record<keyof typeof apps, string>;
+const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
+
+before(async () => {
+  for (const [name, entry] of Object.entries(apps)) {
+    images[name as keyof typeof apps] = (await buildImage({ entry: join(repo, entry), output: join(work, `${name}.elf`), cwd: repo })).output;
+  }
+});
+after(() => rmSync(work, { recursive: true, force: true }));
+
+function run(image: string, accel: Accel, cpus: number, extra: string[] = []) {
+  const args = [cli, "run", image, "--accel", accel, "--cpus", String(cpus), "--timeout", "60", ...extra];
+  const r = spawnSync(process.execPath, args, { cwd: repo, encoding: "utf8", timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+for (const accel of accels) {
+  describe(`SMP under ${accel}`, () => {
+    test("with --cpus 2 both cores run the app, calls and messages round-trip in order, and a 16 MiB ArrayBuffer moves without a copy", () => {
+      const r = run(images.basic, accel, 2);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^core 0 of 2 running$/m);
+      assert.match(r.stdout, /^core 1 of 2 running$/m);
+      assert.match(r.stdout, /^run whoami on core 1: 1$/m);
+      assert.match(r.stdout, /^run add on core 1: 42$/m);
+      assert.match(r.stdout, /^run fail: RangeError: no such thing \(on core 1\)$/m);
+      assert.match(r.stdout, /^sender: detached true, /m);
+      assert.match(r.stdout, /^echoes: 200 in order: true$/m);
+      assert.match(r.stdout, /^big buffer: same address true, sum ok true$/m);
+    });
+
+    test("with --cpus 1 the same app sees one core and cannot reach another", () => {
+      const r = run(images.basic, accel, 1);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /^core 0 of 1 running$/m);
+      assert.match(r.stdout, /^Uncaught (\(in promise\) )?RangeError: cores: no other core 1 \(this is core 0 of 1\)$/m);
+    });
+
+    test("an uncaught error on core 1 names the core and stops the VM with code 1", () => {
+      const r = run(images.crash, accel, 2);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /^\[core 1\] Uncaught Error: core one gives up$/m);
+      assert.match(r.stdout, /at <anonymous> \(test\/fixtures\/apps\/smp-crash\.ts:6:\d+\)/);
+    });
+
+    test("core 1 running out of its own heap is reported with its id and exits 4", () => {
+      const r = run(images.oom, accel, 2);
+      assert.equal(r.status, 4, r.stdout + r.stderr);
+      assert.match(r.stdout, /^fatal: JavaScript heap out of memory on core 1 \(limit (\d+) KiB/m);
+      const limitKiB = Number(/on core 1 \(limit (\d+) KiB/.exec(r.stdout)![1]);
+      assert.ok(limitKiB < 32 * 1024, `core 1's heap limit ${limitKiB} KiB is not about half of 64 MiB`);
+    });
+
+    test("hello boots on 4 vCPUs: every core runs the top level, core 0 decides when the VM ends", () => {
+      const r = run(images.hello, accel, 4, ["--mem", "32M"]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.equal(r.stdout.match(/^Hello, world, from Torito!$/gm)?.length, 4, r.stdout);
+    });
+  });
+}
