@@ -46,7 +46,7 @@ export type { BlockDevice, ConsoleDevice, DeviceInfo, DeviceKind } from "./devic
 export * as fs from "./fs/index.ts";
 /** HTTP: `serve({ port }, (request) => Response)` on this core's network stack. */
 export { serve, type Handler, type Server, type ServeOptions } from "./net/http/serve.ts";
-/** TCP and DNS: `net.listen(port)`, `net.connect(host, port)`, `net.resolve(name)`. */
+/** TCP, UDP and DNS: `net.listen(port)`, `net.connect(host, port)`, `net.udp(port)`, `net.resolve(name)`. */
 export * as net from "./net/api.ts";
 /** Web-standard classes (also installed as globals, since QuickJS has none of them). */
 export { Headers } from "./web/headers.ts";

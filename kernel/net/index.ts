@@ -22,6 +22,7 @@ import { formatIpv4, parseIpv4, PROTOCOL_TCP, PROTOCOL_UDP } from "./ip.ts";
 import { TcpStack } from "./socket/tcp.ts";
 import { TcpSockets, type TcpServer, type TcpSocket } from "./socket/tcp-api.ts";
 import { UdpLayer } from "./socket/udp.ts";
+import { TextEncoder } from "../encoding.ts";
 import type { ByteStream, StreamListener } from "./stream.ts";
 
 /** A network device; real drivers poll themselves while a receive handler is installed. */
@@ -200,10 +201,28 @@ export function listen(port: number, options: { backlog?: number } = {}): Stream
   };
 }
 
+/**
+ * Resolves once this core's interface has an address (at once with a static
+ * configuration; after the DHCP exchange otherwise). Rejects after `timeoutMs`.
+ */
+export async function ready(timeoutMs = 10_000): Promise<void> {
+  const release = hold();
+  try {
+    const deadline = hw.now() + timeoutMs;
+    while (stack!.iface.address === 0) {
+      if (hw.now() > deadline) throw new Error(`networking: no address after ${timeoutMs} ms (is a DHCP server there?)`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  } finally {
+    release();
+  }
+}
+
 /** Opens a TCP connection to `host` (a dotted IPv4 address or a name resolved by DNS). */
 export async function connect(host: string, port: number): Promise<ByteStream> {
   const release = hold();
   try {
+    await ready();
     const address = /^\d+\.\d+\.\d+\.\d+$/.test(host) ? parseIpv4(host) : (await stack!.resolver.lookup(host))[0]!;
     const socket = await stack!.sockets.connect(address, port);
     return byteStream(socket, release);
@@ -217,6 +236,7 @@ export async function connect(host: string, port: number): Promise<ByteStream> {
 export async function resolve(name: string): Promise<string[]> {
   const release = hold();
   try {
+    await ready();
     return (await stack!.resolver.lookup(name)).map(formatIpv4);
   } finally {
     release();
@@ -228,4 +248,69 @@ export function networkInfo(): { address: string; mac: string; counters: unknown
   if (!stack) return null;
   const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
   return { address: formatIpv4(stack.iface.address), mac, counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters } };
+}
+
+/** A datagram received on a UDP socket. */
+export interface Datagram {
+  data: Uint8Array;
+  address: string;
+  port: number;
+}
+
+/** A bound UDP socket (`net.udp(port)`); the VM stays up while it is open. */
+export interface UdpEndpoint {
+  readonly port: number;
+  /** Sends one datagram; false when it could not be queued (no address yet — see
+   *  `net.ready()` — no buffer, or the neighbour queue is full). */
+  send(address: string, port: number, data: Uint8Array | string): boolean;
+  /** The next datagram, or null once the socket is closed. */
+  receive(): Promise<Datagram | null>;
+  close(): void;
+}
+
+/** Binds a UDP socket on `port` (0 = an ephemeral port). */
+export function udp(port = 0): UdpEndpoint {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`bad port ${String(port)}`);
+  const release = hold();
+  let socket;
+  try {
+    socket = stack!.udp.bind(port);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  const bound = socket;
+  const waiters: ((d: Datagram | null) => void)[] = [];
+  let closed = false;
+  const take = (): Datagram | null => {
+    const d = bound.receive();
+    return d ? { data: d.data, address: formatIpv4(d.source), port: d.sourcePort } : null;
+  };
+  bound.onReadable = () => {
+    while (waiters.length > 0) {
+      const d = take();
+      if (!d) break;
+      waiters.shift()!(d);
+    }
+  };
+  return {
+    port: bound.port,
+    send: (address, toPort, data) => {
+      if (closed) throw new Error("udp: socket is closed");
+      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+      return bound.sendTo(parseIpv4(address), toPort, bytes);
+    },
+    receive: () => {
+      if (closed) return Promise.resolve(null);
+      const d = take();
+      return d ? Promise.resolve(d) : new Promise((resolve) => waiters.push(resolve));
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      bound.close();
+      for (const w of waiters.splice(0)) w(null);
+      release();
+    },
+  };
 }
