@@ -67,7 +67,7 @@ try {
     "",
     `Last run: ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"},`,
     `${qemu}, Node ${process.version}. KVM here is a nested software hypervisor (ring-0 guest code`,
-    "is emulated; see DESIGN.md), so \"kvm\" figures are not bare-metal KVM figures. The machine is",
+    "is emulated instruction by instruction), so \"kvm\" figures are not bare-metal KVM figures. The machine is",
     "shared: treat ratios against the same-run baselines as the signal, absolute figures as noisy.",
     "",
     ...sections,

@@ -23,9 +23,10 @@ function cacheKey(repo: string, dir: string): string {
     }
   };
   walk(join(repo, "kernel"), "", false);
+  walk(join(repo, "host"), "", false);
   walk(join(repo, "examples/static-web-server"), "", false);
   hash.update(String(statSync(platformPaths(repo).linkInputs).mtimeMs));
-  walk(dir, "", false);
+  walk(dir, "", true); // the served files by content: an edit that keeps size and time still rebuilds
   return hash.digest("hex").slice(0, 16);
 }
 

@@ -38,6 +38,7 @@ need wrk wrk
 need xz xz-utils
 need dpkg-source dpkg-dev
 need gdb gdb
+need pgrep procps
 [ -f /usr/lib/x86_64-linux-musl/libc.a ] || PKGS="$PKGS musl-dev"
 if [ -n "$PKGS" ]; then
   [ "$(id -u)" = 0 ] || die "missing packages:$PKGS (run as root or: sudo apt-get install$PKGS)"
@@ -47,6 +48,8 @@ if [ -n "$PKGS" ]; then
 fi
 
 # --- 2. npm dependencies ------------------------------------------------------------
+NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$NODE_MAJOR" -ge 20 ] || die "Node.js 20 or newer is needed (found $(node -v 2>/dev/null || echo none))"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null

@@ -5,7 +5,7 @@
  * index.html for directories, 404, and no request path — percent-encoded or not — that
  * leaves the served root.
  */
-import { fs, Response, URL, type Request } from "torito";
+import { fs, ReadableStream, Response, URL, type Request } from "torito";
 
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8", htm: "text/html; charset=utf-8", css: "text/css; charset=utf-8",
@@ -43,6 +43,10 @@ export function resolveRequestPath(root: string, requestPath: string): string | 
   }
   return parts.length ? `${root}/${parts.join("/")}` : root;
 }
+
+/** Files up to this size are served in one piece; bigger ones stream in CHUNK-sized reads. */
+const WHOLE_FILE_LIMIT = 1024 * 1024;
+const CHUNK = 64 * 1024;
 
 const httpDate = (ms: number) => new Date(Math.floor(ms / 1000) * 1000).toUTCString();
 
@@ -83,7 +87,9 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
       stat = await fs.stat(path);
       if (stat.isDirectory()) {
         if (!url.pathname.endsWith("/")) {
-          return new Response(null, { status: 301, headers: { location: `${url.pathname}/${url.search}` } });
+          // from the resolved path, never the raw one: "//host" would redirect off-site
+          const clean = path.slice(root.length).replace(/^\/*/, "/");
+          return new Response(null, { status: 301, headers: { location: `${encodeURI(clean === "/" ? "" : clean)}/${url.search}` } });
         }
         path = `${path}/index.html`;
         stat = await fs.stat(path);
@@ -105,19 +111,54 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
       : ims !== null && Date.parse(ims) >= Math.floor(stat.mtimeMs / 1000) * 1000) {
       return new Response(null, { status: 304, headers: { etag, "last-modified": lastModified } });
     }
-    const body = await fs.readFile(path);
+    const size = stat.size;
+    let start = 0, end = size - 1, status = 200;
     const rangeHeader = request.headers.get("range");
     const ifRange = request.headers.get("if-range");
     if (rangeHeader !== null && (ifRange === null || ifRange === etag || ifRange === lastModified)) {
-      const range = parseRange(rangeHeader, body.length);
+      const range = parseRange(rangeHeader, size);
       if (range === "unsatisfiable") {
-        return new Response(null, { status: 416, headers: { "content-range": `bytes */${body.length}` } });
+        return new Response(null, { status: 416, headers: { "content-range": `bytes */${size}` } });
       }
       if (range) {
-        headers["content-range"] = `bytes ${range.start}-${range.end}/${body.length}`;
-        return new Response(body.subarray(range.start, range.end + 1), { status: 206, headers });
+        ({ start, end } = range);
+        status = 206;
+        headers["content-range"] = `bytes ${start}-${end}/${size}`;
       }
     }
-    return new Response(body, { headers });
+    const length = Math.max(0, end - start + 1);
+    if (request.method === "HEAD") {
+      return new Response(null, { status, headers: { ...headers, "content-length": String(length) } });
+    }
+    if (size <= WHOLE_FILE_LIMIT) {
+      // small files in one piece (for packed files a view of the image: no copy at all)
+      const body = await fs.readFile(path);
+      return new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
+    }
+    // big files stream in chunks: memory per request stays bounded whatever the file size
+    const handle = await fs.open(path, "r");
+    let position = start;
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const want = Math.min(CHUNK, end + 1 - position);
+        if (want <= 0) {
+          await handle.close();
+          controller.close();
+          return;
+        }
+        const { bytesRead, buffer } = await handle.read(new Uint8Array(want), 0, want, position);
+        if (bytesRead === 0) {
+          await handle.close();
+          controller.error(new Error(`${path} shrank while being served`));
+          return;
+        }
+        position += bytesRead;
+        controller.enqueue(buffer.subarray(0, bytesRead));
+      },
+      async cancel() {
+        await handle.close();
+      },
+    });
+    return new Response(stream, { status, headers: { ...headers, "content-length": String(length) } });
   };
 }

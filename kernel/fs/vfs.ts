@@ -14,6 +14,8 @@ import type { FileHandleOps, FileSystem, FsStat, OpenFlags } from "./types.ts";
 
 /** Open file handles per core, at most. */
 export const MAX_OPEN_FILES = 256;
+/** readFile() refuses bigger files (stream them with open() and read() instead). */
+export const MAX_READ_FILE_BYTES = 256 * 1024 * 1024;
 
 const mounts = new Map<string, FileSystem>();
 let pendingMounts: (() => Promise<void>) | null = null;
@@ -173,6 +175,9 @@ export class FileHandle {
   async readFile(): Promise<Uint8Array> {
     const ops = this.#live("read");
     const size = (await ops.stat()).size;
+    // the size comes from the file system (an untrusted disk): check it before allocating
+    if (!Number.isSafeInteger(size) || size < 0) throw new FsError("EIO", `impossible file size ${size}, read`, this.path);
+    if (size > MAX_READ_FILE_BYTES) throw new FsError("EFBIG", `file too large to read whole (${size} bytes; use open() and read()), read`, this.path);
     const out = new Uint8Array(size);
     let done = 0;
     while (done < size) {
@@ -219,9 +224,14 @@ export async function open(path: string, flags = "r", mode = 0o666): Promise<Fil
     markDirty();
   }
   if (openFiles >= MAX_OPEN_FILES) throw new FsError("EMFILE", `too many open files (${MAX_OPEN_FILES}), open`, path);
-  const ops = await op("open", path, () => r.fs.open(r.rel, f, mode));
-  openFiles++;
-  return new FileHandle(ops, path, f.append);
+  openFiles++; // counted before the await: concurrent opens must not all pass the check
+  try {
+    const ops = await op("open", path, () => r.fs.open(r.rel, f, mode));
+    return new FileHandle(ops, path, f.append);
+  } catch (e) {
+    openFiles--;
+    throw e;
+  }
 }
 
 /** The whole file; with an encoding, as a string. */

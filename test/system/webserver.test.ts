@@ -112,6 +112,10 @@ for (const accel of accels) {
       const dir = await curl("-i", `${base}/docs`);
       assert.match(dir, /^HTTP\/1\.1 301 /);
       assert.match(dir, /location: \/docs\//i);
+      // a doubled slash must not turn the redirect into "//docs/" (another host for a browser)
+      const doubled = await raw(port, "GET //docs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      assert.match(doubled, /^HTTP\/1\.1 301 /);
+      assert.match(doubled, /\r\nlocation: \/docs\/\r\n/i);
     });
 
     test("no path, encoded or not, escapes the served root", async () => {

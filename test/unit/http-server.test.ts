@@ -31,6 +31,28 @@ const handler: Handler = async (req) => {
         },
       }));
     }
+    case "/wrong-length":
+      return new Response("twelve bytes", { headers: { "content-length": "3" } });
+    case "/overlong-stream": {
+      let sent = false;
+      return new Response(new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent) return controller.close();
+          sent = true;
+          controller.enqueue(new TextEncoder().encode("0123456789"));
+        },
+      }), { headers: { "content-length": "4" } });
+    }
+    case "/huge": {
+      const chunk = new Uint8Array(256 * 1024);
+      let n = 0;
+      return new Response(new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (n++ === 256) return controller.close();
+          controller.enqueue(chunk);
+        },
+      }));
+    }
     case "/throw":
       throw new Error("handler exploded");
     case "/slow":
@@ -43,7 +65,7 @@ const handler: Handler = async (req) => {
 
 before(async () => {
   const listener = await nodeListener();
-  server = new HttpServer(listener, handler, { headersTimeoutMs: 300, idleTimeoutMs: 500, maxBodyBytes: 4 * 1024 * 1024, maxConnections: 8 });
+  server = new HttpServer(listener, handler, { headersTimeoutMs: 300, idleTimeoutMs: 500, sendTimeoutMs: 500, maxBodyBytes: 4 * 1024 * 1024, maxConnections: 8 });
   base = `http://127.0.0.1:${listener.port}`;
 });
 after(() => server.close());
@@ -189,6 +211,42 @@ describe("HTTP server against hostile input", () => {
   test("an unsupported HTTP version gets 505, a missing Host 400", async () => {
     assert.match(await raw("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), /^HTTP\/1\.1 505 /);
     assert.match(await raw("GET /hello HTTP/1.1\r\n\r\n"), /^HTTP\/1\.1 400 /);
+  });
+
+  test("a Host header that is not an authority gets 400 (it must not change the path)", async () => {
+    assert.match(await raw("GET /hello HTTP/1.1\r\nHost: x/throw#\r\n\r\n"), /^HTTP\/1\.1 400 /);
+    assert.match(await raw("GET /hello HTTP/1.1\r\nHost: user@x\r\n\r\n"), /^HTTP\/1\.1 400 /);
+    assert.match(await raw("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"), /^HTTP\/1\.1 200 /);
+  });
+
+  test("a handler's wrong Content-Length never desynchronises the connection", async () => {
+    // bytes body: the real length is sent; the next pipelined response parses cleanly
+    const out = await raw("GET /wrong-length HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.match(out, /content-length: 12\r\n(?:[^\r\n]+\r\n)*\r\ntwelve bytesHTTP\/1\.1 200 OK/i);
+    // a stream longer than it declared: at most the declared bytes, then the connection closes
+    const streamed = await raw("GET /overlong-stream HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.match(streamed, /content-length: 4\r\n/i);
+    assert.doesNotMatch(streamed, /0123456789/);
+    assert.equal([...streamed.matchAll(/^HTTP\/1\.1 /gm)].length, 1);
+  });
+
+  test("a client that stops reading loses its connection after the send timeout", async () => {
+    const u = new URL(base);
+    const socket = connect(Number(u.port), u.hostname);
+    socket.on("error", () => undefined);
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.pause(); // never read: the server's writes stall once the socket buffers fill
+    socket.write("GET /huge HTTP/1.1\r\nHost: x\r\n\r\n");
+    const closed = new Promise<number>((resolve) => {
+      const started = Date.now();
+      socket.once("close", () => resolve(Date.now() - started));
+    });
+    const before = server.stats.activeConnections;
+    const deadline = Date.now() + 5000;
+    while (server.stats.activeConnections >= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(server.stats.activeConnections < before, "the stalled connection still holds its slot");
+    socket.destroy();
+    await closed;
   });
 
   test("a handler that throws gets 500", async () => {

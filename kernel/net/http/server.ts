@@ -32,6 +32,8 @@ export interface ServerLimits {
   idleTimeoutMs: number;
   /** each read of the request body must make progress within this long */
   bodyTimeoutMs: number;
+  /** a response write that makes no progress for this long closes the connection */
+  sendTimeoutMs: number;
   /** requests served on one connection before it is closed */
   maxRequestsPerConnection: number;
 }
@@ -45,6 +47,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 5_000,
   bodyTimeoutMs: 10_000,
+  sendTimeoutMs: 30_000,
   maxRequestsPerConnection: 10_000,
 };
 
@@ -109,8 +112,51 @@ class Reader {
     });
   }
 
-  /** Fails the pending read with Timeout if its deadline has passed. */
+  /** When the pending write times out, or Infinity. */
+  writeDeadline = Infinity;
+  #rejectWrite: ((e: unknown) => void) | null = null;
+
+  /**
+   * The connection with deadlines on writes too: a client that stops reading (a zero
+   * window forever) must not hold its connection slot, so a write that makes no progress
+   * for `sendTimeoutMs` fails and the connection is closed.
+   */
+  guarded(sendTimeoutMs: number): ByteStream {
+    const stream = this.stream;
+    return {
+      remoteAddress: stream.remoteAddress,
+      remotePort: stream.remotePort,
+      read: () => stream.read(),
+      end: () => stream.end(),
+      close: () => stream.close(),
+      write: (data) => {
+        this.writeDeadline = Date.now() + sendTimeoutMs;
+        return new Promise<void>((resolve, reject) => {
+          this.#rejectWrite = reject;
+          stream.write(data).then(() => {
+            if (this.#rejectWrite !== reject) return;
+            this.#rejectWrite = null;
+            this.writeDeadline = Infinity;
+            resolve();
+          }, (e: unknown) => {
+            this.#rejectWrite = null;
+            this.writeDeadline = Infinity;
+            reject(e);
+          });
+        });
+      },
+    };
+  }
+
+  /** Fails the pending read or write with Timeout if its deadline has passed. */
   expire(now: number): void {
+    if (now >= this.writeDeadline && this.#rejectWrite !== null) {
+      const reject = this.#rejectWrite;
+      this.#rejectWrite = null;
+      this.writeDeadline = Infinity;
+      reject(new Timeout());
+      this.stream.close();
+    }
     if (now < this.deadline || this.#rejectWait === null) return;
     const reject = this.#rejectWait;
     this.#rejectWait = null;
@@ -241,8 +287,9 @@ export class HttpServer {
     }
   }
 
-  async #serveConnection(stream: ByteStream): Promise<void> {
-    const reader = new Reader(stream);
+  async #serveConnection(raw: ByteStream): Promise<void> {
+    const reader = new Reader(raw);
+    const stream = reader.guarded(this.limits.sendTimeoutMs);
     this.#track(reader);
     const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
     try {
@@ -338,6 +385,11 @@ export class HttpServer {
       framing = requestFraming(head);
       if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
       if (minor === 1 && !head.headers.has("host")) throw new HttpError(400, "missing Host header");
+      // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
+      const hostValue = head.headers.get("host");
+      if (hostValue !== null && !/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
+        throw new HttpError(400, "malformed Host header");
+      }
     } catch (e) {
       await this.#fail(stream, e, minor);
       return false;
@@ -395,9 +447,18 @@ export class HttpServer {
     let extra = "";
     if (source.kind === "text") bytes = encoder.encode(source.text);
     else if (source.kind === "bytes") bytes = source.bytes;
+    if ((source.kind === "text" || source.kind === "bytes") && headers.has("content-length")) {
+      // the body's real length wins over a handler's header: a wrong one would desynchronise
+      // the connection (the client would read the rest as the next response)
+      headers.delete("content-length");
+    }
+    const declaredLength = source.kind === "stream" && headers.has("content-length") ? Number(headers.get("content-length")) : -1;
+    if (source.kind === "stream" && declaredLength >= 0 && !(Number.isSafeInteger(declaredLength))) {
+      headers.delete("content-length");
+    }
     if (source.kind === "stream") {
       if (headers.has("content-length")) {
-        // the handler promised a length: trust but verify while streaming
+        // the handler promised a length: checked while streaming (never more is sent)
       } else if (minor === 1) {
         chunked = true;
         extra += "transfer-encoding: chunked\r\n";
@@ -440,6 +501,9 @@ export class HttpServer {
         if (!(chunk instanceof Uint8Array)) throw new TypeError("response body streams must yield Uint8Array chunks");
         if (chunk.length === 0) continue;
         sent += chunk.length;
+        if (declared !== null && sent > Number(declared)) {
+          throw new RangeError(`response body longer than its content-length ${declared}`);
+        }
         if (chunked) {
           const size = encoder.encode(chunk.length.toString(16) + "\r\n");
           const framed = new Uint8Array(size.length + chunk.length + 2);
