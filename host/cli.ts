@@ -291,6 +291,7 @@ async function commandServe(argv: string[]): Promise<number> {
   args.positionals = [image];
   const notes: string[] = [];
   const options = runOptionsFromArgs(args, (line) => notes.push(line));
+  options.rng = true; // a server's TCP sequence numbers want real entropy (virtio-rng), not timer jitter
   validateRunOptions(options);
   for (const line of notes) process.stderr.write(line + "\n");
   if (options.dryRun) {
