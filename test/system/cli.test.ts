@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { buildImage } from "../../host/build.ts";
 import { kvmUsable } from "../../host/run.ts";
 import { pvhTestImage, PVH_TEST_VARIANTS, type PvhTestVariant } from "../fixtures/pvh-test-image.ts";
+import { freePort } from "../helpers/ports.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = join(repo, "bin/torito.js");
@@ -31,15 +32,6 @@ interface Result {
   status: number | null;
   stdout: string;
   stderr: string;
-}
-
-/** A TCP port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** A fresh directory to use as TMPDIR, so leftovers of one run are visible in isolation. */

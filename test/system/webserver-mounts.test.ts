@@ -3,23 +3,15 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { applianceImage } from "../../host/serve.ts";
+import { freePort } from "../helpers/ports.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const site = join(repo, "examples/static-web-server/site");
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function withAppliance(extra: string[], root: string, check: (base: string) => Promise<void>): Promise<void> {
   const image = await applianceImage(site);

@@ -5,26 +5,19 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { applianceImage } from "../../host/serve.ts";
 import { kvmUsable, type Accel } from "../../host/run.ts";
+import { freePort } from "../helpers/ports.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const site = join(repo, "examples/static-web-server/site");
 const cli = join(repo, "bin/torito.js");
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function run(command: string, args: string[], cwd?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

@@ -3,6 +3,7 @@
  * Only hardware type 1 (Ethernet) with protocol 0x0800 (IPv4) is accepted.
  */
 import { readUint16, readUint32, writeUint16, writeUint32 } from "./ipv4.ts";
+import { ByteView } from "./view.ts";
 
 /** Bytes in an Ethernet/IPv4 ARP packet. */
 export const ARP_PACKET_LENGTH = 28;
@@ -13,20 +14,9 @@ export const ARP_OPERATION_REPLY = 2;
 export type ArpError = "arp-truncated" | "arp-unsupported" | "arp-bad-operation";
 
 /** A re-bindable view over an ARP packet. */
-export class ArpPacket {
-  bytes: Uint8Array;
-  offset: number;
-
+export class ArpPacket extends ByteView {
   constructor(bytes: Uint8Array = new Uint8Array(ARP_PACKET_LENGTH), offset = 0) {
-    this.bytes = bytes;
-    this.offset = offset;
-  }
-
-  /** Points the view at another packet; returns this. */
-  bind(bytes: Uint8Array, offset = 0): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    return this;
+    super(bytes, offset);
   }
 
   /** Null for a well-formed Ethernet/IPv4 request or reply, else the reason. */

@@ -2,6 +2,7 @@
  * Ethernet II frames (IEEE 802.3 §3.2.6, without preamble and FCS): a zero-copy view and a
  * plain representation. MAC addresses are 6-byte Uint8Arrays.
  */
+import { ByteView } from "./view.ts";
 
 /** Bytes in an Ethernet II header. */
 export const ETHERNET_HEADER_LENGTH = 14;
@@ -16,20 +17,9 @@ export const BROADCAST_MAC: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff,
 export type EthernetError = "ethernet-truncated";
 
 /** A re-bindable view over an Ethernet frame: bind() it to each frame instead of allocating. */
-export class EthernetFrame {
-  bytes: Uint8Array;
-  offset: number;
-
+export class EthernetFrame extends ByteView {
   constructor(bytes: Uint8Array = new Uint8Array(ETHERNET_HEADER_LENGTH), offset = 0) {
-    this.bytes = bytes;
-    this.offset = offset;
-  }
-
-  /** Points the view at another frame; returns this. */
-  bind(bytes: Uint8Array, offset = 0): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    return this;
+    super(bytes, offset);
   }
 
   /** Null when the frame holds a whole header, else the reason. */

@@ -3,6 +3,7 @@
  * representation, and the address helpers the interface needs. Addresses are uint32.
  */
 import { checksum } from "./checksum.ts";
+import { ByteView } from "./view.ts";
 
 /** Bytes in an IPv4 header without options. */
 export const IPV4_HEADER_LENGTH = 20;
@@ -44,20 +45,9 @@ export function writeUint32(bytes: Uint8Array, offset: number, value: number): v
 }
 
 /** A re-bindable view over an IPv4 header at `offset`. */
-export class Ipv4Packet {
-  bytes: Uint8Array;
-  offset: number;
-
+export class Ipv4Packet extends ByteView {
   constructor(bytes: Uint8Array = new Uint8Array(IPV4_HEADER_LENGTH), offset = 0) {
-    this.bytes = bytes;
-    this.offset = offset;
-  }
-
-  /** Points the view at another packet; returns this. */
-  bind(bytes: Uint8Array, offset = 0): this {
-    this.bytes = bytes;
-    this.offset = offset;
-    return this;
+    super(bytes, offset);
   }
 
   /**
