@@ -57,3 +57,26 @@ export function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArr
 }
 
 export const fmt = (ms: number, digits = 1) => (Number.isFinite(ms) ? ms.toFixed(digits) : "n/a");
+
+/** What wrk reported: requests/s, latency percentiles, and socket errors plus non-2xx/3xx answers. */
+export interface WrkResult {
+  rps: number;
+  p50: string;
+  p99: string;
+  requests: number;
+  errors: number;
+}
+
+/** Parses wrk's `--latency` report. */
+export function parseWrk(out: string): WrkResult {
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const errors = (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: /50%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
+    p99: /99%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+    errors,
+  };
+}

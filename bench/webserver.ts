@@ -257,7 +257,7 @@ export async function webServerBenchmark(work: string): Promise<string> {
       ns = await NetNamespace.create("bench");
       await ns.addTap("tap0", "10.77.0.1/24");
       const tapOptions = (image: string, memBytes = 64 << 20): RunOptions => ({
-        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], tap: { ifname: "tap0", vnetHdr: true }, ip: `${GUEST}/24`, gateway: "10.77.0.1",
+        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], taps: [{ ifname: "tap0", vnetHdr: true }], ip: `${GUEST}/24`, gateway: "10.77.0.1",
       });
       const space = ns;
       const bootTap = async (o: RunOptions, ready: string): Promise<Guest> => {

@@ -9,7 +9,8 @@ import { BundleError, buildImage, repoRoot } from "./build.ts";
 import { applianceImage } from "./serve.ts";
 import {
   DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
-  parseCidr, parseIntInRange, parseIpv4Address, parseMem, parseNet, parsePort, parseTimeout, runImage, validateRunOptions, type RunOptions,
+  nicPlan, parseCidr, parseIntInRange, parseIpv4Address, parseMem, parseMemWeights, parseNet, parsePort, parseTimeout, runImage,
+  validateRunOptions, type RunOptions,
 } from "./run.ts";
 
 /** How one flag is parsed: a boolean switch, a single value, or a repeatable value. */
@@ -119,20 +120,24 @@ Options:
   --accel kvm|tcg     accelerator (default: kvm if /dev/kvm is usable, else tcg;
                       the TORITO_ACCEL environment variable overrides the default)
   --timeout S         stop the guest after S seconds (exit code 124)
-  --port [ADDR:]HOST:GUEST  forward TCP ADDR:HOST (default 127.0.0.1) to guest
-                      port GUEST (virtio-net); repeatable
+  --mem-weights W,W.. relative memory share of each core (default equal)
+  --port [ADDR:]HOST:GUEST[@CORE]  forward TCP ADDR:HOST (default 127.0.0.1) to
+                      guest port GUEST on CORE's NIC (default core 0; each core
+                      named gets its own user-network virtio-net); repeatable
   --fs DIR            share DIR with the guest (virtio-fs, tag fs0)
   --disk FILE[:ro]    attach FILE as a raw virtio-blk disk (:ro read-only)
   --console FILE      attach a virtio-console whose output goes to FILE
-  --rng               attach a virtio-rng device (host /dev/urandom)
+  --rng               attach a virtio-rng device per core (host /dev/urandom)
   --virtio-modern     modern virtio-mmio transport (version 2) instead of legacy
   --netdev SPEC       raw QEMU -netdev backend for virtio-net (e.g. for tests:
                       'dgram,local.type=inet,local.host=127.0.0.1,local.port=P,...');
                       not with --port
-  --net tap:NAME      attach host tap device NAME (QEMU opens it: run as root, or
-                      create it first with 'ip tuntap add NAME mode tap user USER');
-                      ',vnet_hdr=off' turns off checksum offload; not with --port
-  --ip A.B.C.D/N      static guest address for --net/--netdev (default: DHCP)
+  --net tap:NAME[@CORE]  attach host tap device NAME (QEMU opens it: run as root,
+                      or create it first with 'ip tuntap add NAME mode tap user USER');
+                      ',vnet_hdr=off' turns off checksum offload; repeatable: the
+                      i-th goes to core i unless @CORE says; not with --port
+  --ip A.B.C.D/N[,..] static guest address for --net/--netdev (default: DHCP);
+                      a list gives core i the i-th address
   --gw ADDR           default gateway (needs --ip)
   --dns ADDR[,ADDR]   DNS servers (needs --ip)
   --dry-run           print the QEMU command line and exit
@@ -144,7 +149,8 @@ Exit codes: the guest's code (0..127), 1 QEMU failed, 2 usage error,
 Builds the WebServer appliance (examples/static-web-server) with DIR packed into the
 image (cached until DIR or the sources change) and boots it, serving DIR on
 http://127.0.0.1:HOSTPORT/ (default 8080) until interrupted. Accepts the options of
-'torito run' except --port forms other than a host port. With --net tap:NAME (or
+'torito run' except --port forms other than a host port. With --cpus N every core
+serves on its own NIC: core i on host port HOSTPORT+i. With --net tap:NAME (or
 --netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP).
 `,
   setup: `Usage: torito setup [--quiet]
@@ -159,7 +165,8 @@ const BUILD_FLAGS: Record<string, FlagSpec> = {
   verbose: { kind: "boolean", short: "v" },
   help: { kind: "boolean", short: "h" },
 };
-const RUN_FLAGS: Record<string, FlagSpec> = {
+/** The flags of `torito run` (and `serve`). */
+export const RUN_FLAGS: Record<string, FlagSpec> = {
   mem: { kind: "value" },
   cpus: { kind: "value" },
   accel: { kind: "value" },
@@ -171,7 +178,8 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   rng: { kind: "boolean" },
   "virtio-modern": { kind: "boolean" },
   netdev: { kind: "value" },
-  net: { kind: "value" },
+  net: { kind: "list" },
+  "mem-weights": { kind: "value" },
   ip: { kind: "value" },
   gw: { kind: "value" },
   dns: { kind: "value" },
@@ -236,16 +244,19 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
     if (/(^|,)id=/.test(netdev)) throw new UsageError(`--netdev '${netdev}': leave out id= (torito names it net0)`);
     options.netdev = netdev;
   }
-  const net = str(args, "net");
-  if (net !== undefined) {
-    options.tap = parseNet(net);
+  const net = args.flags.get("net");
+  if (Array.isArray(net) && net.length > 0) {
+    options.taps = net.map(parseNet);
     if (options.ports.length > 0) throw new UsageError("--net and --port both configure the network device; use one");
     if (options.netdev !== undefined) throw new UsageError("--net and --netdev both configure the network device; use one");
   }
+  nicPlan(options); // one NIC per core, on cores the VM has
+  const weights = str(args, "mem-weights");
+  if (weights !== undefined) options.memWeights = parseMemWeights(weights, options.cpus);
   const ip = str(args, "ip"), gw = str(args, "gw"), dns = str(args, "dns");
   if (ip !== undefined) {
-    options.ip = parseCidr(ip);
-    if (options.tap === undefined && options.netdev === undefined) {
+    options.ip = ip.split(",").map(parseCidr).join(",");
+    if (options.taps === undefined && options.netdev === undefined) {
       throw new UsageError("--ip needs --net or --netdev (QEMU's user network behind --port has a fixed address)");
     }
   }
@@ -286,7 +297,13 @@ async function commandServe(argv: string[]): Promise<number> {
   const tap = args.flags.has("net") || args.flags.has("netdev");
   const hostPort = port === undefined ? "8080" : Array.isArray(port) && port.length === 1 ? port[0]! : undefined;
   if (hostPort === undefined || !/^\d+$/.test(hostPort)) throw new UsageError("serve: --port takes one host port number, e.g. --port 8080");
-  if (!tap) args.flags.set("port", [`${hostPort}:80`]); // with --net/--netdev: port 80 at the guest's own address
+  if (!tap) {
+    // with --net/--netdev: port 80 at the guest's own address; else one NIC per core
+    const cpus = str(args, "cpus");
+    const n = cpus !== undefined && /^\d+$/.test(cpus) ? Math.max(1, Math.min(Number(cpus), MAX_CPUS)) : 1;
+    if (Number(hostPort) + n - 1 > 65535) throw new UsageError(`serve: host ports ${hostPort}..${Number(hostPort) + n - 1} do not fit`);
+    args.flags.set("port", Array.from({ length: n }, (_, i) => `${Number(hostPort) + i}:80@${i}`));
+  }
   const image = await applianceImage(dir);
   args.positionals = [image];
   const notes: string[] = [];
@@ -298,7 +315,9 @@ async function commandServe(argv: string[]): Promise<number> {
     process.stdout.write(dryRunLines(options).join("\n") + "\n");
     return 0;
   }
-  const where = tap ? `port 80 of the guest (${options.ip ?? "address from DHCP"})` : `http://127.0.0.1:${hostPort}/`;
+  const where = tap ? `port 80 of the guest (${options.ip ?? "address from DHCP"})`
+    : options.cpus > 1 ? options.ports.map((p) => `http://127.0.0.1:${p.hostPort}/ (core ${p.core ?? 0})`).join(", ")
+    : `http://127.0.0.1:${hostPort}/`;
   process.stderr.write(`torito: serving ${dir} on ${where} (Ctrl-C to stop)\n`);
   return runImage(options);
 }

@@ -28,6 +28,8 @@ export interface PortForward {
   address: string;
   hostPort: number;
   guestPort: number;
+  /** The core whose user-network NIC carries it (`@CORE`; default 0). */
+  core?: number;
 }
 
 /** Everything `qemuArgs` needs; `runImage` fills `virtiofsSocket` when `fsDir` is set. */
@@ -48,13 +50,16 @@ export interface RunOptions {
   rng?: boolean;
   /** Modern virtio-mmio transport (version 2) instead of QEMU's legacy default (`--virtio-modern`). */
   virtioModern?: boolean;
+  /** Relative memory share of each core (`--mem-weights 1,3`), passed as `torito.mem_weights=`. */
+  memWeights?: number[];
   /** A raw QEMU `-netdev` backend for the virtio-net device, without `id=` (`--netdev SPEC`,
    *  e.g. `dgram,local.type=inet,...` for tests); excludes `ports`. */
   netdev?: string;
-  /** A host tap device for the virtio-net device (`--net tap:NAME`); excludes `ports` and `netdev`. */
-  tap?: TapDevice;
+  /** Host tap devices, one NIC each (`--net tap:NAME[@CORE]`, repeatable); excludes `ports` and `netdev`. */
+  taps?: TapDevice[];
   /** Static guest address `A.B.C.D/N` (`--ip`), passed as `torito.ip=`; without it a tap or
-   *  raw netdev guest uses DHCP. Not with `ports` (QEMU's user network is fixed). */
+   *  raw netdev guest uses DHCP. Not with `ports` (QEMU's user network is fixed). A list
+   *  `A/N,B/N` gives core i the i-th address. */
   ip?: string;
   /** Default gateway (`--gw`), passed as `torito.gw=`; needs `ip`. */
   gateway?: string;
@@ -70,6 +75,8 @@ export interface TapDevice {
   ifname: string;
   /** virtio-net headers on the tap (checksum offload between guest and host); default on. */
   vnetHdr: boolean;
+  /** The core that owns this NIC (`@CORE`; default: the tap's position among the --net options). */
+  core?: number;
 }
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -134,23 +141,78 @@ export function parseTimeout(text: string): number {
   return Number(text);
 }
 
-/** Parses `--port [ADDR:]HOST:GUEST` (TCP; ADDR defaults to 127.0.0.1). */
+/** Splits a trailing `@CORE` (a core index) off a device option. */
+function splitCore(text: string, flag: string): { spec: string; core?: number } {
+  const match = /^(.*)@(\d{1,2})$/.exec(text);
+  if (match === null) {
+    if (text.includes("@")) throw new UsageError(`bad ${flag} '${text}' (a suffix @CORE names a core: @0, @1, ...)`);
+    return { spec: text };
+  }
+  if (Number(match[2]) >= MAX_CPUS) throw new UsageError(`bad ${flag} '${text}' (core ${match[2]}: at most ${MAX_CPUS} cores)`);
+  return { spec: match[1]!, core: Number(match[2]) };
+}
+
+/** Parses `--port [ADDR:]HOST:GUEST[@CORE]` (TCP; ADDR defaults to 127.0.0.1, CORE to 0). */
 export function parsePort(text: string): PortForward {
-  const match = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)$/.exec(text);
+  const { spec, core } = splitCore(text, "--port");
+  const match = /^(?:(\d{1,3}(?:\.\d{1,3}){3}):)?(\d+):(\d+)$/.exec(spec);
   const valid = (port: string | undefined) => port !== undefined && /^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535;
   if (!match || !valid(match[2]) || !valid(match[3])) {
     throw new UsageError(`bad --port '${text}' (expected HOST:GUEST with ports 1..65535, e.g. 8080:80)`);
   }
-  return { address: match[1] ?? "127.0.0.1", hostPort: Number(match[2]), guestPort: Number(match[3]) };
+  return { address: match[1] ?? "127.0.0.1", hostPort: Number(match[2]), guestPort: Number(match[3]), ...(core !== undefined ? { core } : {}) };
 }
 
-/** Parses `--net tap:NAME[,vnet_hdr=off]` (Linux interface names: 1..15 of [A-Za-z0-9_.-]). */
+/** Parses `--net tap:NAME[,vnet_hdr=off][@CORE]` (Linux interface names: 1..15 of [A-Za-z0-9_.-]). */
 export function parseNet(text: string): TapDevice {
-  const match = /^tap:([A-Za-z0-9_.-]{1,15})(,vnet_hdr=(on|off))?$/.exec(text);
+  const { spec, core } = splitCore(text, "--net");
+  const match = /^tap:([A-Za-z0-9_.-]{1,15})(,vnet_hdr=(on|off))?$/.exec(spec);
   if (!match || match[1] === "." || match[1] === "..") {
     throw new UsageError(`bad --net '${text}' (expected tap:NAME with an interface name of 1..15 letters, digits, '_', '.', '-', optionally ,vnet_hdr=off)`);
   }
-  return { ifname: match[1]!, vnetHdr: match[3] !== "off" };
+  return { ifname: match[1]!, vnetHdr: match[3] !== "off", ...(core !== undefined ? { core } : {}) };
+}
+
+/** Parses `--mem-weights W0,W1,...`: one positive whole number per core. */
+export function parseMemWeights(text: string, cpus: number): number[] {
+  const weights = text.split(",");
+  if (weights.length !== cpus || !weights.every((w) => /^[1-9]\d{0,5}$/.test(w))) {
+    throw new UsageError(`bad --mem-weights '${text}' (expected ${cpus} positive whole numbers separated by commas, one per --cpus)`);
+  }
+  return weights.map(Number);
+}
+
+/** One virtio-net device: its QEMU -netdev backend (without id=) and the core that owns it. */
+export interface NicPlan {
+  backend: string;
+  core: number;
+}
+
+/**
+ * The NICs of a run, in QEMU command-line order (which is the guest's discovery order):
+ * one user-network NIC per core named by --port (its forwards), then the taps, then the
+ * raw --netdev. A core drives one NIC; throws UsageError for a second one or a core the VM
+ * does not have.
+ */
+export function nicPlan(o: Pick<RunOptions, "ports" | "taps" | "netdev" | "cpus">): NicPlan[] {
+  const nics: NicPlan[] = [];
+  const portCores = [...new Set(o.ports.map((p) => p.core ?? 0))].sort((a, b) => a - b);
+  for (const core of portCores) {
+    const forwards = o.ports.filter((p) => (p.core ?? 0) === core).map((p) => `hostfwd=tcp:${p.address}:${p.hostPort}-:${p.guestPort}`);
+    nics.push({ backend: ["user", ...forwards].join(","), core });
+  }
+  (o.taps ?? []).forEach((tap, i) => {
+    const backend = ["tap", `ifname=${tap.ifname}`, "script=no", "downscript=no", ...(tap.vnetHdr ? ["vnet_hdr=on"] : [])].join(",");
+    nics.push({ backend, core: tap.core ?? i });
+  });
+  if (o.netdev !== undefined) nics.push({ backend: o.netdev, core: 0 });
+  const owners = new Set<number>();
+  for (const nic of nics) {
+    if (nic.core >= o.cpus) throw new UsageError(`a network device is placed on core ${nic.core}, but the VM has ${o.cpus} (--cpus)`);
+    if (owners.has(nic.core)) throw new UsageError(`core ${nic.core} would get two network devices; a core drives one (place them with @CORE)`);
+    owners.add(nic.core);
+  }
+  return nics;
 }
 
 /** Parses a dotted IPv4 address for `flag`; 0.0.0.0 and 255.255.255.255 are refused. */
@@ -242,15 +304,11 @@ export function qemuArgs(o: RunOptions): string[] {
       "-device", `vhost-user-fs-device,chardev=fs0,tag=${VIRTIOFS_TAG}`,
     );
   }
-  if (o.tap !== undefined) {
-    const tap = ["tap", "id=net0", `ifname=${o.tap.ifname}`, "script=no", "downscript=no", ...(o.tap.vnetHdr ? ["vnet_hdr=on"] : [])];
-    args.push("-netdev", tap.join(","), "-device", "virtio-net-device,netdev=net0");
-  } else if (o.netdev !== undefined) {
-    args.push("-netdev", `${o.netdev},id=net0`, "-device", "virtio-net-device,netdev=net0");
-  } else if (o.ports.length > 0) {
-    const forwards = o.ports.map((p) => `hostfwd=tcp:${p.address}:${p.hostPort}-:${p.guestPort}`);
-    args.push("-netdev", ["user", "id=net0", ...forwards].join(","), "-device", "virtio-net-device,netdev=net0");
-  }
+  const nics = nicPlan(o);
+  nics.forEach((nic, i) => {
+    const [type, ...rest] = nic.backend.split(",");
+    args.push("-netdev", [type, `id=net${i}`, ...rest].join(","), "-device", `virtio-net-device,netdev=net${i}`);
+  });
   // libvhost-user (virtiofsd) refuses legacy virtio devices ("virtio legacy devices aren't
   // supported by libvhost-user"), so a virtio-fs share needs the modern transport.
   if (o.virtioModern || o.fsDir !== undefined) args.push("-global", "virtio-mmio.force-legacy=false");
@@ -267,12 +325,17 @@ export function qemuArgs(o: RunOptions): string[] {
     );
   }
   if (o.rng) {
-    args.push("-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng0");
+    // One per core: each core seeds its own CSPRNG from its own device (device i -> core i).
+    for (let i = 0; i < o.cpus; i++) {
+      args.push("-object", `rng-random,id=rng${i},filename=/dev/urandom`, "-device", `virtio-rng-device,rng=rng${i}`);
+    }
   }
   // QEMU's user network is fixed (10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3): configure it
   // statically so the guest answers its first connection without waiting for DHCP.
-  const netOptions = o.ports.length > 0 ? USER_NET_OPTIONS : staticNetOptions(o);
-  args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs, netOptions));
+  const kernelOptions = o.ports.length > 0 ? [...USER_NET_OPTIONS] : staticNetOptions(o);
+  if (o.cpus > 1 && nics.length > 0) kernelOptions.push(`torito.owner.net=${nics.map((n) => n.core).join(",")}`);
+  if (o.memWeights !== undefined) kernelOptions.push(`torito.mem_weights=${o.memWeights.join(",")}`);
+  args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs, kernelOptions));
   return args;
 }
 

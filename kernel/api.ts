@@ -38,6 +38,9 @@ export function bootTimes(): Record<string, number> {
 /** `cores`: this core's id, the core count, messages and function calls between cores. */
 export { cores, type CoreFunction, type CoreMessageEvent } from "./process/cores.ts";
 
+/** `memory`: this core's heap limit, use and peak. */
+export { memory, type MemoryUsage } from "./memory/index.ts";
+
 /** `devices`: list the VM's virtio devices, the virtio console, idle-policy stats; `blk`: open block devices. */
 export { blk, devices } from "./devices/index.ts";
 export type { BlockDevice, ConsoleDevice, DeviceInfo, DeviceKind } from "./devices/index.ts";

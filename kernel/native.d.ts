@@ -48,6 +48,8 @@ export interface NativeBindings {
   /** Tells senders this core may halt (they then send the wake-up interrupt); returns true
    *  if a message arrived meanwhile, in which case the core must not halt. */
   coreArmWake(): boolean;
+  /** Bit i set when core i has stopped (its heap ran out). */
+  coresFailed(): number;
 
   /** MMIO accessors (ring 3 has these pages mapped user, uncached). */
   mmioRead8(addr: number): number;

@@ -5,11 +5,18 @@
  * discovery (the command line's virtio_mmio.device= entries, else a probe of the microvm
  * window), and a driver is started (feature negotiation, queues: a few dozen register
  * accesses, ~30 µs each) the first time its device is asked for. discoveryStats() says what
- * that cost. All devices belong to the boot core for now (per-core devices come with SMP).
+ * that cost.
+ *
+ * Every device belongs to one core (Toro's dedicated devices): `torito.owner.<kind>=…` on
+ * the command line says which (torito run passes it), else device i of a kind goes to core
+ * i mod count. A core sees every device in list() but drives only its own: blk.open(0) is
+ * this core's first disk, the network unit takes this core's first NIC, and a device's
+ * interrupt is routed to its owner. Each core discovers on its own (reads only); nothing
+ * is shared between the cores' drivers.
  */
 import { hw } from "../hw.ts";
 import { parseCmdline } from "../cmdline.ts";
-import { devicesFromCmdline, probeWindow, type DeviceLocation } from "./discovery.ts";
+import { deviceOwner, devicesFromCmdline, probeWindow, MICROVM_ACPI_MMIO_SLOTS, type DeviceLocation } from "./discovery.ts";
 import { VirtioMmioTransport } from "./virtio/mmio.ts";
 import type { VirtioDriver } from "./virtio/driver.ts";
 import { VirtioBlk, type BlockDevice } from "./virtio/blk.ts";
@@ -50,6 +57,8 @@ export interface DeviceInfo {
 interface Entry {
   transport: VirtioMmioTransport;
   kind: DeviceKind;
+  /** The core that owns it. */
+  core: number;
   driver: VirtioDriver | null;
   /** Claimed by a driver outside this file (e.g. virtio-net). */
   claimed: boolean;
@@ -57,28 +66,53 @@ interface Entry {
 }
 
 let entries: Entry[] | null = null;
+const thisCore: number = (() => {
+  try {
+    return hw.coreId();
+  } catch {
+    return 0; // on Node (unit tests)
+  }
+})();
+const coreCount: number = (() => {
+  try {
+    return hw.coreCount();
+  } catch {
+    return 1;
+  }
+})();
 const stats = { discoveryMs: 0, probed: false, fromCmdline: 0, warnings: [] as string[] };
 
 function discover(): Entry[] {
   if (entries !== null) return entries;
   const start = hw.now();
-  const { devices: listed, errors } = devicesFromCmdline(parseCmdline(hw.cmdline()).kernel);
+  const cmdline = parseCmdline(hw.cmdline());
+  const { devices: listed, errors } = devicesFromCmdline(cmdline.kernel);
   stats.warnings.push(...errors);
   let locations: DeviceLocation[] = listed;
   stats.fromCmdline = listed.length;
   if (listed.length === 0) {
     stats.probed = true;
     locations = probeWindow(hw.mmioRead32);
-    // acpi=on (several CPUs): 24 slots filled from the top, interrupts on IOAPIC 2 (not routed).
-    if (locations.length === 0) locations = probeWindow(hw.mmioRead32, 24);
+    // acpi=on (several CPUs): 24 slots filled from the top, interrupts on the second IOAPIC.
+    if (locations.length === 0) locations = probeWindow(hw.mmioRead32, MICROVM_ACPI_MMIO_SLOTS);
   }
   entries = [];
+  const perKind = new Map<DeviceKind, number>();
   for (const loc of locations) {
     try {
       if (!VirtioMmioTransport.present(loc.base)) continue;
       const t = new VirtioMmioTransport(loc.base, loc.irq);
       if (t.deviceId === 0) continue;
-      entries.push({ transport: t, kind: KINDS[t.deviceId] ?? "unknown", driver: null, claimed: false, error: null });
+      const kind = KINDS[t.deviceId] ?? "unknown";
+      const index = perKind.get(kind) ?? 0;
+      perKind.set(kind, index + 1);
+      const owner = deviceOwner(cmdline.options, kind, index, coreCount);
+      let core = 0;
+      let error: string | null = null;
+      if (typeof owner === "string") error = owner;
+      else core = owner;
+      if (error !== null && thisCore === 0) stats.warnings.push(error);
+      entries.push({ transport: t, kind, core, driver: null, claimed: false, error });
     } catch (e) {
       stats.warnings.push(`virtio-mmio@0x${loc.base.toString(16)}: ${(e as Error).message}`);
     }
@@ -87,8 +121,9 @@ function discover(): Entry[] {
   return entries;
 }
 
+/** This core's devices of `kind`, in discovery order. */
 function ofKind(kind: DeviceKind): Entry[] {
-  return discover().filter((e) => e.kind === kind);
+  return discover().filter((e) => e.kind === kind && e.core === thisCore);
 }
 
 /** Starts (once) the driver of `entry`; null when it failed to start. */
@@ -107,26 +142,36 @@ function start<D extends VirtioDriver>(entry: Entry, make: (t: VirtioMmioTranspo
 }
 
 /**
- * Claims the `index`-th device of `kind` for a driver living outside this unit (the
+ * Claims this core's `index`-th device of `kind` for a driver living outside this unit (the
  * virtio-net driver): returns its transport, or null when there is none or it is taken.
  */
 export function claimDevice(kind: DeviceKind, index = 0): VirtioMmioTransport | null {
   const entry = ofKind(kind)[index];
-  if (entry === undefined || entry.claimed || entry.driver !== null) return null;
+  if (entry === undefined || entry.claimed || entry.driver !== null || entry.error !== null) return null;
   entry.claimed = true;
   return entry.transport;
 }
 
+/** How many devices of `kind` this core owns (runs discovery; starts no driver). */
+export function ownedCount(kind: DeviceKind): number {
+  return ofKind(kind).length;
+}
+
 /** The block devices API of `torito`. */
 export const blk = {
-  /** Number of virtio-blk devices. */
+  /** Number of virtio-blk devices this core owns. */
   count(): number {
     return ofKind("blk").length;
   },
-  /** The `index`-th block device (default the first); throws when there is none or it failed. */
+  /** This core's `index`-th block device (default the first); throws when there is none or it failed. */
   open(index = 0): BlockDevice {
     const entry = ofKind("blk")[index];
-    if (entry === undefined) throw new Error(`no virtio-blk device #${index} (run with --disk FILE)`);
+    if (entry === undefined) {
+      const total = discover().filter((e) => e.kind === "blk").length;
+      throw new Error(total > index && coreCount > 1
+        ? `core ${thisCore} owns no virtio-blk device #${index} (devices.list() shows the owners)`
+        : `no virtio-blk device #${index} (run with --disk FILE)`);
+    }
     const driver = start(entry, (t) => new VirtioBlk(t));
     if (driver === null) throw new Error(`virtio-blk device #${index} is unusable: ${entry.error}`);
     return driver;
@@ -135,7 +180,7 @@ export const blk = {
 
 /** The devices API of `torito`. */
 export const devices = {
-  /** Every virtio device of this VM, in MMIO address order. */
+  /** Every virtio device of this VM (highest MMIO address first: the VMM's order), with its owner core. */
   list(): DeviceInfo[] {
     return discover().map((e) => {
       const features: number[] = [];
@@ -145,7 +190,7 @@ export const devices = {
         deviceId: e.transport.deviceId,
         mmio: e.transport.base,
         irq: e.transport.irq,
-        core: 0,
+        core: e.core,
         transportVersion: e.transport.version,
         active: e.driver !== null || e.claimed,
         features,
@@ -154,26 +199,25 @@ export const devices = {
     });
   },
   /**
-   * Poll-policy and cost figures: discovery time, how often the core halted because every
-   * device was idle for the spin period, device interrupts taken, QueueNotify writes.
+   * Poll-policy and cost figures of this core: discovery time, how often the core halted
+   * because every device was idle for the spin period, interrupts taken by its devices,
+   * QueueNotify writes.
    */
   stats(): { discoveryMs: number; probed: boolean; halts: number; interrupts: number; notifications: number; spinMs: number; entropy: string } {
     discover();
     const idle = idleStats();
-    let interrupts = 0;
     let notifications = 0;
     for (const e of entries!) {
-      if (e.driver === null) continue;
-      interrupts += e.driver.interrupts;
+      if (e.driver === null || e.core !== thisCore) continue;
       notifications += e.driver.notifications();
     }
-    return { discoveryMs: stats.discoveryMs, probed: stats.probed, halts: idle.halts, interrupts, notifications, spinMs: idle.spinMs, entropy: seedSource };
+    return { discoveryMs: stats.discoveryMs, probed: stats.probed, halts: idle.halts, interrupts: idle.interruptsHandled, notifications, spinMs: idle.spinMs, entropy: seedSource };
   },
   /** Sets how long (ms) the core keeps polling idle devices before halting until their interrupt (default 2). */
   setIdleSpin(ms: number): void {
     setIdleSpin(ms);
   },
-  /** The virtio console, or null when the VM has none. */
+  /** This core's virtio console, or null when it owns none. */
   console(): ConsoleDevice | null {
     const entry = ofKind("console")[0];
     return entry === undefined ? null : start(entry, (t) => new VirtioConsole(t));

@@ -2,6 +2,9 @@
  * The network configuration from the kernel command line:
  *   torito.ip=10.0.2.15/24 torito.gw=10.0.2.2 torito.dns=10.0.2.3[,10.0.2.4]   (static)
  *   torito.ip=dhcp, or no torito.ip at all                                       (DHCP)
+ * With several cores each core configures its own NIC: one torito.ip applies to every core
+ * (QEMU's user networks all hand out 10.0.2.15), a list `torito.ip=A/24,B/24` gives core i
+ * the i-th entry, and cores beyond the list use DHCP.
  */
 import { DhcpClient, describeLease } from "./dhcp.ts";
 import type { DnsResolver } from "./dns.ts";
@@ -31,9 +34,13 @@ function address(text: string): number | null {
   }
 }
 
-/** Reads torito.ip / torito.gw / torito.dns from the parsed kernel options (see kernel/cmdline.ts). */
-export function parseNetworkConfig(options: ReadonlyMap<string, string>): NetworkConfig | NetworkConfigError {
-  const ip = options.get("torito.ip");
+/** Reads torito.ip / torito.gw / torito.dns for core `core` from the parsed kernel options (see kernel/cmdline.ts). */
+export function parseNetworkConfig(options: ReadonlyMap<string, string>, core = 0): NetworkConfig | NetworkConfigError {
+  let ip = options.get("torito.ip");
+  if (ip !== undefined && ip.includes(",")) {
+    ip = ip.split(",")[core];
+    if (ip === undefined) return { mode: "dhcp" };
+  }
   const gw = options.get("torito.gw");
   const dns = options.get("torito.dns");
   if (ip === undefined || ip === "dhcp") {

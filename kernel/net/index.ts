@@ -10,7 +10,7 @@
  * passes for QEMU's user network) or DHCP.
  */
 import { parseCmdline } from "../cmdline.ts";
-import { openNetDevice } from "../devices/index.ts";
+import { openNetDevice, ownedCount } from "../devices/index.ts";
 import { hw } from "../hw.ts";
 import { addPoller } from "../process/scheduler.ts";
 import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
@@ -66,10 +66,22 @@ function randomBytes(n: number): Uint8Array {
   return bytes;
 }
 
+function thisCore(): { id: number; count: number } {
+  try {
+    return { id: hw.coreId(), count: hw.coreCount() };
+  } catch {
+    return { id: 0, count: 1 }; // on Node (unit tests)
+  }
+}
+
 function up(): Stack {
   if (stack) return stack;
   const device = findDevice?.() ?? null;
-  if (!device) throw new Error("networking: no network device (run with `torito run --port HOST:GUEST` or `--net`)");
+  if (!device) {
+    const { id, count } = thisCore();
+    const core = count > 1 ? `core ${id} owns` : "the VM has";
+    throw new Error(`networking: ${core} no network device (run with \`torito run --port HOST:GUEST[@CORE]\` or \`--net tap:NAME[@CORE]\`)`);
+  }
   const now = hw.now();
   // The interface sees a device whose receive handler this unit installs and removes:
   // the driver keeps the VM alive (it polls) exactly while a handler is installed.
@@ -94,7 +106,7 @@ function up(): Stack {
     return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   };
   const resolver = new DnsResolver(udp, { random: () => random() / 2 ** 32 });
-  let config = parseNetworkConfig(parseCmdline(hw.cmdline()).options);
+  let config = parseNetworkConfig(parseCmdline(hw.cmdline()).options, thisCore().id);
   if (config.mode === "error") {
     console.error(`net: ${config.message}; using DHCP`);
     config = { mode: "dhcp" };
@@ -244,6 +256,19 @@ export async function resolve(name: string): Promise<string[]> {
 }
 
 /** Addresses and counters of this core's interface, for diagnostics. */
+/**
+ * Whether this core has a network device to serve on (with several cores each core drives
+ * its own NIC, if it was given one: `torito run --port HOST:GUEST@CORE`).
+ */
+export function available(): boolean {
+  if (stack) return true;
+  try {
+    return ownedCount("net") > 0;
+  } catch {
+    return false; // on Node without native bindings
+  }
+}
+
 export function networkInfo(): { address: string; mac: string; counters: unknown } | null {
   if (!stack) return null;
   const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");

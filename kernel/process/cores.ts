@@ -13,7 +13,13 @@
  * are copied. Messages between two cores arrive in the order they were sent.
  *
  * Lifetime. The VM's life is the boot core's: it powers off when core 0's event loop runs
- * dry (or on exit() from any core). Core 0 keeps itself alive while it listens for
+ * dry (or on exit() from any core).
+ *
+ * Failure. A core whose heap runs out stops alone (platform/runtime/main.c): it prints its
+ * heap figures and halts for good, and the other cores go on serving. Sending to it then
+ * throws, and calls waiting on it reject. When core 0 is the one that stopped, the VM ends
+ * once every remaining core has run dry (exit code 4, as when the last core fails).
+ * Messages and buffers already in its rings are lost with it. Core 0 keeps itself alive while it listens for
  * messages (`onMessage`, until the returned function is called), awaits a `run`, or has
  * messages waiting for room in a full ring. Another core never ends the VM by running dry:
  * it waits for messages; once it has used this API it polls for them (and runs exposed
@@ -120,7 +126,9 @@ const listeners: ((event: CoreMessageEvent) => void)[] = [];
 /** Messages that arrived while nobody listened, delivered to the first listener. */
 const unheard: CoreMessageEvent[] = [];
 const exposed = new Map<string, CoreFunction>();
-const pendingRuns = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+const pendingRuns = new Map<number, { target: number; resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+/** Cores known to have stopped (bit i: core i), as of the last poll. */
+let failedSeen = 0;
 let nextRunId = 1;
 /** Messages parked behind a full ring (the runtime keeps them, in order). */
 let outboxed = 0;
@@ -209,8 +217,23 @@ function dispatch(from: number, text: string, buffers: ArrayBuffer[]): void {
 /** At most this many messages per scheduler pass, so timers and devices keep their turn. */
 const BATCH = 64;
 
+/** Rejects the calls waiting on cores that stopped since the last look. */
+function checkFailedCores(): boolean {
+  const failed = hw.coresFailed();
+  if (failed === failedSeen) return false;
+  failedSeen = failed;
+  for (const [runId, p] of pendingRuns) {
+    if ((failed & (1 << p.target)) === 0) continue;
+    pendingRuns.delete(runId);
+    p.reject(new Error(`cores.run: core ${p.target} stopped (its heap ran out) before it answered`));
+  }
+  updatePoller();
+  return true;
+}
+
 function poll(): boolean {
   let work = outboxed > 0 && flushOutbox();
+  if (pendingRuns.size > 0 && checkFailedCores()) work = true;
   for (let n = 0; n < BATCH; n++) {
     const m = hw.coreReceive();
     if (m === null) break;
@@ -278,7 +301,7 @@ export const cores = {
     const runId = nextRunId++;
     const message = encode(["c", runId, name], args, true, []);
     return new Promise((resolve, reject) => {
-      pendingRuns.set(runId, { resolve, reject });
+      pendingRuns.set(runId, { target, resolve, reject });
       send(target, message);
       updatePoller();
     });

@@ -116,13 +116,8 @@ static int is_out_of_memory(JSContext *ctx, JSValueConst error)
 
 void fatal_error(JSContext *ctx, const char *prefix, JSValueConst error)
 {
-    if (is_out_of_memory(ctx, error)) {
-        size_t limit, used, peak;
-        heap_usage(&limit, &used, &peak);
-        console_printf("fatal: JavaScript heap out of memory on core %u (limit %zu KiB, in use %zu KiB, peak %zu KiB)\n",
-                       this_core_id(), limit >> 10, used >> 10, peak >> 10);
-        power_off(EXIT_OUT_OF_MEMORY);
-    }
+    if (is_out_of_memory(ctx, error))
+        core_out_of_memory();
     char *text = format_error(ctx, error);
     char core_tag[16] = "";              /* with several cores, say which one failed */
     if (smp_core_count() > 1)
@@ -211,8 +206,15 @@ void loop_run(JSContext *ctx, JSValue module_promise)
             continue;                     /* microtasks may have started new work */
         if (next == -2 && this_core_id() != 0) {
             /* Another core's loop ran dry: it waits for messages; the VM's life is the
-               boot core's (kernel/process/cores.ts). */
+               boot core's (kernel/process/cores.ts), or the last live cores' once core 0
+               has stopped. */
+            this_core()->dry = 1;
+            this_core()->sleeping = 1;    /* a failing core wakes it to look again */
+            __asm__ volatile("mfence" ::: "memory");
+            if (smp_vm_finished())
+                power_off(EXIT_OUT_OF_MEMORY);
             fired = apic_idle(-1);
+            this_core()->dry = 0;
             continue;
         }
         if (next == -2) {

@@ -87,6 +87,18 @@ static void heap_report(void)
                    this_core_id(), limit >> 10, used >> 10, peak >> 10);
 }
 
+/* A core whose heap ran out stops alone: the others go on serving (issue 6). With one core,
+   or when it was the last one standing, the VM powers off with EXIT_OUT_OF_MEMORY. */
+void core_out_of_memory(void)
+{
+    heap_report();
+    if (smp_core_count() == 1 || smp_fail_core())
+        power_off(EXIT_OUT_OF_MEMORY);
+    console_printf("torito: core %u stopped; the other cores go on\n", this_core_id());
+    for (;;)
+        svc_idle();                     /* interrupts routed here only wake it up again */
+}
+
 void heap_out_of_memory_hook(size_t request)
 {
     (void)request;
@@ -210,10 +222,8 @@ void runtime_fault(struct fault_info *fault)
 
 void abort(void)
 {
-    if (this_local()->heap_exhausted) {
-        heap_report();
-        power_off(EXIT_OUT_OF_MEMORY);
-    }
+    if (this_local()->heap_exhausted)
+        core_out_of_memory();
     console_puts("fatal: abort() called\n");
     power_off(EXIT_CPU_FAULT);
 }

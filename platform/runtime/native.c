@@ -206,7 +206,7 @@ static JSValue n_irq_route(ARGS)
     uint32_t gsi, line;
     if (JS_ToUint32(ctx, &gsi, argv[0]) || JS_ToUint32(ctx, &line, argv[1]))
         return JS_EXCEPTION;
-    if (gsi > 23 || line > VEC_LAST_IRQ - VEC_FIRST_IRQ || line == 0)
+    if (!ioapic_has(gsi) || line > VEC_LAST_IRQ - VEC_FIRST_IRQ || line == 0)
         return JS_ThrowRangeError(ctx, "bad interrupt route gsi %u line %u", gsi, line);
     ioapic_route(gsi, line, JS_ToBool(ctx, argv[2]));
     return JS_UNDEFINED;
@@ -217,7 +217,7 @@ static JSValue n_irq_mask(ARGS)
     uint32_t gsi;
     if (JS_ToUint32(ctx, &gsi, argv[0]))
         return JS_EXCEPTION;
-    if (gsi > 23)
+    if (!ioapic_has(gsi))
         return JS_ThrowRangeError(ctx, "bad gsi %u", gsi);
     ioapic_mask(gsi);
     return JS_UNDEFINED;

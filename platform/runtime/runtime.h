@@ -81,6 +81,8 @@ const char *clock_source(void);
 /* --- apic.c ---------------------------------------------------------------------------- */
 void apic_init(void);
 uint64_t apic_idle(double deadline_ms); /* returns the vectors (bit n = 32+n) that fired */
+void ioapic_add(uintptr_t base, unsigned gsi_base);   /* from the MADT */
+int ioapic_has(unsigned gsi);
 void ioapic_route(unsigned gsi, unsigned line, int level);
 void ioapic_mask(unsigned gsi);
 
@@ -101,6 +103,8 @@ void smp_start_cores(void);
 void smp_region(unsigned core, uintptr_t *start, uintptr_t *end);
 unsigned smp_core_count(void);
 void smp_install(JSContext *ctx, JSValue native);
+int smp_fail_core(void);          /* marks this core failed; 1 when no core is left */
+int smp_vm_finished(void);        /* core 0 failed and every live core ran dry */
 #define RUNTIME_STACK       (512 * 1024)   /* each core's ring-3 stack (start.S for core 0) */
 #define RUNTIME_FAULT_STACK (64 * 1024)    /* and its fault-handler stack, below it */
 
@@ -109,6 +113,7 @@ void native_install(JSContext *ctx);
 void loop_set_hooks(JSContext *ctx, JSValueConst turn, JSValueConst format_error);
 __attribute__((noreturn)) void loop_run(JSContext *ctx, JSValue module_promise);
 __attribute__((noreturn)) void fatal_error(JSContext *ctx, const char *prefix, JSValueConst error);
+__attribute__((noreturn)) void core_out_of_memory(void);   /* main.c */
 char *format_error(JSContext *ctx, JSValueConst error);  /* malloc'ed; never NULL */
 void boot_milestone(const char *name);
 JSValue boot_milestones(JSContext *ctx);

@@ -104,6 +104,13 @@ static void madt_read(const struct acpi_header *madt)
             if (flags & 1)
                 madt_apic_ids[madt_count++] = p[3];
         }
+        /* type 1: IOAPIC (id, reserved, address, first GSI) */
+        if (p[0] == 1 && p[1] >= 12) {
+            uint32_t addr, gsi_base;
+            memcpy(&addr, p + 4, 4);
+            memcpy(&gsi_base, p + 8, 4);
+            ioapic_add(addr, gsi_base);
+        }
         p += p[1];
     }
 }
@@ -135,6 +142,39 @@ static void acpi_find_cores(uint64_t rsdp_paddr)
 
 /* --- bring-up ------------------------------------------------------------------------------ */
 
+/* Reads torito.mem_weights=w0,w1,... (positive integers, one per core) from the command
+   line into `weights`; all 1 when absent or malformed (with a message). */
+static void memory_weights(unsigned n, unsigned *weights)
+{
+    for (unsigned i = 0; i < n; i++)
+        weights[i] = 1;
+    const char *opt = strstr(kernel_cmdline(), "torito.mem_weights=");
+    const char *args = strstr(kernel_cmdline(), " -- ");
+    if (!opt || (args && opt > args))
+        return;
+    const char *p = opt + strlen("torito.mem_weights=");
+    unsigned got[TORITO_MAX_CORES], k = 0;
+    while (k < TORITO_MAX_CORES) {
+        unsigned v = 0, digits = 0;
+        while (*p >= '0' && *p <= '9' && digits < 6) {
+            v = v * 10 + (unsigned)(*p++ - '0');
+            digits++;
+        }
+        if (!digits || !v)
+            break;
+        got[k++] = v;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    if (k != n || (*p && *p != ' ')) {
+        console_printf("torito: ignoring torito.mem_weights: expected %u positive integers separated by commas\n", n);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        weights[i] = got[i];
+}
+
 uintptr_t smp_plan(uint64_t rsdp_paddr, uintptr_t start, uintptr_t end)
 {
     acpi_find_cores(rsdp_paddr);
@@ -146,10 +186,27 @@ uintptr_t smp_plan(uint64_t rsdp_paddr, uintptr_t start, uintptr_t end)
         n = fit ? fit : 1;
     }
     core_count = n;
-    uintptr_t per = ((end - start) / n) & ~0xffful;
+    /* torito.mem_weights=w0,w1,...: region i gets w_i / sum(w) of the memory (default all
+       equal). Regions stay page aligned; a region below MIN_REGION is refused. */
+    unsigned weights[TORITO_MAX_CORES], total = 0;
+    memory_weights(n, weights);
+    for (unsigned i = 0; i < n; i++)
+        total += weights[i];
+    uintptr_t pages = (end - start) >> 12, at = start;
     for (unsigned i = 0; i < n; i++) {
-        regions[i].start = start + i * per;
-        regions[i].end = i == n - 1 ? end : start + (i + 1) * per;
+        regions[i].start = at;
+        at += (uintptr_t)((uint64_t)pages * weights[i] / total) << 12;
+        regions[i].end = i == n - 1 ? end : at;
+        if (regions[i].end - regions[i].start < MIN_REGION) {
+            console_printf("torito: torito.mem_weights gives core %u %lu KiB, below the %u MiB a core needs; using equal shares\n",
+                           i, (unsigned long)((regions[i].end - regions[i].start) >> 10), MIN_REGION >> 20);
+            uintptr_t per = ((end - start) / n) & ~0xffful;
+            for (unsigned j = 0; j < n; j++) {
+                regions[j].start = start + j * per;
+                regions[j].end = j == n - 1 ? end : start + (j + 1) * per;
+            }
+            break;
+        }
     }
     if (n == 1)
         return end;
@@ -196,6 +253,43 @@ void smp_start_cores(void)
         send_ipi(madt_apic_ids[i], 0x4600 | (uint32_t)(AP_TRAMPOLINE >> 12));
         started++;
     }
+}
+
+/* --- failure ---------------------------------------------------------------------------------- */
+
+int smp_fail_core(void)
+{
+    torito_cores[this_core_id()].failed = 1;
+    __asm__ volatile("mfence" ::: "memory");
+    int left = 0;
+    for (unsigned i = 0; i < core_count; i++) {
+        if (torito_cores[i].failed)
+            continue;
+        left = 1;
+        if (torito_cores[i].sleeping)     /* its calls to this core must reject now */
+            send_ipi(torito_cores[i].apic_id, 0x4000 | VEC_WAKE);
+    }
+    return !left;
+}
+
+/* Whether the VM has nothing left to do once core 0 failed: the VM's life is core 0's
+   (kernel/process/cores.ts); without it, the VM ends when every live core has run dry and
+   no message waits for one of them. Called by a core whose loop just ran dry. */
+int smp_vm_finished(void)
+{
+    if (!torito_cores[0].failed)
+        return 0;
+    __asm__ volatile("mfence" ::: "memory");
+    for (unsigned i = 1; i < core_count; i++) {
+        if (torito_cores[i].failed)
+            continue;
+        if (!torito_cores[i].dry)
+            return 0;
+        for (unsigned from = 0; from < core_count; from++)
+            if (from != i && !torito_cores[from].failed && rings[from][i]->tail != rings[from][i]->head)
+                return 0;
+    }
+    return 1;
 }
 
 /* --- rings ---------------------------------------------------------------------------------- */
@@ -321,6 +415,8 @@ static JSValue n_core_send(ARGS)
     unsigned self = this_core_id();
     if (to >= core_count || to == self)
         return JS_ThrowRangeError(ctx, "no core %u to send to (this is core %u of %u)", to, self, core_count);
+    if (torito_cores[to].failed)
+        return JS_ThrowInternalError(ctx, "core %u has stopped (its heap ran out)", to);
     JSValue len_v = JS_GetPropertyStr(ctx, argv[2], "length");
     if (JS_ToUint32(ctx, &count, len_v)) {
         JS_FreeValue(ctx, len_v);
@@ -479,7 +575,18 @@ static JSValue n_core_arm_wake(ARGS)
     return JS_FALSE;
 }
 
+/* coresFailed(): bit i set when core i has stopped. */
+static JSValue n_cores_failed(ARGS)
+{
+    uint32_t mask = 0;
+    for (unsigned i = 0; i < core_count; i++)
+        if (torito_cores[i].failed)
+            mask |= 1u << i;
+    return JS_NewUint32(ctx, mask);
+}
+
 static const JSCFunctionListEntry smp_functions[] = {
+    JS_CFUNC_DEF("coresFailed", 0, n_cores_failed),
     JS_CFUNC_DEF("coreSend", 3, n_core_send),
     JS_CFUNC_DEF("coreReceive", 0, n_core_receive),
     JS_CFUNC_DEF("coreArmWake", 0, n_core_arm_wake),

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { buildImage } from "../../host/build.ts";
-import { runOptionsFromArgs, parseArgs } from "../../host/cli.ts";
+import { RUN_FLAGS, runOptionsFromArgs, parseArgs } from "../../host/cli.ts";
 import { applianceImage } from "../../host/serve.ts";
 import { kvmUsable, qemuArgs, UsageError, type Accel } from "../../host/run.ts";
 import { FaultRelay, type FaultSettings } from "../tools/fault-relay.ts";
@@ -31,7 +31,6 @@ const GUEST = "10.77.0.2";
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
 describe("torito run --net / --ip / --gw", () => {
-  const RUN_FLAGS = { net: { kind: "value" }, ip: { kind: "value" }, gw: { kind: "value" }, dns: { kind: "value" }, port: { kind: "list" }, netdev: { kind: "value" }, accel: { kind: "value" } } as const;
   const options = (...argv: string[]) => runOptionsFromArgs(parseArgs(["x.elf", "--accel", "kvm", ...argv], RUN_FLAGS, "run"), () => {});
 
   test("a tap netdev with vnet headers, and the static address on the kernel command line", () => {

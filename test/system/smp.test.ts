@@ -18,6 +18,8 @@ const apps = {
   basic: "test/fixtures/apps/smp-basic.ts",
   crash: "test/fixtures/apps/smp-crash.ts",
   oom: "test/fixtures/apps/smp-oom.ts",
+  oomAll: "test/fixtures/apps/oom.ts",
+  memory: "test/fixtures/apps/smp-memory.ts",
   hello: "examples/hello/hello.ts",
 } as const;
 const images = {} as Record<keyof typeof apps, string>;
@@ -65,12 +67,34 @@ for (const accel of accels) {
       assert.match(r.stdout, /at <anonymous> \(test\/fixtures\/apps\/smp-crash\.ts:6:\d+\)/);
     });
 
-    test("core 1 running out of its own heap is reported with its id and exits 4", () => {
+    test("core 1 running out of its own heap stops alone with a report; core 0 sees it and goes on", () => {
       const r = run(images.oom, accel, 2);
-      assert.equal(r.status, 4, r.stdout + r.stderr);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^before: pong$/m);
       assert.match(r.stdout, /^fatal: JavaScript heap out of memory on core 1 \(limit (\d+) KiB/m);
+      assert.match(r.stdout, /^torito: core 1 stopped; the other cores go on$/m);
+      assert.match(r.stdout, /^after: (core 1 has stopped \(its heap ran out\)|cores\.run: core 1 stopped \(its heap ran out\) before it answered)$/m);
+      assert.match(r.stdout, /^core 0 goes on: 64 blocks, used true, peak true$/m);
       const limitKiB = Number(/on core 1 \(limit (\d+) KiB/.exec(r.stdout)![1]);
       assert.ok(limitKiB < 32 * 1024, `core 1's heap limit ${limitKiB} KiB is not about half of 64 MiB`);
+    });
+
+    test("--mem-weights 1,3 gives core 1 three times core 0's memory", () => {
+      const r = run(images.memory, accel, 2, ["--mem", "64M", "--mem-weights", "1,3"]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const limit = (core: number) => Number(new RegExp(`^core ${core} limit (\\d+)$`, "m").exec(r.stdout)?.[1]);
+      const ratio = limit(1) / limit(0);
+      assert.ok(ratio > 2.7 && ratio < 3.3, `limits ${limit(0)} and ${limit(1)}: ratio ${ratio}\n${r.stdout}`);
+      const even = run(images.memory, accel, 2, ["--mem", "64M"]);
+      const evenLimit = (core: number) => Number(new RegExp(`^core ${core} limit (\\d+)$`, "m").exec(even.stdout)?.[1]);
+      assert.ok(Math.abs(evenLimit(1) / evenLimit(0) - 1) < 0.1, even.stdout);
+    });
+
+    test("the only core left running out of memory ends the VM with code 4", () => {
+      const r = run(images.oomAll, accel, 2);
+      assert.equal(r.status, 4, r.stdout + r.stderr);
+      assert.match(r.stdout, /^torito: core [01] stopped; the other cores go on$/m);
+      assert.equal(r.stdout.match(/^fatal: JavaScript heap out of memory on core [01]/gm)?.length, 2, r.stdout);
     });
 
     test("hello boots on 4 vCPUs: every core runs the top level, core 0 decides when the VM ends", () => {

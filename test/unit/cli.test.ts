@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { appAssembly, bundleApp, formatEsbuildErrors, parseQjscOutput, BundleError } from "../../host/build.ts";
-import { parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
+import { RUN_FLAGS, parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
 import {
   UsageError, checkImageFits, defaultAccel, inspectImage, kernelCommandLine, parseMem, parsePort, parseSize,
   parseTimeout, qemuArgs, quoteKernelArg, shellQuote, type RunOptions,
@@ -252,4 +252,47 @@ describe("build helpers", () => {
     assert.equal(lines.length, 11);
     assert.equal(lines[10], "... and 2 more errors");
   });
+});
+
+describe("one NIC per core: --port ...@CORE, repeated --net, --mem-weights, --rng per core", () => {
+  const options = (...argv: string[]) => runOptionsFromArgs(parseArgs(["x.elf", "--accel", "kvm", ...argv], RUN_FLAGS, "run"), () => {});
+  const append = (argv: string[]) => argv[argv.indexOf("-append") + 1]!;
+
+  test("ports name their core; each core named gets its own user network, in core order", () => {
+    const argv = qemuArgs(options("--cpus", "2", "--port", "8081:80@1", "--port", "8080:80", "--port", "9090:90@1"));
+    const line = argv.join(" ");
+    assert.match(line, / -netdev user,id=net0,hostfwd=tcp:127\.0\.0\.1:8080-:80 -device virtio-net-device,netdev=net0 /);
+    assert.match(line, / -netdev user,id=net1,hostfwd=tcp:127\.0\.0\.1:8081-:80,hostfwd=tcp:127\.0\.0\.1:9090-:90 -device virtio-net-device,netdev=net1 /);
+    assert.match(append(argv), / torito\.owner\.net=0,1 /);
+  });
+
+  test("taps go to core i in order unless @CORE says; a list of addresses gives core i the i-th", () => {
+    const argv = qemuArgs(options("--cpus", "2", "--net", "tap:a@1", "--net", "tap:b@0", "--ip", "10.0.0.2/24,10.0.1.2/24"));
+    assert.match(argv.join(" "), /-netdev tap,id=net0,ifname=a,.* -netdev tap,id=net1,ifname=b,/);
+    assert.equal(append(argv), "torito.accel=kvm torito.ip=10.0.0.2/24,10.0.1.2/24 torito.owner.net=1,0 --");
+  });
+
+  test("--rng attaches one device per core; --mem-weights goes to the kernel", () => {
+    const argv = qemuArgs(options("--cpus", "3", "--rng", "--mem-weights", "1,2,1"));
+    assert.equal(argv.filter((a) => a.startsWith("virtio-rng-device")).length, 3);
+    assert.match(append(argv), /torito\.mem_weights=1,2,1/);
+  });
+
+  test("one core keeps the single-NIC command line (no owner option)", () => {
+    assert.doesNotMatch(append(qemuArgs(options("--port", "8080:80"))), /owner/);
+  });
+
+  for (const [argv, message] of [
+    [["--port", "8080:80@1"], /placed on core 1, but the VM has 1/],
+    [["--cpus", "2", "--net", "tap:a", "--net", "tap:b@0"], /core 0 would get two network devices/],
+    [["--port", "8080:80@x"], /a suffix @CORE names a core/],
+    [["--port", "8080:80@99"], /at most 16 cores/],
+    [["--cpus", "2", "--mem-weights", "1"], /expected 2 positive whole numbers/],
+    [["--cpus", "2", "--mem-weights", "1,0"], /bad --mem-weights/],
+    [["--net", "tap:a", "--ip", "10.0.0.2/24,bad"], /bad --ip 'bad'/],
+  ] as const) {
+    test(`refuses ${argv.join(" ")}`, () => {
+      assert.throws(() => options(...argv), (e: unknown) => e instanceof UsageError && message.test(e.message));
+    });
+  }
 });

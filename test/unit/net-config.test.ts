@@ -62,3 +62,14 @@ test("applying a configuration: static configures at once; DHCP starts a client"
   assert.equal(client.state, "selecting");
   assert.equal(link2.a.transmitted.length, 1);
 });
+
+test("several cores: one torito.ip serves every core, a list gives core i the i-th, the rest use DHCP", () => {
+  const opts = (line: string) => parseCmdline(line).options;
+  const one = opts("torito.ip=10.0.2.15/24 torito.gw=10.0.2.2");
+  assert.deepEqual([0, 1].map((c) => (parseNetworkConfig(one, c) as { address: number }).address), [0x0a00020f, 0x0a00020f]);
+  const list = opts("torito.ip=10.77.0.2/24,10.77.1.2/24 torito.gw=10.77.0.1");
+  assert.equal((parseNetworkConfig(list, 0) as { address: number }).address, 0x0a4d0002);
+  assert.equal((parseNetworkConfig(list, 1) as { address: number }).address, 0x0a4d0102);
+  assert.deepEqual(parseNetworkConfig(list, 2), { mode: "dhcp" });
+  assert.match((parseNetworkConfig(opts("torito.ip=10.77.0.2/24,bad"), 1) as { message: string }).message, /bad address "bad"/);
+});

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { installNativeForTests } from "../../kernel/hw.ts";
 import { Virtqueue, VirtqueueError } from "../../kernel/devices/virtio/virtqueue.ts";
 import { chacha20Block, ChaChaRng, createCrypto } from "../../kernel/devices/random.ts";
-import { devicesFromCmdline, probeWindow } from "../../kernel/devices/discovery.ts";
+import { deviceOwner, devicesFromCmdline, probeWindow } from "../../kernel/devices/discovery.ts";
 
 // ---- simulated guest memory --------------------------------------------------------------
 const regions: { phys: number; buffer: ArrayBuffer }[] = [];
@@ -236,7 +236,8 @@ test("the virtio_mmio.device= command-line form (QEMU microvm, Firecracker)", ()
   const { devices, errors } = devicesFromCmdline([
     "torito.accel=kvm", "virtio_mmio.device=512@0xfeb00e00:12", "virtio_mmio.device=4K@0xd0000000:5:3", "virtio_mmio.device=junk",
   ]);
-  assert.deepEqual(devices, [{ base: 0xd0000000, size: 4096, irq: 5 }, { base: 0xfeb00e00, size: 512, irq: 12 }]);
+  // highest address first: microvm fills its slots from the top, in command-line order
+  assert.deepEqual(devices, [{ base: 0xfeb00e00, size: 512, irq: 12 }, { base: 0xd0000000, size: 4096, irq: 5 }]);
   assert.deepEqual(errors, ["ignoring malformed 'virtio_mmio.device=junk' (expected virtio_mmio.device=<size>@<base>:<irq>)"]);
 });
 
@@ -247,7 +248,27 @@ test("probing the microvm window skips empty slots (device id 0) and non-virtio 
     [0xfeb00e00, 0x74726976], [0xfeb00e08, 2],          // slot 7: blk
   ]);
   const found = probeWindow((a) => regs.get(a) ?? 0);
-  assert.deepEqual(found, [{ base: 0xfeb00c00, size: 512, irq: 11 }, { base: 0xfeb00e00, size: 512, irq: 12 }]);
+  assert.deepEqual(found, [{ base: 0xfeb00e00, size: 512, irq: 12 }, { base: 0xfeb00c00, size: 512, irq: 11 }]);
+});
+
+test("with acpi=on (24 slots) slot i raises GSI 24+i on the second IOAPIC", () => {
+  const regs = new Map<number, number>([
+    [0xfeb02e00, 0x74726976], [0xfeb02e08, 1],          // slot 23: the first -device
+    [0xfeb02c00, 0x74726976], [0xfeb02c08, 1],          // slot 22
+  ]);
+  assert.deepEqual(probeWindow((a) => regs.get(a) ?? 0, 24),
+    [{ base: 0xfeb02e00, size: 512, irq: 47 }, { base: 0xfeb02c00, size: 512, irq: 46 }]);
+});
+
+test("device owners: torito.owner.<kind> lists them, the rest go round the cores", () => {
+  const none = new Map<string, string>();
+  assert.deepEqual([0, 1, 2, 3].map((i) => deviceOwner(none, "net", i, 2)), [0, 1, 0, 1]);
+  assert.deepEqual([0, 1].map((i) => deviceOwner(none, "blk", i, 1)), [0, 0]);
+  const listed = new Map([["torito.owner.net", "1,1"], ["torito.owner.blk", "0,7"], ["torito.owner.rng", "x"]]);
+  assert.deepEqual([0, 1, 2].map((i) => deviceOwner(listed, "net", i, 2)), [1, 1, 0]);
+  assert.equal(deviceOwner(listed, "blk", 0, 2), 0);
+  assert.match(String(deviceOwner(listed, "blk", 1, 2)), /torito.owner.blk: no core '7' for blk device 1 \(the VM has 2\)/);
+  assert.match(String(deviceOwner(listed, "rng", 0, 2)), /no core 'x'/);
 });
 
 // ---- entropy -----------------------------------------------------------------------------

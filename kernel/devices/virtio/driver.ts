@@ -40,10 +40,16 @@ export abstract class VirtioDriver {
   constructor(transport: VirtioMmioTransport, kind: string) {
     this.transport = transport;
     this.name = `virtio-${kind}@${hex(transport.base)}`;
-    if (transport.irq >= 0 && transport.irq <= 23) {
-      const { line } = addInterruptHandler(() => this.onInterrupt());
-      this.interruptLine = line;
-      hw.irqRoute(transport.irq, line, false);
+    if (transport.irq >= 0) {
+      // Routed to this core: the driver runs on the core that owns the device. A GSI no
+      // IOAPIC serves leaves the device polled only.
+      const handler = addInterruptHandler(() => this.onInterrupt());
+      try {
+        hw.irqRoute(transport.irq, handler.line, false);
+        this.interruptLine = handler.line;
+      } catch {
+        handler.remove();
+      }
     }
   }
 

@@ -12,7 +12,7 @@
 #define SUPERVISOR_BASE   0x100000UL   /* 1 MiB: supervisor, supervisor-only pages */
 #define RUNTIME_BASE      0x200000UL   /* 2 MiB: runtime, QuickJS, libc, app (user pages) */
 #define LAPIC_BASE        0xfee00000UL
-#define IOAPIC_BASE       0xfec00000UL
+#define IOAPIC_BASE       0xfec00000UL   /* the first IOAPIC (GSI 0-23) without a MADT */
 
 /* Interrupt vectors. 32..63 are device and timer lines; bit (v - 32) of pending_vectors. */
 #define VEC_FIRST_IRQ     32
@@ -98,6 +98,8 @@ struct core_shared {
     uint64_t entry_stack;              /* ring-3 stack top of an application processor */
     uint32_t apic_id;                  /* this core's local APIC id */
     volatile uint32_t sleeping;        /* 1 while the core may halt: senders must send VEC_WAKE */
+    volatile uint32_t failed;          /* 1 once the core stopped (its heap ran out) */
+    volatile uint32_t dry;             /* 1 while its event loop has nothing left but messages */
 } __attribute__((aligned(64)));
 
 /* Defined by the runtime, written by the supervisor. */
