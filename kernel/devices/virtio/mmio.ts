@@ -79,7 +79,6 @@ export class VirtioMmioTransport {
   readonly version: number;
   /** Device type (§5): 1 net, 2 block, 3 console, 4 entropy, ... 0 = empty slot. */
   readonly deviceId: number;
-  readonly vendorId: number;
   /** The features both sides agreed on (bit n of the 64-bit feature set), after negotiate(). */
   features = 0n;
 
@@ -88,7 +87,25 @@ export class VirtioMmioTransport {
     this.irq = irq;
     this.version = hw.mmioRead32(base + REG_VERSION);
     this.deviceId = hw.mmioRead32(base + REG_DEVICE_ID);
-    this.vendorId = hw.mmioRead32(base + REG_VENDOR_ID);
+  }
+
+  // Every register access is a VM exit (~30-75 µs here), and device start-up is on the boot
+  // path of every server: the driver keeps what it wrote (Status, QueueSel) instead of
+  // reading it back.
+  /** The Status bits this driver has set since the last reset. */
+  private driverStatus = 0;
+  /** The queue QueueSel points at, or -1 when unknown. */
+  private selectedQueue = -1;
+
+  /** The vendor id (read when asked: nothing on the boot path needs it). */
+  get vendorId(): number {
+    return hw.mmioRead32(this.base + REG_VENDOR_ID);
+  }
+
+  private selectQueue(index: number): void {
+    if (this.selectedQueue === index) return;
+    hw.mmioWrite32(this.base + REG_QUEUE_SEL, index);
+    this.selectedQueue = index;
   }
 
   /** True when the slot holds a virtio-mmio device at all (magic and a known version). */
@@ -112,13 +129,16 @@ export class VirtioMmioTransport {
   /** Writing 0 resets the device (§2.4, §4.2.3.1); we then wait until Status reads 0. */
   reset(): void {
     hw.mmioWrite32(this.base + REG_STATUS, 0);
-    for (let i = 0; i < 1000 && this.status() !== 0; i++);
-    if (this.status() !== 0) throw new Error(`virtio-mmio@${hex(this.base)}: device did not reset`);
+    this.driverStatus = 0;
+    this.selectedQueue = -1;
+    for (let i = 0; i < 1000; i++) if (this.status() === 0) return;
+    throw new Error(`virtio-mmio@${hex(this.base)}: device did not reset`);
   }
 
-  /** ORs `bits` into the device status. */
+  /** ORs `bits` into the status this driver has written since the reset (no read-back). */
   addStatus(bits: number): void {
-    hw.mmioWrite32(this.base + REG_STATUS, this.status() | bits);
+    this.driverStatus |= bits;
+    hw.mmioWrite32(this.base + REG_STATUS, this.driverStatus);
   }
 
   /** Tells the device the driver gave up on it (§2.1: FAILED). */
@@ -178,7 +198,7 @@ export class VirtioMmioTransport {
 
   /** Largest size the device allows for queue `index` (0 = the queue does not exist). */
   queueMaxSize(index: number): number {
-    hw.mmioWrite32(this.base + REG_QUEUE_SEL, index);
+    this.selectQueue(index);
     return hw.mmioRead32(this.base + REG_QUEUE_NUM_MAX);
   }
 
@@ -189,7 +209,7 @@ export class VirtioMmioTransport {
    */
   setupQueue(index: number, size: number, addresses: QueueAddresses): void {
     const b = this.base;
-    hw.mmioWrite32(b + REG_QUEUE_SEL, index);
+    this.selectQueue(index);
     const ready = this.legacy ? hw.mmioRead32(b + REG_LEGACY_QUEUE_PFN) : hw.mmioRead32(b + REG_QUEUE_READY);
     if (ready !== 0) throw new Error(`virtio-mmio@${hex(b)}: queue ${index} already in use`);
     hw.mmioWrite32(b + REG_QUEUE_NUM, size);
