@@ -66,7 +66,7 @@ export async function devicesBenchmark(work: string): Promise<string> {
       hostWrite.push(dd(["if=/dev/zero", `of=${disk}`, `bs=${CHUNK_KIB}k`, `count=${(SEQ_MIB << 10) / CHUNK_KIB}`, "conv=notrunc,fdatasync"]));
       hostRead.push(dd([`if=${disk}`, "of=/dev/null", `bs=${CHUNK_KIB}k`, `count=${(SEQ_MIB << 10) / CHUNK_KIB}`]));
       hostIops.push(hostRandomIops(disk));
-      const o = { ...runOptions(image, accel, 128 << 20, [String(SEQ_MIB), String(CHUNK_KIB), String(DEPTH), String(RANDOM_READS), String(RANDOM_DEPTH)]), disk };
+      const o = { ...runOptions(image, accel, 128 << 20, [String(SEQ_MIB), String(CHUNK_KIB), String(DEPTH), String(RANDOM_READS), String(RANDOM_DEPTH)]), disks: [{ path: disk, readOnly: false }] };
       const r = await launch(o, "{", 300_000);
       if (r.guestCode !== 0) throw new Error(`devices benchmark failed under ${accel}: ${r.stdout}`);
       const g = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as GuestResult;

@@ -132,7 +132,7 @@ export async function ext2Benchmark(work: string): Promise<string> {
       node.push(await driverOnNode(disk));
       host.push(hostFigures(join(work, "ext2-host")));
       makeImage(disk);
-      const r = await launch({ ...runOptions(elf, accel, 128 << 20, ["bench"]), disk }, "{", 300_000);
+      const r = await launch({ ...runOptions(elf, accel, 128 << 20, ["bench"]), disks: [{ path: disk, readOnly: false }] }, "{", 300_000);
       if (r.guestCode !== 0) throw new Error(`ext2 benchmark failed under ${accel}: ${r.stdout}`);
       guest.push(JSON.parse(r.stdout.slice(r.stdout.indexOf("{"), r.stdout.lastIndexOf("}") + 1)) as Figures);
     }

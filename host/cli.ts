@@ -9,7 +9,7 @@ import { BundleError, buildImage, repoRoot } from "./build.ts";
 import { applianceImage } from "./serve.ts";
 import {
   DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
-  nicPlan, parseCidr, parseIntInRange, parseIpv4Address, parseMem, parseMemWeights, parseNet, parsePort, parseTimeout, runImage,
+  nicPlan, parseCidr, parseDisk, parseIntInRange, parseIpv4Address, parseMem, parseMemWeights, parseNet, parsePort, parseTimeout, runImage,
   validateRunOptions, type RunOptions,
 } from "./run.ts";
 
@@ -125,7 +125,8 @@ Options:
                       guest port GUEST on CORE's NIC (default core 0; each core
                       named gets its own user-network virtio-net); repeatable
   --fs DIR            share DIR with the guest (virtio-fs, tag fs0)
-  --disk FILE[:ro]    attach FILE as a raw virtio-blk disk (:ro read-only)
+  --disk FILE[:ro][@CORE]  attach FILE as a raw virtio-blk disk (:ro read-only);
+                      repeatable: the i-th goes to core i mod N unless @CORE says
   --console FILE      attach a virtio-console whose output goes to FILE
   --rng               attach a virtio-rng device per core (host /dev/urandom)
   --virtio-modern     modern virtio-mmio transport (version 2) instead of legacy
@@ -173,7 +174,7 @@ export const RUN_FLAGS: Record<string, FlagSpec> = {
   timeout: { kind: "value" },
   port: { kind: "list" },
   fs: { kind: "value" },
-  disk: { kind: "value" },
+  disk: { kind: "list" },
   console: { kind: "value" },
   rng: { kind: "boolean" },
   "virtio-modern": { kind: "boolean" },
@@ -229,11 +230,8 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
   if (timeout !== undefined) options.timeoutSec = parseTimeout(timeout);
   const fs = str(args, "fs");
   if (fs !== undefined) options.fsDir = fs;
-  const disk = str(args, "disk");
-  if (disk !== undefined) {
-    options.disk = disk.endsWith(":ro") ? disk.slice(0, -3) : disk;
-    if (disk.endsWith(":ro")) options.diskReadOnly = true;
-  }
+  const disks = args.flags.get("disk");
+  if (Array.isArray(disks) && disks.length > 0) options.disks = disks.map(parseDisk);
   const consoleFile = str(args, "console");
   if (consoleFile !== undefined) options.consoleFile = consoleFile;
   if (args.flags.has("rng")) options.rng = true;

@@ -41,9 +41,8 @@ export interface RunOptions {
   timeoutSec?: number;
   ports: PortForward[];
   fsDir?: string;
-  disk?: string;
-  /** Attach `disk` read-only (`--disk FILE:ro`): the guest sees VIRTIO_BLK_F_RO. */
-  diskReadOnly?: boolean;
+  /** Raw virtio-blk disks (`--disk FILE[:ro][@CORE]`, repeatable), in order. */
+  disks?: DiskImage[];
   /** File receiving the guest's virtio-console output (`--console FILE`). */
   consoleFile?: string;
   /** Attach a virtio-rng device fed from the host's /dev/urandom (`--rng`). */
@@ -68,6 +67,15 @@ export interface RunOptions {
   appArgs: string[];
   /** Path of the vhost-user socket served by virtiofsd (required when fsDir is set). */
   virtiofsSocket?: string;
+}
+
+/** A raw disk image attached as a virtio-blk device. */
+export interface DiskImage {
+  path: string;
+  /** Read-only (`:ro`): the guest sees VIRTIO_BLK_F_RO. */
+  readOnly: boolean;
+  /** The core that owns it (`@CORE`; default: the disk's position mod --cpus, the guest's rule). */
+  core?: number;
 }
 
 /** A tap device QEMU opens by name (it must exist or be creatable by the caller, e.g. root). */
@@ -171,6 +179,14 @@ export function parseNet(text: string): TapDevice {
     throw new UsageError(`bad --net '${text}' (expected tap:NAME with an interface name of 1..15 letters, digits, '_', '.', '-', optionally ,vnet_hdr=off)`);
   }
   return { ifname: match[1]!, vnetHdr: match[3] !== "off", ...(core !== undefined ? { core } : {}) };
+}
+
+/** Parses `--disk FILE[:ro][@CORE]`. */
+export function parseDisk(text: string): DiskImage {
+  const { spec, core } = splitCore(text, "--disk");
+  if (spec === "" || spec === ":ro") throw new UsageError(`bad --disk '${text}' (expected FILE, FILE:ro, optionally @CORE)`);
+  const readOnly = spec.endsWith(":ro");
+  return { path: readOnly ? spec.slice(0, -3) : spec, readOnly, ...(core !== undefined ? { core } : {}) };
 }
 
 /** Parses `--mem-weights W0,W1,...`: one positive whole number per core. */
@@ -312,12 +328,13 @@ export function qemuArgs(o: RunOptions): string[] {
   // libvhost-user (virtiofsd) refuses legacy virtio devices ("virtio legacy devices aren't
   // supported by libvhost-user"), so a virtio-fs share needs the modern transport.
   if (o.virtioModern || o.fsDir !== undefined) args.push("-global", "virtio-mmio.force-legacy=false");
-  if (o.disk !== undefined) {
+  const disks = o.disks ?? [];
+  disks.forEach((disk, i) => {
     args.push(
-      "-drive", `file=${qemuOptValue(resolve(o.disk))},format=raw,if=none,id=disk0${o.diskReadOnly ? ",readonly=on" : ""}`,
-      "-device", "virtio-blk-device,drive=disk0",
+      "-drive", `file=${qemuOptValue(resolve(disk.path))},format=raw,if=none,id=disk${i}${disk.readOnly ? ",readonly=on" : ""}`,
+      "-device", `virtio-blk-device,drive=disk${i}`,
     );
-  }
+  });
   if (o.consoleFile !== undefined) {
     args.push(
       "-chardev", `file,id=vcon0,path=${qemuOptValue(resolve(o.consoleFile))}`,
@@ -334,6 +351,9 @@ export function qemuArgs(o: RunOptions): string[] {
   // statically so the guest answers its first connection without waiting for DHCP.
   const kernelOptions = o.ports.length > 0 ? [...USER_NET_OPTIONS] : staticNetOptions(o);
   if (o.cpus > 1 && nics.length > 0) kernelOptions.push(`torito.owner.net=${nics.map((n) => n.core).join(",")}`);
+  if (o.cpus > 1 && disks.some((d) => d.core !== undefined)) {
+    kernelOptions.push(`torito.owner.blk=${disks.map((d, i) => d.core ?? i % o.cpus).join(",")}`);
+  }
   if (o.memWeights !== undefined) kernelOptions.push(`torito.mem_weights=${o.memWeights.join(",")}`);
   args.push("-kernel", resolve(o.image), "-append", kernelCommandLine(o.accel, o.appArgs, kernelOptions));
   return args;
@@ -485,13 +505,14 @@ export function validateRunOptions(o: RunOptions): ImageInfo {
   if (o.fsDir !== undefined) {
     if (!existsSync(o.fsDir) || !statSync(o.fsDir).isDirectory()) throw new UsageError(`--fs '${o.fsDir}' is not a directory`);
   }
-  if (o.disk !== undefined) {
-    if (!existsSync(o.disk) || !statSync(o.disk).isFile()) throw new UsageError(`--disk '${o.disk}' is not a file`);
+  for (const disk of o.disks ?? []) {
+    if (!existsSync(disk.path) || !statSync(disk.path).isFile()) throw new UsageError(`--disk '${disk.path}' is not a file`);
     try {
-      accessSync(o.disk, o.diskReadOnly ? constants.R_OK : constants.R_OK | constants.W_OK);
+      accessSync(disk.path, disk.readOnly ? constants.R_OK : constants.R_OK | constants.W_OK);
     } catch {
-      throw new UsageError(`--disk '${o.disk}' is not readable${o.diskReadOnly ? "" : " and writable"}`);
+      throw new UsageError(`--disk '${disk.path}' is not readable${disk.readOnly ? "" : " and writable"}`);
     }
+    if (disk.core !== undefined && disk.core >= o.cpus) throw new UsageError(`--disk '${disk.path}' is placed on core ${disk.core}, but the VM has ${o.cpus} (--cpus)`);
   }
   return info;
 }

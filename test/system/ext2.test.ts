@@ -16,9 +16,11 @@ const cli = join(repo, "bin/torito.js");
 const work = scratch("ext2-system");
 const accel = process.env["TORITO_ACCEL"] || (kvmUsable().ok ? "kvm" : "tcg");
 const image = join(work.dir, "ext2-disk.elf");
+const twoCores = join(work.dir, "smp-disks.elf");
 
 before(async () => {
   await buildImage({ entry: join(repo, "test/fixtures/apps/ext2-disk.ts"), output: image });
+  await buildImage({ entry: join(repo, "test/fixtures/apps/smp-disks.ts"), output: twoCores });
 });
 after(work.cleanup);
 
@@ -86,5 +88,25 @@ test("QEMU killed in the middle of writes: after e2fsck -p every synced checkpoi
   assert.ok(check.ok, check.output);
   for (const n of seen) {
     assert.ok(dump(disk, `ckpt/file-${n}`, work.dir)?.equals(pattern(1000 + n, 20 * 1024)), `checkpoint ${n} lost or damaged`);
+  }
+});
+
+test("two cores, two disks: each core mounts its own disk at /disk; both pass e2fsck -fn", () => {
+  const disks = ["a", "b"].map((name) => {
+    const from = join(work.dir, `src-${name}`);
+    populate(from, { [`${name}.txt`]: `seeded ${name}\n` });
+    return makeImage(join(work.dir, `${name}.img`), { sizeKiB: 4096, from });
+  });
+  const r = spawnSync(process.execPath, [cli, "run", twoCores, "--accel", accel, "--cpus", "2", "--timeout", "60", "--disk", disks[0]!, "--disk", disks[1]!], {
+    cwd: repo, encoding: "utf8", timeout: 90_000,
+  });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^core 0 sees: a\.txt,core-0\.txt,lost\+found$/m);
+  assert.match(r.stdout, /^core 1 sees: b\.txt,core-1\.txt,lost\+found$/m);
+  assert.match(r.stdout, /^blk owners: 0,1$/m);
+  for (const [i, disk] of disks.entries()) {
+    const check = fsck(disk);
+    assert.ok(check.ok, check.output);
+    assert.equal(dump(disk, `core-${i}.txt`, work.dir)?.toString(), `written by core ${i}\n`);
   }
 });

@@ -162,7 +162,7 @@ describe("QEMU command line", () => {
       ports: [{ address: "127.0.0.1", hostPort: 8080, guestPort: 80 }, { address: "0.0.0.0", hostPort: 2222, guestPort: 22 }],
       fsDir: "/srv/site",
       virtiofsSocket: "/tmp/t/v.sock",
-      disk: "/data/a,b.img",
+      disks: [{ path: "/data/a,b.img", readOnly: false }, { path: "/data/ro.img", readOnly: true }],
     });
     const line = args.join(" ");
     assert.match(args[1]!, /,memory-backend=mem$/);
@@ -170,6 +170,7 @@ describe("QEMU command line", () => {
     assert.match(line, /-chardev socket,id=fs0,path=\/tmp\/t\/v.sock -device vhost-user-fs-device,chardev=fs0,tag=fs0 /);
     assert.match(line, /-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:0.0.0.0:2222-:22 -device virtio-net-device,netdev=net0 /);
     assert.match(line, /-drive file=\/data\/a,,b.img,format=raw,if=none,id=disk0 -device virtio-blk-device,drive=disk0 /);
+    assert.match(line, /-drive file=\/data\/ro.img,format=raw,if=none,id=disk1,readonly=on -device virtio-blk-device,drive=disk1 /);
     assert.throws(() => qemuArgs({ ...base, fsDir: "/srv" }), /virtiofsSocket/);
   });
 
@@ -278,6 +279,13 @@ describe("one NIC per core: --port ...@CORE, repeated --net, --mem-weights, --rn
     assert.match(append(argv), /torito\.mem_weights=1,2,1/);
   });
 
+  test("disks: :ro and @CORE; an explicit placement is passed as torito.owner.blk", () => {
+    const o = options("--cpus", "2", "--disk", "a.img", "--disk", "b.img:ro@0");
+    assert.deepEqual(o.disks, [{ path: "a.img", readOnly: false }, { path: "b.img", readOnly: true, core: 0 }]);
+    assert.match(append(qemuArgs(o)), / torito\.owner\.blk=0,0 /);
+    assert.doesNotMatch(append(qemuArgs(options("--cpus", "2", "--disk", "a.img"))), /owner/);
+  });
+
   test("one core keeps the single-NIC command line (no owner option)", () => {
     assert.doesNotMatch(append(qemuArgs(options("--port", "8080:80"))), /owner/);
   });
@@ -288,6 +296,8 @@ describe("one NIC per core: --port ...@CORE, repeated --net, --mem-weights, --rn
     [["--port", "8080:80@x"], /a suffix @CORE names a core/],
     [["--port", "8080:80@99"], /at most 16 cores/],
     [["--cpus", "2", "--mem-weights", "1"], /expected 2 positive whole numbers/],
+    [["--disk", "@1"], /bad --disk '@1'/],
+    [["--disk", "a.img:ro@x"], /a suffix @CORE names a core/],
     [["--cpus", "2", "--mem-weights", "1,0"], /bad --mem-weights/],
     [["--net", "tap:a", "--ip", "10.0.0.2/24,bad"], /bad --ip 'bad'/],
   ] as const) {
