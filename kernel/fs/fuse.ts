@@ -57,6 +57,7 @@ export const O_DIRECTORY = 0o200000;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
 
 /** Longest file name component (NAME_MAX). */
 export const NAME_MAX = 255;

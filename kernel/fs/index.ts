@@ -33,7 +33,7 @@ onFirstUse(async () => {
 });
 
 export {
-  appendFile, FileHandle, FsError, mkdir, mount, open, readdir, readFile, rename, rm, rmdir, stat, syncAll,
+  appendFile, FileHandle, FsError, lstat, mkdir, mount, open, readdir, readFile, rename, rm, rmdir, stat, syncAll,
   unlink, writeFile, MAX_OPEN_FILES, type Stats,
 } from "./vfs.ts";
 export type { FileSystem, FsStat } from "./types.ts";

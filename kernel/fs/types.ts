@@ -17,6 +17,8 @@ export interface FsStat {
   ino: number;
   isFile(): boolean;
   isDirectory(): boolean;
+  /** True for the link itself (only lstat reports links). Absent: the file system has none. */
+  isSymbolicLink?(): boolean;
 }
 
 /** An open file of a mounted file system. Offsets are byte positions. */
@@ -45,7 +47,11 @@ export type OpenFlags = {
 /** What a mounted file system provides. Read-only file systems throw EROFS from writers. */
 export interface FileSystem {
   readonly readOnly: boolean;
+  /** Follows a symlink in the last component where the file system does (ext2). */
   stat(path: string): Promise<FsStat>;
+  /** Like stat, but a symlink in the last component is reported as itself. Absent: stat
+   *  never follows one (virtio-fs answers LOOKUP for the link itself; /app has none). */
+  lstat?(path: string): Promise<FsStat>;
   readdir(path: string): Promise<string[]>;
   open(path: string, flags: OpenFlags, mode: number): Promise<FileHandleOps>;
   mkdir(path: string, mode: number): Promise<void>;

@@ -88,10 +88,18 @@ export interface Stats {
   ino: number;
   isFile(): boolean;
   isDirectory(): boolean;
+  /** True only from lstat, for the link itself. */
+  isSymbolicLink(): boolean;
 }
 
 function toStats(s: FsStat): Stats {
-  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), mode: s.mode, ino: s.ino, isFile: s.isFile, isDirectory: s.isDirectory };
+  const link = s.isSymbolicLink?.() ?? false;
+  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), mode: s.mode, ino: s.ino, isFile: s.isFile, isDirectory: s.isDirectory, isSymbolicLink: () => link };
+}
+
+/** The file system's lstat, or its stat where that never follows a link. */
+function lstatOf(fs: FileSystem, rel: string): Promise<FsStat> {
+  return fs.lstat ? fs.lstat(rel) : fs.stat(rel);
 }
 
 const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
@@ -100,6 +108,13 @@ export async function stat(path: string): Promise<Stats> {
   const r = await resolve(path, "stat");
   if (!r) return toStats(ROOT_STAT);
   return op("stat", path, async () => toStats(await r.fs.stat(r.rel)));
+}
+
+/** stat that reports a symlink in the last component as the link itself (Node's lstat). */
+export async function lstat(path: string): Promise<Stats> {
+  const r = await resolve(path, "lstat");
+  if (!r) return toStats(ROOT_STAT);
+  return op("lstat", path, async () => toStats(await lstatOf(r.fs, r.rel)));
 }
 
 export async function readdir(path: string): Promise<string[]> {
@@ -310,9 +325,11 @@ export async function rm(path: string, options: { recursive?: boolean; force?: b
   if (!r || r.rel === "") throw new FsError("EPERM", "operation not permitted (a mount point), rm", path);
   writable(r, "rm", path);
   markDirty();
+  // Never through a symlink: rm of a link removes the link, and a recursive rm stays inside
+  // the tree it was given (as rm -r and Node's fs.rm do).
   let s: FsStat;
   try {
-    s = await r.fs.stat(r.rel);
+    s = await lstatOf(r.fs, r.rel);
   } catch (e) {
     if (options.force && e instanceof FsError && e.code === "ENOENT") return;
     throw new FsError("ENOENT", "no such file or directory, rm", path);
@@ -328,7 +345,7 @@ export async function rm(path: string, options: { recursive?: boolean; force?: b
       top.listed = true;
       for (const name of await r.fs.readdir(top.rel)) {
         const child = `${top.rel}/${name}`;
-        if ((await r.fs.stat(child)).isDirectory()) stack.push({ rel: child, listed: false });
+        if ((await lstatOf(r.fs, child)).isDirectory()) stack.push({ rel: child, listed: false });
         else await op("unlink", `/${r.mount}/${child}`, () => r.fs.unlink(child));
       }
     } else {

@@ -42,7 +42,7 @@ import {
   FUSE_DO_READDIRPLUS, FUSE_GETATTR_FH, FUSE_MAJOR, FUSE_MAX_PAGES, FUSE_MINOR, FUSE_PARALLEL_DIROPS,
   FUSE_ROOT_ID, FuseProtocolError, GETATTR_IN, INIT_IN, INIT_OUT, INIT_OUT_MIN, IN_HEADER, MKDIR_IN,
   NAME_MAX, OPEN_IN, OPEN_OUT, OP_NAMES, OUT_HEADER, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR,
-  O_TRUNC, O_WRONLY, Op, READ_IN, RELEASE_IN, RENAME_IN, SETATTR_IN, STATFS_OUT, S_IFDIR, S_IFMT,
+  O_TRUNC, O_WRONLY, Op, READ_IN, RELEASE_IN, RENAME_IN, SETATTR_IN, STATFS_OUT, S_IFDIR, S_IFLNK, S_IFMT,
   S_IFREG, WRITE_IN, WRITE_OUT, errnoCode, parseDirents, readAttrOut, readEntry, readInitOut,
   readStatfs, setU64, u64, writeInHeader, type FuseAttr, type FuseDirent, type FuseEntry, type FuseInitOut,
   type FuseStatfs,
@@ -388,6 +388,9 @@ class VirtioFsStat implements FsStat {
   }
   isDirectory(): boolean {
     return (this.mode & S_IFMT) === S_IFDIR;
+  }
+  isSymbolicLink(): boolean {
+    return (this.mode & S_IFMT) === S_IFLNK;
   }
 }
 

@@ -2,10 +2,11 @@
 // every write workload the image must pass `e2fsck -fn`, and debugfs must read back every
 // byte the driver wrote.
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { mountExt2, type Ext2FileSystem } from "../../kernel/fs/ext2/ext2.ts";
+import * as vfs from "../../kernel/fs/vfs.ts";
 import { APPEND, dump, fsck, listNames, makeImage, MemoryDisk, pattern, populate, READ, scratch, UPDATE, WRITE } from "./ext2-harness.ts";
 
 const work = scratch("ext2-unit");
@@ -102,6 +103,24 @@ describe("ext2: reading images made by mke2fs -d", () => {
     assert.equal((await readFile(fs2, "link")).toString(), "via link");
     await assert.rejects(fs2.stat("loop"), { code: "ELOOP" });
     void fs;
+  });
+
+  test("rm({ recursive }) through the VFS removes links, never what they point at; lstat sees the link", async () => {
+    const from = join(work.dir, "src-links");
+    populate(from, { "keep/important.txt": "precious", "doomed/file.txt": "bye", "lonely.txt": "x" });
+    symlinkSync("/keep", join(from, "doomed/to-keep"));          // absolute, within the file system
+    symlinkSync("../keep/important.txt", join(from, "doomed/to-file"));
+    symlinkSync("keep", join(from, "keep-link"));
+    const path = makeImage(join(work.dir, "links.img"), { sizeKiB: 4096, from });
+    const disk = new MemoryDisk(readFileSync(path));
+    vfs.mount("/links", await mountExt2(disk, { log: () => undefined }));
+    assert.equal((await vfs.lstat("/links/keep-link")).isSymbolicLink(), true);
+    assert.equal((await vfs.stat("/links/keep-link")).isDirectory(), true);
+    assert.equal((await vfs.stat("/links/keep-link")).isSymbolicLink(), false);
+    await vfs.rm("/links/doomed", { recursive: true });
+    await vfs.rm("/links/keep-link", { recursive: true });
+    assert.deepEqual((await vfs.readdir("/links")).sort(), ["keep", "lonely.txt", "lost+found"]);
+    assert.equal(Buffer.from(await vfs.readFile("/links/keep/important.txt")).toString(), "precious");
   });
 });
 

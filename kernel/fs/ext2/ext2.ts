@@ -54,6 +54,7 @@ function defaultAllocate(bytes: number): Uint8Array {
 function statOf(inode: Inode): FsStat {
   const directory = inode.isDirectory;
   const file = inode.isFile;
+  const link = inode.isSymlink;
   return {
     size: inode.size,
     mtimeMs: inode.mtime * 1000,
@@ -61,6 +62,7 @@ function statOf(inode: Inode): FsStat {
     ino: inode.ino,
     isFile: () => file,
     isDirectory: () => directory,
+    isSymbolicLink: () => link,
   };
 }
 
@@ -197,6 +199,10 @@ export class Ext2FileSystem implements FileSystem {
 
   stat(path: string): Promise<FsStat> {
     return this.serial(async () => statOf(await this.resolve(path)));
+  }
+
+  lstat(path: string): Promise<FsStat> {
+    return this.serial(async () => statOf(await this.resolve(path, false)));
   }
 
   readdir(path: string): Promise<string[]> {
