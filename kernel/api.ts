@@ -4,6 +4,7 @@
 /// <reference path="./globals.d.ts" />
 import { hw } from "./hw.ts";
 import { parseCmdline } from "./cmdline.ts";
+import { flushConsole } from "./devices/index.ts";
 
 function readCmdline(): string {
   try {
@@ -27,6 +28,7 @@ export function exit(code: number = 0): never {
   if (!Number.isInteger(code) || code < 0 || code > 127) {
     throw new RangeError(`exit code must be an integer from 0 to 127, got ${String(code)}`);
   }
+  flushConsole();
   return hw.exit(code);
 }
 

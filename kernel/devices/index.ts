@@ -23,7 +23,7 @@ import { VirtioBlk, type BlockDevice } from "./virtio/blk.ts";
 import { VirtioConsole, type ConsoleDevice } from "./virtio/console.ts";
 import { VirtioRng } from "./virtio/rng.ts";
 import { createCrypto, type ToritoCrypto } from "./random.ts";
-import { idleStats, setIdleSpin } from "../process/scheduler.ts";
+import { idleStats, onBeforeExit, setIdleSpin } from "../process/scheduler.ts";
 
 export type { BlockDevice } from "./virtio/blk.ts";
 export type { ConsoleDevice } from "./virtio/console.ts";
@@ -152,6 +152,12 @@ export function claimDevice(kind: DeviceKind, index = 0): VirtioMmioTransport | 
   return entry.transport;
 }
 
+/** Flushes this core's started virtio console (exit() calls it before powering off). */
+export function flushConsole(): void {
+  const entry = entries?.find((e) => e.kind === "console" && e.core === thisCore);
+  if (entry !== undefined && entry.driver !== null) (entry.driver as VirtioConsole).flush(1000);
+}
+
 /** How many devices of `kind` this core owns (runs discovery; starts no driver). */
 export function ownedCount(kind: DeviceKind): number {
   return ofKind(kind).length;
@@ -220,7 +226,13 @@ export const devices = {
   /** This core's virtio console, or null when it owns none. */
   console(): ConsoleDevice | null {
     const entry = ofKind("console")[0];
-    return entry === undefined ? null : start(entry, (t) => new VirtioConsole(t));
+    if (entry === undefined) return null;
+    const started = entry.driver !== null;
+    const driver = start(entry, (t) => new VirtioConsole(t));
+    // Output still in the transmit queue must reach the host before the VM powers off
+    // (QEMU consumes it during the notify; a VMM with an I/O thread may not have yet).
+    if (driver !== null && !started) onBeforeExit(() => (driver.flush(1000), false));
+    return driver;
   },
 };
 
