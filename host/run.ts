@@ -4,7 +4,8 @@
  *
  * Exit codes: the guest's own code (0..127), 1 when QEMU itself fails, 2 for usage errors,
  * 70 when the guest stops without an exit code (triple fault, reset, KVM emulation failure),
- * 124 on --timeout, 128+n when the CLI is killed by signal n (130 SIGINT, 143 SIGTERM).
+ * 124 on --timeout, 128+n when the CLI is killed by signal n (130 SIGINT, 143 SIGTERM), or
+ * when QEMU is (QEMU exits cleanly on SIGTERM/SIGINT/SIGHUP and says so; a SIGKILL is exit 1).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from "node:fs";
@@ -610,6 +611,8 @@ async function superviseQemu(qemu: string, args: string[], timeoutSec: number | 
   const child = spawnTied(qemu, args, ["pipe", "inherit", "pipe"]);
   let stopped: StopReason | undefined;
   let qemuErrorSeen = false;
+  /** Set when QEMU reports a terminating signal this CLI did not send (kill from outside). */
+  let outsideSignal: number | undefined;
 
   // Console input: forwarded line by line (the terminal stays in cooked mode; Ctrl-C reaches us).
   const stdin = process.stdin;
@@ -620,7 +623,11 @@ async function superviseQemu(qemu: string, args: string[], timeoutSec: number | 
   let pending = "";
   const onStderrLine = (line: string) => {
     if (IGNORED_QEMU_STDERR.some((re) => re.test(line))) return;
-    if (stopped !== undefined && /^qemu-system-x86_64: terminating on signal/.test(line)) return; // we sent it
+    const terminating = /^qemu-system-x86_64: terminating on signal (\d+)/.exec(line);
+    if (terminating !== null) {
+      if (stopped !== undefined) return; // we sent it
+      outsideSignal = Number(terminating[1]);
+    }
     if (/^qemu-system-x86_64: (?!warning:)/.test(line)) qemuErrorSeen = true;
     io.stderr(line + "\n");
     if (line.startsWith("KVM internal error") && stopped === undefined) {
@@ -674,6 +681,10 @@ async function superviseQemu(qemu: string, args: string[], timeoutSec: number | 
   if (code === null) {
     io.stderr(`torito: error: ${QEMU_BINARY} was killed by ${signal}\n`);
     return EXIT_QEMU_FAILED;
+  }
+  if (code === 0 && outsideSignal !== undefined) {
+    io.stderr(`torito: error: ${QEMU_BINARY} was stopped from outside by signal ${outsideSignal}\n`);
+    return 128 + outsideSignal;
   }
   if (code === 0) {
     io.stderr(`torito: guest stopped without an exit code (triple fault or reset?)\n`);

@@ -229,6 +229,20 @@ describe("running fixture images under QEMU", () => {
     });
   }
 
+  test("QEMU stopped from outside (SIGTERM to QEMU itself) is reported as such, exit 143", async () => {
+    const child = spawn(process.execPath, [cli, "run", images.loop], { stdio: ["pipe", "pipe", "pipe"], env: { TORITO_ACCEL: defaultAccelForTests, ...process.env } });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+    const qemuPids = pgrep(String(child.pid));
+    assert.equal(qemuPids.length, 1, "found the QEMU child");
+    process.kill(qemuPids[0]!, "SIGTERM");
+    const status = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+    assert.equal(status, 143, stderr);
+    assert.match(stderr, /^torito: error: qemu-system-x86_64 was stopped from outside by signal 15$/m);
+    assert.doesNotMatch(stderr, /triple fault/);
+  });
+
   test("QEMU dies with the CLI even when the CLI is SIGKILLed", async () => {
     const child = spawn(process.execPath, [cli, "run", images.loop], { stdio: ["pipe", "pipe", "pipe"], env: { TORITO_ACCEL: defaultAccelForTests, ...process.env } });
     await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
