@@ -92,9 +92,12 @@ static void heap_report(void)
 void core_out_of_memory(void)
 {
     heap_report();
-    if (smp_core_count() == 1 || smp_fail_core())
+    if (smp_core_count() == 1 || smp_last_core_standing())
         power_off(EXIT_OUT_OF_MEMORY);
+    /* Print before marking this core failed: that lets the others end the VM. */
     console_printf("torito: core %u stopped; the other cores go on\n", this_core_id());
+    if (smp_fail_core())                /* they all failed meanwhile */
+        power_off(EXIT_OUT_OF_MEMORY);
     for (;;)
         svc_idle();                     /* interrupts routed here only wake it up again */
 }

@@ -103,6 +103,7 @@ void smp_start_cores(void);
 void smp_region(unsigned core, uintptr_t *start, uintptr_t *end);
 unsigned smp_core_count(void);
 void smp_install(JSContext *ctx, JSValue native);
+int smp_last_core_standing(void); /* every other core has failed */
 int smp_fail_core(void);          /* marks this core failed; 1 when no core is left */
 int smp_vm_finished(void);        /* core 0 failed and every live core ran dry */
 #define RUNTIME_STACK       (512 * 1024)   /* each core's ring-3 stack (start.S for core 0) */

@@ -257,6 +257,14 @@ void smp_start_cores(void)
 
 /* --- failure ---------------------------------------------------------------------------------- */
 
+int smp_last_core_standing(void)
+{
+    for (unsigned i = 0; i < core_count; i++)
+        if (i != this_core_id() && !torito_cores[i].failed)
+            return 0;
+    return 1;
+}
+
 int smp_fail_core(void)
 {
     torito_cores[this_core_id()].failed = 1;

@@ -19,6 +19,7 @@ const apps = {
   crash: "test/fixtures/apps/smp-crash.ts",
   oom: "test/fixtures/apps/smp-oom.ts",
   oomAll: "test/fixtures/apps/oom.ts",
+  oom0: "test/fixtures/apps/smp-oom0.ts",
   memory: "test/fixtures/apps/smp-memory.ts",
   hello: "examples/hello/hello.ts",
 } as const;
@@ -88,6 +89,14 @@ for (const accel of accels) {
       const even = run(images.memory, accel, 2, ["--mem", "64M"]);
       const evenLimit = (core: number) => Number(new RegExp(`^core ${core} limit (\\d+)$`, "m").exec(even.stdout)?.[1]);
       assert.ok(Math.abs(evenLimit(1) / evenLimit(0) - 1) < 0.1, even.stdout);
+    });
+
+    test("core 0 running out of memory stops alone; the VM ends when core 1 has finished, with code 4", () => {
+      const r = run(images.oom0, accel, 2);
+      assert.equal(r.status, 4, r.stdout + r.stderr);
+      assert.match(r.stdout, /^fatal: JavaScript heap out of memory on core 0 \(limit \d+ KiB/m);
+      assert.match(r.stdout, /^torito: core 0 stopped; the other cores go on$/m);
+      assert.match(r.stdout, /^core 1 finished its work$/m);
     });
 
     test("the only core left running out of memory ends the VM with code 4", () => {
