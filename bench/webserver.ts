@@ -119,8 +119,8 @@ export interface WrkResult {
   errors: number;
 }
 
-export async function wrk(url: string, seconds: number, ns?: NetNamespace): Promise<WrkResult> {
-  const args = ["-t1", "-c30", `-d${seconds}s`, "--latency", url];
+export async function wrk(url: string, seconds: number, ns?: NetNamespace, extra: readonly string[] = []): Promise<WrkResult> {
+  const args = ["-t1", "-c30", `-d${seconds}s`, "--latency", ...extra, url];
   const r = ns ? await ns.run("wrk", args, (seconds + 30) * 1000) : await runCommand("wrk", args, (seconds + 30) * 1000);
   const out = r.stdout.toString();
   if (r.code !== 0) throw new Error(`wrk failed: ${r.stderr}${out}`);
