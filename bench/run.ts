@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { bootBenchmark } from "./boot.ts";
 import { devicesBenchmark } from "./devices.ts";
 import { ext2Benchmark } from "./ext2.ts";
+import { linuxNodeBenchmark } from "./linux-node.ts";
 import { netDriverBenchmark } from "./net-driver.ts";
 import { smpBenchmark } from "./smp.ts";
 import { virtiofsBenchmark } from "./virtiofs.ts";
@@ -21,6 +22,7 @@ const BENCHMARKS: Record<string, (work: string) => Promise<string>> = {
   devices: devicesBenchmark,
   "net-driver": netDriverBenchmark,
   webserver: webServerBenchmark,
+  "linux-node": linuxNodeBenchmark,
   ext2: ext2Benchmark,
   virtiofs: virtiofsBenchmark,
   smp: smpBenchmark,

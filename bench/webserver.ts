@@ -24,7 +24,7 @@ const BULK_MEM = 256 << 20;
 const GUEST = "10.77.0.2";
 const repo = join(import.meta.dirname, "..");
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as { port: number }).port;
@@ -32,11 +32,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const userNet = (image: string, accel: Accel, port: number, memBytes = 64 << 20): RunOptions =>
+export const userNet = (image: string, accel: Accel, port: number, memBytes = 64 << 20): RunOptions =>
   ({ image, accel, memBytes, cpus: 1, ports: [{ address: "127.0.0.1", hostPort: port, guestPort: 80 }], appArgs: [] });
 
 /** One GET on a fresh connection; resolves true on a 200 status line within `ms`. */
-function got200(port: number, path: string, ms: number): Promise<boolean> {
+export function got200(port: number, path: string, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");
     let data = "";
@@ -56,13 +56,13 @@ function got200(port: number, path: string, ms: number): Promise<boolean> {
   });
 }
 
-interface Guest {
+export interface Guest {
   child: ChildProcess;
   console: () => string;
   stop: () => Promise<void>;
 }
 
-function spawnGuest(command: string, args: string[], spawner?: (c: string, a: string[]) => ChildProcess): Guest {
+export function spawnGuest(command: string, args: string[], spawner?: (c: string, a: string[]) => ChildProcess): Guest {
   const child = spawner ? spawner(command, args) : spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
@@ -79,10 +79,19 @@ function spawnGuest(command: string, args: string[], spawner?: (c: string, a: st
 }
 
 /** Boots a guest on user networking and measures launch → first HTTP 200 with a tight connect loop. */
-async function bootToFirst200(o: RunOptions, port: number, path: string, timeoutMs = 60_000): Promise<{ ms: number; servingMs: number; guest: Guest }> {
+function bootToFirst200(o: RunOptions, port: number, path: string, timeoutMs = 60_000): Promise<{ ms: number; servingMs: number; guest: Guest }> {
+  return bootArgsToFirst200(qemuArgs(o), port, path, timeoutMs);
+}
+
+/**
+ * Launches QEMU with `args` (a guest on user networking forwarding host `port`) and measures
+ * launch → first HTTP 200; the guest announces that it listens with a console line containing
+ * ": serving" (the Torito appliance and the Linux + Node.js guest alike).
+ */
+export async function bootArgsToFirst200(args: string[], port: number, path: string, timeoutMs = 60_000): Promise<{ ms: number; servingMs: number; guest: Guest }> {
   const start = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e6;
-  const guest = spawnGuest(QEMU_BINARY, qemuArgs(o));
+  const guest = spawnGuest(QEMU_BINARY, args);
   let servingMs = NaN;
   guest.child.stdout!.on("data", () => {
     if (Number.isNaN(servingMs) && guest.console().includes(": serving")) servingMs = elapsed();
@@ -102,7 +111,7 @@ async function bootToFirst200(o: RunOptions, port: number, path: string, timeout
 }
 
 /** What wrk reported. */
-interface WrkResult {
+export interface WrkResult {
   rps: number;
   p50: string;
   p99: string;
@@ -110,8 +119,8 @@ interface WrkResult {
   errors: number;
 }
 
-async function wrk(url: string, seconds: number, ns?: NetNamespace): Promise<WrkResult> {
-  const args = ["-t1", "-c30", `-d${seconds}s`, "--latency", url];
+export async function wrk(url: string, seconds: number, ns?: NetNamespace, extra: readonly string[] = []): Promise<WrkResult> {
+  const args = ["-t1", "-c30", `-d${seconds}s`, "--latency", ...extra, url];
   const r = ns ? await ns.run("wrk", args, (seconds + 30) * 1000) : await runCommand("wrk", args, (seconds + 30) * 1000);
   const out = r.stdout.toString();
   if (r.code !== 0) throw new Error(`wrk failed: ${r.stderr}${out}`);
@@ -149,7 +158,7 @@ async function startNodeServer(dir: string, port: number): Promise<ChildProcess>
 }
 
 /** MB/s (10^6 bytes) of one curl transfer: a GET of `url`, or a POST of `upload`'s bytes. */
-async function curlRate(url: string, upload?: string, ns?: NetNamespace): Promise<number> {
+export async function curlRate(url: string, upload?: string, ns?: NetNamespace): Promise<number> {
   const args = ["-sS", "--fail", "--max-time", "300", "-o", "/dev/null", "-w", "%{size_download} %{size_upload} %{time_total}",
     ...(upload ? ["--data-binary", `@${upload}`, "-H", "content-type: application/octet-stream"] : []), url];
   const r = ns ? await ns.run("curl", args, 320_000) : await runCommand("curl", args, 320_000);

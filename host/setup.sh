@@ -5,12 +5,21 @@
 #   2. npm dependencies (npm ci when node_modules is missing or older than the lock file)
 #   3. the QuickJS 2025-04-26 source from Debian's source package, checked against a pinned sha256
 #   4. make -C platform: host qjsc, guest QuickJS, supervisor and runtime
+# Options: --quiet (no progress lines), --bench (also what `npm run bench` needs).
 set -eu
 
-QUIET=0
-[ "${1:-}" = "--quiet" ] && QUIET=1
 say() { [ "$QUIET" = 1 ] || echo "setup: $*"; }
 die() { echo "setup: error: $*" >&2; exit 1; }
+
+QUIET=0
+BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --quiet) QUIET=1 ;;
+    --bench) BENCH=1 ;;
+    *) die "unknown option '$arg' (known: --quiet, --bench)" ;;
+  esac
+done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -40,6 +49,16 @@ need dpkg-source dpkg-dev
 need gdb gdb
 need pgrep procps
 [ -f /usr/lib/x86_64-linux-musl/libc.a ] || PKGS="$PKGS musl-dev"
+if [ "$BENCH" = 1 ]; then
+  # npm run bench only: the Linux + Node.js baseline (bench/linux-node/guest.ts) fetches Debian's
+  # kernel and busybox-static with apt-get download, unpacks them with dpkg-deb, strips a copy of
+  # node and lists its libraries with ldd; the tap runs need ip (iproute2).
+  need apt-get apt
+  need dpkg-deb dpkg
+  need strip binutils
+  need ldd libc-bin
+  need ip iproute2
+fi
 if [ -n "$PKGS" ]; then
   [ "$(id -u)" = 0 ] || die "missing packages:$PKGS (run as root or: sudo apt-get install$PKGS)"
   say "installing$PKGS"
