@@ -41,8 +41,9 @@ export class Response extends Body {
     }
     if (body !== null && NULL_BODY.has(status)) throw new TypeError(`a ${status} response cannot have a body`);
     this.status = status;
-    this.statusText = init.statusText ?? STATUS_TEXT[status] ?? "";
-    if (/[\r\n]/.test(this.statusText)) throw new TypeError("invalid statusText");
+    const statusText = init.statusText;
+    if (statusText !== undefined && /[\r\n]/.test(statusText)) throw new TypeError("invalid statusText");
+    this.statusText = statusText ?? STATUS_TEXT[status] ?? "";
     this.headers = new Headers(init.headers);
     if (typeof body === "string" && !this.headers.has("content-type")) {
       this.headers.set("content-type", "text/plain;charset=UTF-8");

@@ -195,6 +195,7 @@ export class HttpServer {
   readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
   #closed = false;
   #dateCache = { second: -1, text: "" };
+  #lastGoodHost: string | null = null;
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -387,15 +388,18 @@ export class HttpServer {
       if (minor === 1 && !head.headers.has("host")) throw new HttpError(400, "missing Host header");
       // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
       const hostValue = head.headers.get("host");
-      if (hostValue !== null && !/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
-        throw new HttpError(400, "malformed Host header");
+      if (hostValue !== null && hostValue !== this.#lastGoodHost) {
+        if (!/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
+          throw new HttpError(400, "malformed Host header");
+        }
+        this.#lastGoodHost = hostValue; // clients repeat the same Host: check it once
       }
     } catch (e) {
       await this.#fail(stream, e, minor);
       return false;
     }
-    const connection = (head.headers.get("connection") ?? "").toLowerCase();
-    let keepAlive = !last && (minor === 1 ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection));
+    const connection = head.headers.get("connection")?.toLowerCase() ?? null;
+    let keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
     const body = new BodyReader(reader, framing, this.limits, stream, head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1);
@@ -405,11 +409,7 @@ export class HttpServer {
     let request: Request;
     let response: Response;
     try {
-      request = new Request(url, {
-        method: head.method,
-        headers: head.headers,
-        body: hasBody ? body.toReadable() : null,
-      });
+      request = Request.fromServer(url, head.method, head.headers, hasBody ? body.toReadable() : null);
     } catch (e) {
       await this.#fail(stream, new HttpError(400, e instanceof Error ? e.message : "bad request"), minor);
       return false;
