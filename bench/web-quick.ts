@@ -2,18 +2,25 @@
  * Quick webserver throughput check for optimisation work (not part of `npm run bench`):
  * builds the appliance, boots it on a tap device in a private network namespace, runs
  * `wrk -t1 -c30` ROUNDS times (SECONDS each) and Node.js on the host in between, and prints
- * each figure and the medians. Usage: node --import tsx bench/web-quick.ts [kvm|tcg] [seconds] [rounds]
+ * each figure and the medians. Usage:
+ *   node --import tsx bench/web-quick.ts [kvm|tcg] [seconds] [rounds] [image.elf...]
+ * With images, each round measures every image in turn (A/B under the same noise) instead of
+ * the appliance built from the working tree; `--save FILE` copies the built appliance to FILE.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
+import { copyFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { applianceImage } from "../host/serve.ts";
 import { qemuArgs, QEMU_BINARY, type Accel } from "../host/run.ts";
 import { NetNamespace, runCommand, testSite } from "../test/tools/netns.ts";
 import { median } from "./lib.ts";
 
-const accel = (process.argv[2] ?? "kvm") as Accel;
-const seconds = Number(process.argv[3] ?? 5);
-const rounds = Number(process.argv[4] ?? 3);
+const argv = process.argv.slice(2);
+const saveAt = argv.indexOf("--save");
+const save = saveAt >= 0 ? argv.splice(saveAt, 2)[1] : undefined;
+const accel = (argv[0] ?? "kvm") as Accel;
+const seconds = Number(argv[1] ?? 5);
+const rounds = Number(argv[2] ?? 3);
 const repo = join(import.meta.dirname, "..");
 const GUEST = "10.78.0.2";
 
@@ -26,7 +33,11 @@ async function wrk(url: string, ns?: NetNamespace): Promise<number> {
 }
 
 const small = testSite(repo, "bench-small", 1024);
-const image = await applianceImage(small);
+let images = argv.slice(3);
+if (images.length === 0) {
+  images = [await applianceImage(small)];
+  if (save) copyFileSync(images[0]!, save);
+}
 const ns = await NetNamespace.create("quick");
 let guest: ChildProcess | undefined;
 const node = spawn(process.execPath, ["-e", `
@@ -37,23 +48,38 @@ const node = spawn(process.execPath, ["-e", `
 const nodePort = await new Promise<number>((resolve) => node.stdout!.once("data", (d: Buffer) => resolve(Number(d.toString()))));
 try {
   await ns.addTap("tap0", "10.78.0.1/24");
-  guest = ns.spawn(QEMU_BINARY, qemuArgs({ image, accel, memBytes: 64 << 20, cpus: 1, ports: [], appArgs: [], tap: { ifname: "tap0", vnetHdr: true }, ip: `${GUEST}/24`, gateway: "10.78.0.1" }));
-  let out = "";
-  guest.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  guest.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 60_000;
-  while (!out.includes("serving")) {
-    if (Date.now() > deadline || guest.exitCode !== null) throw new Error(`guest did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  const t: number[] = [], n: number[] = [];
+  const boot = async (image: string): Promise<ChildProcess> => {
+    const child = ns.spawn(QEMU_BINARY, qemuArgs({ image, accel, memBytes: 64 << 20, cpus: 1, ports: [], appArgs: [], tap: { ifname: "tap0", vnetHdr: true }, ip: `${GUEST}/24`, gateway: "10.78.0.1" }));
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 60_000;
+    while (!out.includes("serving")) {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`guest did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return child;
+  };
+  const t: number[][] = images.map(() => []), n: number[] = [];
   for (let i = 0; i < rounds; i++) {
-    t.push(await wrk(`http://${GUEST}/612.html`, ns));
+    const line: string[] = [];
+    for (const [k, image] of images.entries()) {
+      guest = await boot(image);
+      t[k]!.push(await wrk(`http://${GUEST}/612.html`, ns));
+      guest.kill("SIGKILL");
+      await new Promise((r) => guest!.once("exit", r));
+      guest = undefined;
+      line.push(`${basename(image)} ${Math.round(t[k]![i]!)}`);
+    }
     n.push(await wrk(`http://127.0.0.1:${nodePort}/612.html`));
-    console.log(`round ${i}: torito ${accel} ${Math.round(t[i]!)} req/s, node ${Math.round(n[i]!)} req/s`);
+    console.log(`round ${i}: ${accel}: ${line.join(", ")} req/s; node ${Math.round(n[i]!)} req/s`);
   }
-  const mt = median(t), mn = median(n);
-  console.log(`median: torito ${accel} ${Math.round(mt)} req/s (${Math.round(1e6 / mt)} µs/req), node ${Math.round(mn)} req/s, ratio ${(mt / mn).toFixed(3)}`);
+  const mn = median(n);
+  for (const [k, image] of images.entries()) {
+    const mt = median(t[k]!);
+    console.log(`median ${basename(image)} ${accel}: ${Math.round(mt)} req/s (${Math.round(1e6 / mt)} µs/req), ratio to node ${(mt / mn).toFixed(3)}`);
+  }
+  console.log(`median node: ${Math.round(mn)} req/s`);
 } finally {
   guest?.kill("SIGKILL");
   node.kill("SIGKILL");

@@ -1,9 +1,11 @@
 /**
  * Bundles bench/profile/web-host.ts, runs it under build/profile/qjs-prof and prints where
  * the samples went (self and inclusive, by function), plus microseconds per request.
- *   node --import tsx bench/profile/run.ts [connections] [requestsPerConn] [batch] [--no-prof]
+ *   node --import tsx bench/profile/run.ts [connections] [requestsPerConn] [batch] [--no-prof] [--count]
+ * --count: instructions per request instead (valgrind --tool=callgrind, two runs of different
+ * lengths, so set-up and warm-up cancel out): a figure that the machine's load does not move.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
@@ -24,6 +26,20 @@ await build({
   outfile: join(out, "web-host.mjs"), external: ["os", "std"], alias: { torito: join(import.meta.dirname, "torito-shim.ts") },
   target: "es2023", logLevel: "warning", mainFields: ["module", "main"],
 });
+if (process.argv.includes("--count")) {
+  const spawnCount = (perConn: number): number => {
+    const r = spawnSync("valgrind", ["--tool=callgrind", "--callgrind-out-file=/dev/null", qjs, "-m", join(out, "web-host.mjs"), join(out, "site.pack"),
+      args[0] ?? "30", String(perConn), args[2] ?? "30", "-"], { encoding: "utf8" });
+    const m = /Collected : (\d+)/.exec(r.stderr);
+    if (r.status !== 0 || !m) throw new Error(`callgrind run failed: ${r.stderr}${r.stdout}`);
+    return Number(m[1]);
+  };
+  const lo = Number(args[1] ?? 20), hi = 2 * lo;
+  const a = spawnCount(lo), b = spawnCount(hi);
+  const perRequest = (b - a) / ((hi - lo) * Number(args[0] ?? 30));
+  console.log(JSON.stringify({ instructionsPerRequest: Math.round(perRequest), runs: [a, b] }));
+  process.exit(0);
+}
 const folded = join(out, "web-host.folded");
 const result = execFileSync(qjs, ["-m", join(out, "web-host.mjs"), join(out, "site.pack"), args[0] ?? "30", args[1] ?? "200", args[2] ?? "30", profile ? folded : "-"], { encoding: "utf8" });
 console.log(result.trim());

@@ -49,18 +49,47 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const METHOD = HEADER_NAME;
 const TARGET = /^[\x21-\x7e]+$/;
+
 /** NUL anywhere, or a CR not followed by LF, makes a head malformed (RFC 9112 §2.2). */
-const BAD_BYTES = /\0|\r(?!\n)/;
+function hasBadBytes(text: string): boolean {
+  if (text.indexOf("\0") >= 0) return true;
+  for (let cr = text.indexOf("\r"); cr >= 0; cr = text.indexOf("\r", cr + 2)) {
+    if (text.charCodeAt(cr + 1) !== 10) return true;
+  }
+  return false;
+}
+
+/**
+ * Strings that already passed a check, so that the names, methods and targets clients send
+ * again and again are checked once (a regexp run is the costly part of parsing a head here).
+ * Bounded: once full, further strings are simply checked every time.
+ */
+class Checked {
+  readonly #seen = new Map<string, string>();
+  constructor(private readonly pattern: RegExp, private readonly limit: number) {}
+  /** `value` if it matches (with its lower-case form for names), null if not. */
+  lower(value: string): string | null {
+    const known = this.#seen.get(value);
+    if (known !== undefined) return known;
+    if (!this.pattern.test(value)) return null;
+    const lower = value.toLowerCase();
+    if (this.#seen.size < this.limit) this.#seen.set(value, lower);
+    return lower;
+  }
+}
+const checkedNames = new Checked(HEADER_NAME, 512);
+const checkedMethods = new Checked(METHOD, 64);
+const checkedTargets = new Checked(TARGET, 256);
 
 /**
  * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd). The head is
  * decoded once; lines, names and values are then cut with native string operations and
- * checked with one regular expression each — per-character loops are the slow part of an
- * interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
+ * checked with one regular expression each, remembered for the strings clients repeat —
+ * per-character loops and regexp runs are the slow part of an interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
  */
 export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
-  if (BAD_BYTES.test(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
+  if (hasBadBytes(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
   const lines = text.split("\n");
   let i = 0;
   while (i < lines.length && (lines[i] === "" || lines[i] === "\r")) i++;
@@ -73,8 +102,8 @@ export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number
   const method = requestLine.slice(0, sp1);
   const target = requestLine.slice(sp1 + 1, sp2);
   const version = requestLine.slice(sp2 + 1);
-  if (!METHOD.test(method)) throw new HttpError(400, "malformed method");
-  if (!TARGET.test(target)) throw new HttpError(400, "malformed request target");
+  if (checkedMethods.lower(method) === null) throw new HttpError(400, "malformed method");
+  if (target.length > 256 ? !TARGET.test(target) : checkedTargets.lower(target) === null) throw new HttpError(400, "malformed request target");
   let minorVersion: number;
   if (version === "HTTP/1.1") minorVersion = 1;
   else if (version === "HTTP/1.0") minorVersion = 0;
@@ -90,14 +119,14 @@ export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number
     if (first === 32 || first === 9) throw new HttpError(400, "obsolete header line folding");
     const colon = line.indexOf(":");
     if (colon <= 0) throw new HttpError(400, "malformed header line");
-    const name = line.slice(0, colon);
-    if (!HEADER_NAME.test(name)) throw new HttpError(400, "malformed header name");
+    const name = checkedNames.lower(line.slice(0, colon));
+    if (name === null) throw new HttpError(400, "malformed header name");
     if (++count > limits.maxHeaderCount) throw new HttpError(431, "too many header fields");
     // OWS is SP / HTAB only (RFC 9110 §5.6.3)
     let vs = colon + 1, ve = line.length;
     while (vs < ve && (line.charCodeAt(vs) === 32 || line.charCodeAt(vs) === 9)) vs++;
     while (ve > vs && (line.charCodeAt(ve - 1) === 32 || line.charCodeAt(ve - 1) === 9)) ve--;
-    Headers.appendRaw(headers, name.toLowerCase(), line.slice(vs, ve));
+    Headers.appendRaw(headers, name, line.slice(vs, ve));
   }
   return { method, target, minorVersion, headers, length: headEnd - start };
 }
