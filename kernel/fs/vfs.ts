@@ -39,7 +39,10 @@ async function ready(): Promise<void> {
   if (pendingMounts) {
     const f = pendingMounts;
     pendingMounts = null;
-    mounting = f();
+    const started = f();
+    mounting = started;
+    // once mounted, operations resolve paths without waiting (a failure keeps being reported)
+    started.then(() => { if (mounting === started) mounting = null; }, () => undefined);
   }
   if (mounting) await mounting;
 }
@@ -52,6 +55,11 @@ interface Resolved {
 
 async function resolve(path: string, syscall: string): Promise<Resolved | null> {
   await ready();
+  return resolveNow(path, syscall);
+}
+
+/** resolve() once the mounts are up (no mount discovery pending): no extra await. */
+function resolveNow(path: string, syscall: string): Resolved | null {
   if (typeof path !== "string") throw new TypeError(`${syscall}: path must be a string`);
   if (path.includes("\0")) throw new FsError("EINVAL", `path contains a NUL byte, ${syscall}`, path);
   if (!path.startsWith("/")) throw new FsError("EINVAL", `paths must be absolute, ${syscall}`, path);
@@ -65,14 +73,19 @@ async function resolve(path: string, syscall: string): Promise<Resolved | null> 
 }
 
 /** Adds the operation and path to errors from a file system, as Node does. */
-async function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
+function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
+  const named = (e: unknown): never => {
     // Errors from a file system name its relative path: name the operation and the full path.
     if (e instanceof FsError && !e.detail.endsWith(`, ${syscall}`)) throw new FsError(e.code, `${e.detail}, ${syscall}`, path);
     throw e;
+  };
+  let started: Promise<T>;
+  try {
+    started = f();
+  } catch (e) {
+    return Promise.reject(e).catch(named);
   }
+  return started.then(undefined, named);
 }
 
 function writable(r: Resolved, syscall: string, path: string): void {
@@ -97,9 +110,9 @@ function toStats(s: FsStat): Stats {
 const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
 
 export async function stat(path: string): Promise<Stats> {
-  const r = await resolve(path, "stat");
+  const r = pendingMounts === null && mounting === null ? resolveNow(path, "stat") : await resolve(path, "stat");
   if (!r) return toStats(ROOT_STAT);
-  return op("stat", path, async () => toStats(await r.fs.stat(r.rel)));
+  return toStats(await op("stat", path, () => r.fs.stat(r.rel)));
 }
 
 export async function readdir(path: string): Promise<string[]> {
@@ -238,7 +251,7 @@ export async function open(path: string, flags = "r", mode = 0o666): Promise<Fil
 export async function readFile(path: string): Promise<Uint8Array>;
 export async function readFile(path: string, encoding: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<string>;
 export async function readFile(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
-  const r = await resolve(path, "open");
+  const r = pendingMounts === null && mounting === null ? resolveNow(path, "open") : await resolve(path, "open");
   if (r?.fs.readFileDirect) {
     const fs = r.fs;
     const bytes = await op("open", path, () => fs.readFileDirect!(r.rel));

@@ -65,6 +65,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
   private readonly dirty = new Set<TcpConnection>();
+  /** The earliest deadline of all connections, exact unless deadlineStale (see pollAt). */
+  private earliestDeadline = Infinity;
+  private deadlineStale = false;
   private readonly hasher: TupleHasher;
   private readonly options = createTcpOptions();
   private readonly resetHeader: TcpHeaderFields = {
@@ -143,17 +146,15 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   // ─── Driving ─────────────────────────────────────────────────────────────────────────
 
-  /** The earliest time poll() has work: 0 when output is pending, Infinity when idle. */
+  /**
+   * The earliest time poll() has work: 0 when output is pending, Infinity when idle. O(1)
+   * unless the connection that held the earliest deadline pushed it back: connections report
+   * every timer change (noteDeadline), so the event loop's passes need not walk them all.
+   */
   pollAt(): number {
     if (this.dirty.size > 0) return 0;
-    let earliest = Infinity;
-    for (const byPort of this.connections.values()) {
-      for (const connection of byPort.values()) {
-        const deadline = connection.deadline;
-        if (deadline < earliest) earliest = deadline;
-      }
-    }
-    return earliest;
+    if (this.deadlineStale) this.rescanDeadlines();
+    return this.earliestDeadline;
   }
 
   /** Runs pending output and every expired timer. */
@@ -162,11 +163,27 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       this.dirty.delete(connection);
       connection.output(now);
     }
+    if (this.deadlineStale) this.rescanDeadlines();
+    if (now < this.earliestDeadline) return; // no timer is due
     for (const byPort of this.connections.values()) {
       for (const connection of byPort.values()) {
         if (connection.deadline <= now) connection.poll(now);
       }
     }
+    this.rescanDeadlines();
+  }
+
+  /** Recomputes the earliest deadline of all connections. */
+  private rescanDeadlines(): void {
+    let earliest = Infinity;
+    for (const byPort of this.connections.values()) {
+      for (const connection of byPort.values()) {
+        const deadline = connection.deadline;
+        if (deadline < earliest) earliest = deadline;
+      }
+    }
+    this.earliestDeadline = earliest;
+    this.deadlineStale = false;
   }
 
   /**
@@ -295,6 +312,12 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     this.dirty.add(connection);
   }
 
+  noteDeadline(old: number, at: number): void {
+    // Invariant: deadlineStale, or earliestDeadline is the exact minimum.
+    if (at < this.earliestDeadline) this.earliestDeadline = at;
+    else if (old === this.earliestDeadline && at > old) this.deadlineStale = true; // the minimum may have moved later
+  }
+
   completeHandshake(connection: TcpConnection): boolean {
     const listener = this.listeners.get(connection.localPort);
     if (listener === undefined) return true; // listener gone: the connection is simply orphaned
@@ -316,6 +339,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       this.connectionCount--;
     }
     this.dirty.delete(connection);
+    this.deadlineStale = true; // its timers no longer count
     if (connection.passive) {
       const listener = this.listeners.get(connection.localPort);
       if (listener !== undefined) {
