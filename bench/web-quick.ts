@@ -6,10 +6,13 @@
  *   node --import tsx bench/web-quick.ts [kvm|tcg] [seconds] [rounds] [image.elf...]
  * With images, each round measures every image in turn (A/B under the same noise) instead of
  * the appliance built from the working tree; `--save FILE` copies the built appliance to FILE.
+ * `--stats` boots bench/apps/web-stats.ts instead (the appliance plus GET /__stats) and prints
+ * per-request event-loop passes, virtqueue notifications, halts and interrupts for each run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import { buildImage } from "../host/build.ts";
 import { applianceImage } from "../host/serve.ts";
 import { qemuArgs, QEMU_BINARY, type Accel } from "../host/run.ts";
 import { NetNamespace, runCommand, testSite } from "../test/tools/netns.ts";
@@ -18,6 +21,8 @@ import { median } from "./lib.ts";
 const argv = process.argv.slice(2);
 const saveAt = argv.indexOf("--save");
 const save = saveAt >= 0 ? argv.splice(saveAt, 2)[1] : undefined;
+const statsAt = argv.indexOf("--stats");
+const stats = statsAt >= 0 && argv.splice(statsAt, 1).length > 0;
 const accel = (argv[0] ?? "kvm") as Accel;
 const seconds = Number(argv[1] ?? 5);
 const rounds = Number(argv[2] ?? 3);
@@ -35,8 +40,16 @@ async function wrk(url: string, ns?: NetNamespace): Promise<number> {
 const small = testSite(repo, "bench-small", 1024);
 let images = argv.slice(3);
 if (images.length === 0) {
-  images = [await applianceImage(small)];
+  if (stats) {
+    const output = join(repo, "build/serve/web-stats.elf");
+    await buildImage({ entry: join(repo, "bench/apps/web-stats.ts"), output, files: small, cwd: repo });
+    images = [output];
+  } else images = [await applianceImage(small)];
   if (save) copyFileSync(images[0]!, save);
+}
+async function guestStats(): Promise<Record<string, number>> {
+  const r = await ns.run("curl", ["-s", `http://${GUEST}/__stats`], 10_000);
+  return JSON.parse(r.stdout.toString()) as Record<string, number>;
 }
 const ns = await NetNamespace.create("quick");
 let guest: ChildProcess | undefined;
@@ -65,7 +78,14 @@ try {
     const line: string[] = [];
     for (const [k, image] of images.entries()) {
       guest = await boot(image);
+      const before = stats ? await guestStats() : null;
       t[k]!.push(await wrk(`http://${GUEST}/612.html`, ns));
+      if (before) {
+        const after = await guestStats();
+        const n = after.requests! - before.requests!;
+        const per = (key: string) => ((after[key]! - before[key]!) / n).toFixed(3);
+        console.log(`  ${basename(image)}: per request: turns ${per("turns")}, rx notifies ${per("rxNotifications")}, tx notifies ${per("txNotifications")}, halts ${per("halts")}, interrupts ${per("interruptsHandled")}`);
+      }
       guest.kill("SIGKILL");
       await new Promise((r) => guest!.once("exit", r));
       guest = undefined;

@@ -49,7 +49,8 @@ export class Headers implements Iterable<[string, string]> {
         this.append(pair[0], pair[1]);
       }
     } else {
-      for (const [name, value] of Object.entries(init as Record<string, string>)) this.append(name, value);
+      const record = init as Record<string, string>;
+      for (const name of Object.keys(record)) this.append(name, record[name]!);
     }
   }
 

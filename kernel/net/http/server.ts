@@ -76,9 +76,17 @@ class Reader {
   /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
   deadline = Infinity;
   #rejectWait: ((e: unknown) => void) | null = null;
+  /** A read through stream.cancelRead()-able stream is pending. */
+  #cancellable = false;
+  readonly #onReadError = (e: unknown): never => {
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    throw e;
+  };
   readonly #onChunk = (chunk: Uint8Array | null): boolean => {
     this.deadline = Infinity;
     this.#rejectWait = null;
+    this.#cancellable = false;
     if (chunk === null) {
       this.eof = true;
       return false;
@@ -100,6 +108,11 @@ class Reader {
   fill(timeoutMs: number): Promise<boolean> {
     if (this.eof) return Promise.resolve(false);
     this.deadline = Date.now() + timeoutMs;
+    if (this.stream.cancelRead !== undefined) {
+      // expire() cancels the read itself: no promise of our own around it
+      this.#cancellable = true;
+      return this.stream.read().then(this.#onChunk, this.#onReadError);
+    }
     return new Promise<boolean>((resolve, reject) => {
       this.#rejectWait = reject;
       this.stream.read().then((chunk) => {
@@ -157,7 +170,14 @@ class Reader {
       reject(new Timeout());
       this.stream.close();
     }
-    if (now < this.deadline || this.#rejectWait === null) return;
+    if (now < this.deadline) return;
+    if (this.#cancellable) {
+      this.#cancellable = false;
+      this.deadline = Infinity;
+      this.stream.cancelRead!(new Timeout());
+      return;
+    }
+    if (this.#rejectWait === null) return;
     const reject = this.#rejectWait;
     this.#rejectWait = null;
     this.deadline = Infinity;
@@ -431,7 +451,7 @@ export class HttpServer {
 
     // Whatever the handler left unread must be drained (or the connection closed)
     // before the next pipelined request can be parsed.
-    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (await body.drain());
+    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (body.finished || (await body.drain()));
     return keepAlive;
   }
 
@@ -623,6 +643,11 @@ class BodyReader {
       if (r.available > 4096) throw new HttpError(400, "chunk line too long");
       await this.#fill();
     }
+  }
+
+  /** True when nothing is left to drain (no body, or all of it read without error). */
+  get finished(): boolean {
+    return this.#done && this.error === null && !(this.expectContinue && !this.#continueSent);
   }
 
   /** Consumes what the handler did not read, up to a limit; false if the connection must close. */

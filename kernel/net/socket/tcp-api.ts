@@ -43,6 +43,14 @@ export class TcpSocket implements TcpConnectionEvents {
     return new Promise((resolve, reject) => { this.pendingRead = { resolve, reject }; });
   }
 
+  /** Fails a pending read() with `error` (data arriving later stays for the next read). */
+  cancelRead(error: unknown): void {
+    const read = this.pendingRead;
+    if (read === null) return;
+    this.pendingRead = null;
+    read.reject(error as TcpError);
+  }
+
   /** Buffers `data`; resolves once all of it is in the send buffer (waits under back-pressure). */
   write(data: Uint8Array): Promise<void> {
     const connection = this.connection;
