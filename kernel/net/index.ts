@@ -165,6 +165,7 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
       socket.cancelRead(error);
     },
     write: (data) => socket.write(data),
+    tryWrite: (data) => socket.tryWrite(data),
     end: () => socket.end(),
     close: () => {
       socket.close();

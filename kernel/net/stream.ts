@@ -17,6 +17,11 @@ export interface ByteStream {
    * every read in a promise of its own.
    */
   cancelRead?(error: unknown): void;
+  /**
+   * Optional: buffers all of `data` at once and returns true when it fits now (what write()
+   * would do without waiting); otherwise writes nothing and returns false.
+   */
+  tryWrite?(data: Uint8Array): boolean;
   readonly remoteAddress: string;
   readonly remotePort: number;
 }

@@ -66,6 +66,9 @@ const SWEEP_MS = 100;
 
 class Timeout extends Error {}
 
+/** What a write that completed at once returns. */
+const WRITTEN: Promise<void> = Promise.resolve();
+
 /** Buffered reading from a ByteStream with deadlines. */
 class Reader {
   buf = new Uint8Array(4096);
@@ -143,6 +146,8 @@ class Reader {
       end: () => stream.end(),
       close: () => stream.close(),
       write: (data) => {
+        // fits the send buffer now: nothing to wait for, so no deadline and no promise of ours
+        if (stream.tryWrite !== undefined && stream.tryWrite(data)) return WRITTEN;
         this.writeDeadline = Date.now() + sendTimeoutMs;
         return new Promise<void>((resolve, reject) => {
           this.#rejectWrite = reject;

@@ -64,6 +64,13 @@ export class TcpSocket implements TcpConnectionEvents {
     return new Promise((resolve, reject) => this.pendingWrites.push({ data, offset: 0, resolve, reject }));
   }
 
+  /** write() without a promise: true when all of `data` went into the send buffer now. */
+  tryWrite(data: Uint8Array): boolean {
+    const connection = this.connection;
+    if (this.pendingWrites.length > 0 || this.endRequested || connection.error !== null || !connection.canSend || data.length > connection.writableLength) return false;
+    return connection.write(data) === data.length;
+  }
+
   /** Half-close: FIN after everything written; reading continues until the peer's EOF. */
   end(): void {
     if (this.endRequested) return;
