@@ -28,6 +28,7 @@ export function mount(point: string, fs: FileSystem): void {
   if (name === "" || name.includes("/")) throw new FsError("EINVAL", "mount points are top-level directories", point);
   if (mounts.has(name)) throw new FsError("EBUSY", "already mounted", point);
   mounts.set(name, fs);
+  resolved.clear();
 }
 
 /** Runs `fn` before the first file-system access (mount discovery stays off the boot path). */
@@ -58,8 +59,21 @@ async function resolve(path: string, syscall: string): Promise<Resolved | null> 
   return resolveNow(path, syscall);
 }
 
+/** Recent resolutions of good paths (a pure function of the path and the mount table). */
+const resolved = new Map<string, Resolved | null>();
+const RESOLVED_LIMIT = 256;
+
 /** resolve() once the mounts are up (no mount discovery pending): no extra await. */
 function resolveNow(path: string, syscall: string): Resolved | null {
+  const known = resolved.get(path);
+  if (known !== undefined) return known;
+  const r = resolvePath(path, syscall);
+  if (resolved.size >= RESOLVED_LIMIT) resolved.clear();
+  resolved.set(path, r);
+  return r;
+}
+
+function resolvePath(path: string, syscall: string): Resolved | null {
   if (typeof path !== "string") throw new TypeError(`${syscall}: path must be a string`);
   if (path.includes("\0")) throw new FsError("EINVAL", `path contains a NUL byte, ${syscall}`, path);
   if (!path.startsWith("/")) throw new FsError("EINVAL", `paths must be absolute, ${syscall}`, path);
@@ -103,8 +117,30 @@ export interface Stats {
   isDirectory(): boolean;
 }
 
+/** Stats with `mtime` made on first use (most callers only read mtimeMs). */
+class StatsRecord implements Stats {
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly mode: number;
+  readonly ino: number;
+  readonly isFile: () => boolean;
+  readonly isDirectory: () => boolean;
+  #mtime: Date | null = null;
+  constructor(s: FsStat) {
+    this.size = s.size;
+    this.mtimeMs = s.mtimeMs;
+    this.mode = s.mode;
+    this.ino = s.ino;
+    this.isFile = s.isFile;
+    this.isDirectory = s.isDirectory;
+  }
+  get mtime(): Date {
+    return (this.#mtime ??= new Date(this.mtimeMs));
+  }
+}
+
 function toStats(s: FsStat): Stats {
-  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), mode: s.mode, ino: s.ino, isFile: s.isFile, isDirectory: s.isDirectory };
+  return new StatsRecord(s);
 }
 
 const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
