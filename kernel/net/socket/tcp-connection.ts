@@ -46,8 +46,11 @@ export interface TcpConnectionHost {
   completeHandshake(connection: TcpConnection): boolean;
   /** The connection reached CLOSED: forget it. */
   release(connection: TcpConnection): void;
-  /** A timer of some connection moved from `old` to `at` (the stack tracks the earliest deadline). */
-  noteDeadline(old: number, at: number): void;
+  /**
+   * A timer changed outside input(), poll() and output() (which the stack watches itself),
+   * e.g. by an app call; app calls that queue output go through markDirty() instead.
+   */
+  timersChanged(): void;
 }
 
 /** Callbacks the app-facing layer installs; called from inside input()/poll(). */
@@ -125,13 +128,7 @@ export class TcpConnection {
   retransmitTimeout: number;
   smoothedRoundTrip = -1;
   roundTripVariance = 0;
-  private _retransmitDeadline = Infinity;
-  private get retransmitDeadline(): number { return this._retransmitDeadline; }
-  private set retransmitDeadline(at: number) {
-    const old = this._retransmitDeadline;
-    this._retransmitDeadline = at;
-    if (at !== old) this.host.noteDeadline(old, at);
-  }
+  private retransmitDeadline = Infinity;
   private retransmitCount = 0;
   /** Karn: timed segment (no timestamps) — sequence it ends at and its send time. */
   private timedSequence = 0;
@@ -145,47 +142,23 @@ export class TcpConnection {
 
   // ACK generation.
   private ackNow = false;
-  private _delayedAckDeadline = Infinity;
-  private get delayedAckDeadline(): number { return this._delayedAckDeadline; }
-  private set delayedAckDeadline(at: number) {
-    const old = this._delayedAckDeadline;
-    this._delayedAckDeadline = at;
-    if (at !== old) this.host.noteDeadline(old, at);
-  }
+  private delayedAckDeadline = Infinity;
   private bytesSinceAck = 0;
 
   // Persist (zero window) and keep-alive.
-  private _persistDeadline = Infinity;
-  private get persistDeadline(): number { return this._persistDeadline; }
-  private set persistDeadline(at: number) {
-    const old = this._persistDeadline;
-    this._persistDeadline = at;
-    if (at !== old) this.host.noteDeadline(old, at);
-  }
+  private persistDeadline = Infinity;
   private persistBackoff = 0;
   keepAliveEnabled = false;
   keepAliveIdle: number;
   keepAliveInterval: number;
   keepAliveProbes: number;
-  private _keepAliveDeadline = Infinity;
-  private get keepAliveDeadline(): number { return this._keepAliveDeadline; }
-  private set keepAliveDeadline(at: number) {
-    const old = this._keepAliveDeadline;
-    this._keepAliveDeadline = at;
-    if (at !== old) this.host.noteDeadline(old, at);
-  }
+  private keepAliveDeadline = Infinity;
   private keepAliveProbesSent = 0;
   /** Nagle's algorithm off (RFC 9293 §3.7.4). */
   noDelay = false;
 
   // TIME-WAIT / FIN-WAIT-2 / misc.
-  private _closeDeadline = Infinity;
-  private get closeDeadline(): number { return this._closeDeadline; }
-  private set closeDeadline(at: number) {
-    const old = this._closeDeadline;
-    this._closeDeadline = at;
-    if (at !== old) this.host.noteDeadline(old, at);
-  }
+  private closeDeadline = Infinity;
   /** Sequence of our FIN once it is queued (valid when finQueued). */
   private finSequence = 0;
 
@@ -226,7 +199,7 @@ export class TcpConnection {
 
   /** Earliest time this connection needs poll() (Infinity: none). */
   get deadline(): number {
-    return Math.min(this._retransmitDeadline, this._delayedAckDeadline, this._persistDeadline, this._keepAliveDeadline, this._closeDeadline);
+    return Math.min(this.retransmitDeadline, this.delayedAckDeadline, this.persistDeadline, this.keepAliveDeadline, this.closeDeadline);
   }
 
   /** Bytes that can be read now. */
@@ -385,6 +358,7 @@ export class TcpConnection {
     this.keepAliveProbes = probes;
     this.keepAliveProbesSent = 0;
     this.keepAliveDeadline = enabled && this.state === TcpState.Established ? now + idle : Infinity;
+    this.host.timersChanged();
   }
 
   private maybeWindowUpdate(): void {

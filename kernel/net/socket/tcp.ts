@@ -131,6 +131,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     const connection = new TcpConnection(this, localAddress, localPort, remoteAddress, remotePort, false);
     this.register(connection);
+    this.deadlineStale = true;
     connection.openActive(
       this.hasher.initialSequence(localAddress, localPort, remoteAddress, remotePort, now),
       this.hasher.hash(localAddress, localPort, remoteAddress, remotePort, 2),
@@ -147,9 +148,10 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   // ─── Driving ─────────────────────────────────────────────────────────────────────────
 
   /**
-   * The earliest time poll() has work: 0 when output is pending, Infinity when idle. O(1)
-   * unless the connection that held the earliest deadline pushed it back: connections report
-   * every timer change (noteDeadline), so the event loop's passes need not walk them all.
+   * The earliest time poll() has work: 0 when output is pending, Infinity when idle. The
+   * earliest connection deadline is recomputed only after something may have moved a timer
+   * (a segment in, output, a timer run, an app call): event-loop passes where nothing
+   * happened cost O(1) instead of a walk over every connection.
    */
   pollAt(): number {
     if (this.dirty.size > 0) return 0;
@@ -162,6 +164,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     for (const connection of this.dirty) {
       this.dirty.delete(connection);
       connection.output(now);
+      this.deadlineStale = true;
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
@@ -194,6 +197,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified = false): void {
     const counters = this.counters;
     counters.segmentsReceived++;
+    this.deadlineStale = true; // whatever this segment does may move a timer
     if (!tcpHeaderValid(segment)) {
       counters.droppedMalformed++;
       return;
@@ -310,12 +314,11 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   markDirty(connection: TcpConnection): void {
     this.dirty.add(connection);
+    this.deadlineStale = true;
   }
 
-  noteDeadline(old: number, at: number): void {
-    // Invariant: deadlineStale, or earliestDeadline is the exact minimum.
-    if (at < this.earliestDeadline) this.earliestDeadline = at;
-    else if (old === this.earliestDeadline && at > old) this.deadlineStale = true; // the minimum may have moved later
+  timersChanged(): void {
+    this.deadlineStale = true;
   }
 
   completeHandshake(connection: TcpConnection): boolean {
