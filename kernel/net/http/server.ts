@@ -427,7 +427,9 @@ export class HttpServer {
     let keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const body = new BodyReader(reader, framing, this.limits, stream, head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1);
+    const expectContinue = head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1;
+    // Most requests have no body: they share one reader that has nothing to read or drain.
+    const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const host = head.headers.get("host") ?? "localhost";
     const url = head.target.startsWith("/") ? `http://${host}${head.target}` : head.target;
     const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
@@ -672,6 +674,9 @@ class BodyReader {
     }
   }
 }
+
+/** The body of every request without one (never read from: its error stays null, drain() is true). */
+const NO_BODY = new BodyReader(null as unknown as Reader, { kind: "none" }, DEFAULT_LIMITS, null as unknown as ByteStream, false);
 
 /** Joins byte chunks (re-exported for handlers that collect bodies). */
 export { concatChunks };

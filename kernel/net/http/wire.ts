@@ -90,11 +90,22 @@ const checkedTargets = new Checked(TARGET, 256);
 export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
   if (hasBadBytes(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
-  const lines = text.split("\n");
-  let i = 0;
-  while (i < lines.length && (lines[i] === "" || lines[i] === "\r")) i++;
-  let requestLine = lines[i++] ?? "";
-  if (requestLine.endsWith("\r")) requestLine = requestLine.slice(0, -1);
+  // Lines are cut by position in `text` (no array of lines, one slice per name and value).
+  const n = text.length;
+  let pos = 0;
+  let requestLine = "";
+  while (pos < n) {
+    let nl = text.indexOf("\n", pos);
+    if (nl < 0) nl = n;
+    let le = nl;
+    if (le > pos && text.charCodeAt(le - 1) === 13) le--;
+    const ls = pos;
+    pos = nl + 1;
+    if (le > ls) {
+      requestLine = text.slice(ls, le);
+      break;
+    }
+  }
   if (requestLine.length > limits.maxRequestLineBytes) throw new HttpError(414, "request line too long");
   const sp1 = requestLine.indexOf(" ");
   const sp2 = requestLine.indexOf(" ", sp1 + 1);
@@ -111,22 +122,26 @@ export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number
   else throw new HttpError(400, "malformed HTTP version");
   const headers = new Headers();
   let count = 0;
-  for (; i < lines.length; i++) {
-    let line = lines[i]!;
-    if (line.endsWith("\r")) line = line.slice(0, -1);
-    if (line === "") continue;
-    const first = line.charCodeAt(0);
+  while (pos < n) {
+    let nl = text.indexOf("\n", pos);
+    if (nl < 0) nl = n;
+    let le = nl;
+    if (le > pos && text.charCodeAt(le - 1) === 13) le--;
+    const ls = pos;
+    pos = nl + 1;
+    if (le === ls) continue;
+    const first = text.charCodeAt(ls);
     if (first === 32 || first === 9) throw new HttpError(400, "obsolete header line folding");
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new HttpError(400, "malformed header line");
-    const name = checkedNames.lower(line.slice(0, colon));
+    const colon = text.indexOf(":", ls);
+    if (colon <= ls || colon >= le) throw new HttpError(400, "malformed header line");
+    const name = checkedNames.lower(text.slice(ls, colon));
     if (name === null) throw new HttpError(400, "malformed header name");
     if (++count > limits.maxHeaderCount) throw new HttpError(431, "too many header fields");
     // OWS is SP / HTAB only (RFC 9110 §5.6.3)
-    let vs = colon + 1, ve = line.length;
-    while (vs < ve && (line.charCodeAt(vs) === 32 || line.charCodeAt(vs) === 9)) vs++;
-    while (ve > vs && (line.charCodeAt(ve - 1) === 32 || line.charCodeAt(ve - 1) === 9)) ve--;
-    Headers.appendRaw(headers, name, line.slice(vs, ve));
+    let vs = colon + 1, ve = le;
+    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
+    Headers.appendRaw(headers, name, text.slice(vs, ve));
   }
   return { method, target, minorVersion, headers, length: headEnd - start };
 }
