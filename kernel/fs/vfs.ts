@@ -119,12 +119,12 @@ export interface Stats {
 
 /** Stats with `mtime` made on first use (most callers only read mtimeMs). */
 class StatsRecord implements Stats {
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly mode: number;
-  readonly ino: number;
-  readonly isFile: () => boolean;
-  readonly isDirectory: () => boolean;
+  declare readonly size: number;
+  declare readonly mtimeMs: number;
+  declare readonly mode: number;
+  declare readonly ino: number;
+  declare readonly isFile: () => boolean;
+  declare readonly isDirectory: () => boolean;
   #mtime: Date | null = null;
   constructor(s: FsStat) {
     this.size = s.size;

@@ -17,10 +17,11 @@ const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "
 let adopting: Headers | null = null;
 
 export class Request extends Body {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: Headers;
-  readonly signal: AbortSignal | null;
+  // `declare`: assigned once in the constructor (no field initializer pass per request)
+  declare readonly method: string;
+  declare readonly url: string;
+  declare readonly headers: Headers;
+  declare readonly signal: AbortSignal | null;
 
   constructor(input: string | Request, init: RequestInit = {}) {
     const from = input instanceof Request ? input : null;
