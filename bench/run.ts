@@ -16,12 +16,14 @@ import { netDriverBenchmark } from "./net-driver.ts";
 import { smpBenchmark } from "./smp.ts";
 import { virtiofsBenchmark } from "./virtiofs.ts";
 import { webServerBenchmark } from "./webserver.ts";
+import { webServerCostBenchmark } from "./webserver-cost.ts";
 
 const BENCHMARKS: Record<string, (work: string) => Promise<string>> = {
   boot: bootBenchmark,
   devices: devicesBenchmark,
   "net-driver": netDriverBenchmark,
   webserver: webServerBenchmark,
+  "webserver-cost": webServerCostBenchmark,
   "linux-node": linuxNodeBenchmark,
   ext2: ext2Benchmark,
   virtiofs: virtiofsBenchmark,

@@ -73,14 +73,50 @@ export function parseRange(header: string, size: number): { start: number; end: 
   return { start, end };
 }
 
+/** What is derived from a file's path and stat alone, kept while size and mtime stay the same. */
+interface FileFacts {
+  size: number;
+  mtimeMs: number;
+  type: string;
+  etag: string;
+  lastModified: string;
+}
+
+/** Bounded memo for pure functions of a string (cleared when full). */
+function memo<T>(limit: number, f: (key: string) => T): (key: string) => T {
+  const cache = new Map<string, T>();
+  return (key) => {
+    let value = cache.get(key);
+    if (value === undefined && !cache.has(key)) {
+      value = f(key);
+      if (cache.size >= limit) cache.clear();
+      cache.set(key, value);
+    }
+    return value as T;
+  };
+}
+
 /** A request handler serving the directory `root` (an absolute VFS path such as "/app"). */
 export function serveDirectory(root: string): (request: Request) => Promise<Response> {
+  // Per request only the stat is asked again (files may change); what follows from the path
+  // and from (size, mtime) is computed once.
+  const resolvePath = memo(256, (pathname) => resolveRequestPath(root, pathname));
+  const facts = new Map<string, FileFacts>();
+  const factsOf = (path: string, size: number, mtimeMs: number): FileFacts => {
+    let f = facts.get(path);
+    if (f === undefined || f.size !== size || f.mtimeMs !== mtimeMs) {
+      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs) };
+      if (facts.size >= 256) facts.clear();
+      facts.set(path, f);
+    }
+    return f;
+  };
   return async (request) => {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("405 Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
     const url = new URL(request.url);
-    let path = resolveRequestPath(root, url.pathname);
+    let path = resolvePath(url.pathname);
     if (path === null) return new Response("400 Bad Request\n", { status: 400 });
     let stat;
     try {
@@ -97,10 +133,11 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
     } catch {
       return new Response("404 Not Found\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
     }
-    const etag = etagOf(stat.size, stat.mtimeMs);
-    const lastModified = httpDate(stat.mtimeMs);
+    const file = factsOf(path, stat.size, stat.mtimeMs);
+    const etag = file.etag;
+    const lastModified = file.lastModified;
     const headers: Record<string, string> = {
-      "content-type": contentType(path),
+      "content-type": file.type,
       etag,
       "last-modified": lastModified,
       "accept-ranges": "bytes",

@@ -19,6 +19,9 @@ export type ImageStat = FsStat;
 
 /** Normalises a path inside the mount: resolves "." and "..", never above the root. */
 export function normalizePath(path: string): string {
+  // already normal (no empty, "." or ".." part): the common case, without splitting
+  if (path !== "" && path.charCodeAt(0) !== 47 && path.charCodeAt(0) !== 46 && path.charCodeAt(path.length - 1) !== 47 &&
+      !path.includes("//") && !path.includes("/.")) return path;
   const out: string[] = [];
   for (const part of path.split("/")) {
     if (part === "" || part === ".") continue;

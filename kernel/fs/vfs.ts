@@ -28,6 +28,7 @@ export function mount(point: string, fs: FileSystem): void {
   if (name === "" || name.includes("/")) throw new FsError("EINVAL", "mount points are top-level directories", point);
   if (mounts.has(name)) throw new FsError("EBUSY", "already mounted", point);
   mounts.set(name, fs);
+  resolved.clear();
 }
 
 /** Runs `fn` before the first file-system access (mount discovery stays off the boot path). */
@@ -39,7 +40,10 @@ async function ready(): Promise<void> {
   if (pendingMounts) {
     const f = pendingMounts;
     pendingMounts = null;
-    mounting = f();
+    const started = f();
+    mounting = started;
+    // once mounted, operations resolve paths without waiting (a failure keeps being reported)
+    started.then(() => { if (mounting === started) mounting = null; }, () => undefined);
   }
   if (mounting) await mounting;
 }
@@ -52,6 +56,24 @@ interface Resolved {
 
 async function resolve(path: string, syscall: string): Promise<Resolved | null> {
   await ready();
+  return resolveNow(path, syscall);
+}
+
+/** Recent resolutions of good paths (a pure function of the path and the mount table). */
+const resolved = new Map<string, Resolved | null>();
+const RESOLVED_LIMIT = 256;
+
+/** resolve() once the mounts are up (no mount discovery pending): no extra await. */
+function resolveNow(path: string, syscall: string): Resolved | null {
+  const known = resolved.get(path);
+  if (known !== undefined) return known;
+  const r = resolvePath(path, syscall);
+  if (resolved.size >= RESOLVED_LIMIT) resolved.clear();
+  resolved.set(path, r);
+  return r;
+}
+
+function resolvePath(path: string, syscall: string): Resolved | null {
   if (typeof path !== "string") throw new TypeError(`${syscall}: path must be a string`);
   if (path.includes("\0")) throw new FsError("EINVAL", `path contains a NUL byte, ${syscall}`, path);
   if (!path.startsWith("/")) throw new FsError("EINVAL", `paths must be absolute, ${syscall}`, path);
@@ -65,14 +87,19 @@ async function resolve(path: string, syscall: string): Promise<Resolved | null> 
 }
 
 /** Adds the operation and path to errors from a file system, as Node does. */
-async function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
+function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
+  const named = (e: unknown): never => {
     // Errors from a file system name its relative path: name the operation and the full path.
     if (e instanceof FsError && !e.detail.endsWith(`, ${syscall}`)) throw new FsError(e.code, `${e.detail}, ${syscall}`, path);
     throw e;
+  };
+  let started: Promise<T>;
+  try {
+    started = f();
+  } catch (e) {
+    return Promise.reject(e).catch(named);
   }
+  return started.then(undefined, named);
 }
 
 function writable(r: Resolved, syscall: string, path: string): void {
@@ -92,9 +119,34 @@ export interface Stats {
   isSymbolicLink(): boolean;
 }
 
+const notALink = (): boolean => false;
+
+/** Stats with `mtime` made on first use (most callers only read mtimeMs). */
+class StatsRecord implements Stats {
+  declare readonly size: number;
+  declare readonly mtimeMs: number;
+  declare readonly mode: number;
+  declare readonly ino: number;
+  declare readonly isFile: () => boolean;
+  declare readonly isDirectory: () => boolean;
+  declare readonly isSymbolicLink: () => boolean;
+  #mtime: Date | null = null;
+  constructor(s: FsStat) {
+    this.size = s.size;
+    this.mtimeMs = s.mtimeMs;
+    this.mode = s.mode;
+    this.ino = s.ino;
+    this.isFile = s.isFile;
+    this.isDirectory = s.isDirectory;
+    this.isSymbolicLink = s.isSymbolicLink ?? notALink;
+  }
+  get mtime(): Date {
+    return (this.#mtime ??= new Date(this.mtimeMs));
+  }
+}
+
 function toStats(s: FsStat): Stats {
-  const link = s.isSymbolicLink?.() ?? false;
-  return { size: s.size, mtimeMs: s.mtimeMs, mtime: new Date(s.mtimeMs), mode: s.mode, ino: s.ino, isFile: s.isFile, isDirectory: s.isDirectory, isSymbolicLink: () => link };
+  return new StatsRecord(s);
 }
 
 /** The file system's lstat, or its stat where that never follows a link. */
@@ -105,9 +157,9 @@ function lstatOf(fs: FileSystem, rel: string): Promise<FsStat> {
 const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
 
 export async function stat(path: string): Promise<Stats> {
-  const r = await resolve(path, "stat");
+  const r = pendingMounts === null && mounting === null ? resolveNow(path, "stat") : await resolve(path, "stat");
   if (!r) return toStats(ROOT_STAT);
-  return op("stat", path, async () => toStats(await r.fs.stat(r.rel)));
+  return toStats(await op("stat", path, () => r.fs.stat(r.rel)));
 }
 
 /** stat that reports a symlink in the last component as the link itself (Node's lstat). */
@@ -253,7 +305,7 @@ export async function open(path: string, flags = "r", mode = 0o666): Promise<Fil
 export async function readFile(path: string): Promise<Uint8Array>;
 export async function readFile(path: string, encoding: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<string>;
 export async function readFile(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
-  const r = await resolve(path, "open");
+  const r = pendingMounts === null && mounting === null ? resolveNow(path, "open") : await resolve(path, "open");
   if (r?.fs.readFileDirect) {
     const fs = r.fs;
     const bytes = await op("open", path, () => fs.readFileDirect!(r.rel));

@@ -164,14 +164,20 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
       release();
     }
   };
+  let cancelledWith: unknown = undefined;
   return {
     remoteAddress: formatIpv4(socket.remoteAddress),
     remotePort: socket.remotePort,
     read: () => socket.read().catch((e: unknown) => {
-      done();
+      if (e !== cancelledWith) done(); // a cancelled read leaves the connection usable
       throw e;
     }),
+    cancelRead: (error: unknown) => {
+      cancelledWith = error;
+      socket.cancelRead(error);
+    },
     write: (data) => socket.write(data),
+    tryWrite: (data) => socket.tryWrite(data),
     end: () => socket.end(),
     close: () => {
       socket.close();

@@ -11,6 +11,17 @@ export interface ByteStream {
   end(): void;
   /** Closes both directions and releases the connection (abortive if data is pending is allowed). */
   close(): void;
+  /**
+   * Optional: fails a pending read() with `error` at once; the stream stays usable and bytes
+   * that arrive later are kept for the next read(). Lets a reader time out without wrapping
+   * every read in a promise of its own.
+   */
+  cancelRead?(error: unknown): void;
+  /**
+   * Optional: buffers all of `data` at once and returns true when it fits now (what write()
+   * would do without waiting); otherwise writes nothing and returns false.
+   */
+  tryWrite?(data: Uint8Array): boolean;
   readonly remoteAddress: string;
   readonly remotePort: number;
 }

@@ -146,6 +146,7 @@ let spinMs = SPIN_MS_DEFAULT;
 let idleSince = -1;
 let halts = 0;
 let interruptsHandled = 0;
+let turns = 0;
 
 let batchActive = false;
 let batchNow = 0;
@@ -327,6 +328,7 @@ export function keepAlive(): () => void {
 
 /** One scheduler step for the C loop; see the policy at the top of this file. */
 export function turn(firedVectors: number): number {
+  turns++;
   pendingVectors |= firedVectors;
   if (!batchActive) {
     batchActive = true;
@@ -415,7 +417,7 @@ export function schedulerStats(): { timers: number; refedTimers: number; pollers
   return { timers: heap.length, refedTimers, pollers: pollers.length, keepAliveHolds };
 }
 
-/** Idle-policy counters: halts taken because every poller was idle, interrupt handlers run. */
-export function idleStats(): { halts: number; interruptsHandled: number; spinMs: number } {
-  return { halts, interruptsHandled, spinMs };
+/** Idle-policy counters: halts taken because every poller was idle, interrupt handlers run, turns (event-loop passes). */
+export function idleStats(): { halts: number; interruptsHandled: number; spinMs: number; turns: number } {
+  return { halts, interruptsHandled, spinMs, turns };
 }

@@ -7,16 +7,31 @@
 export type HeadersInit = Headers | Iterable<readonly [string, string]> | Record<string, string>;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[\0\r\n]/;
+
+/** Names already validated, with their lower-case form: most programs use a handful. */
+const knownNames = new Map<string, string>();
+const KNOWN_NAMES_LIMIT = 256;
 
 function normalizeName(name: string): string {
+  const known = knownNames.get(name);
+  if (known !== undefined) return known;
   if (!TOKEN.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
-  return name.toLowerCase();
+  const lower = name.toLowerCase();
+  if (knownNames.size < KNOWN_NAMES_LIMIT) knownNames.set(name, lower);
+  return lower;
 }
 
 function normalizeValue(value: string): string {
-  const v = String(value).replace(/^[\t ]+|[\t ]+$/g, "");
-  if (BAD_VALUE.test(v)) throw new TypeError(`invalid header value: ${JSON.stringify(v)}`);
+  let v = typeof value === "string" ? value : String(value);
+  // Regular expressions only when needed: a string scan is native, a regexp run is not cheap here.
+  const n = v.length;
+  if (n > 0) {
+    const first = v.charCodeAt(0), last = v.charCodeAt(n - 1);
+    if (first === 32 || first === 9 || last === 32 || last === 9) v = v.replace(/^[\t ]+|[\t ]+$/g, "");
+  }
+  if (v.indexOf("\r") >= 0 || v.indexOf("\n") >= 0 || v.indexOf("\0") >= 0) {
+    throw new TypeError(`invalid header value: ${JSON.stringify(v)}`);
+  }
   return v;
 }
 
@@ -34,7 +49,8 @@ export class Headers implements Iterable<[string, string]> {
         this.append(pair[0], pair[1]);
       }
     } else {
-      for (const [name, value] of Object.entries(init as Record<string, string>)) this.append(name, value);
+      const record = init as Record<string, string>;
+      for (const name of Object.keys(record)) this.append(name, record[name]!);
     }
   }
 
@@ -59,7 +75,8 @@ export class Headers implements Iterable<[string, string]> {
 
   get(name: string): string | null {
     const list = this.#map.get(name.toLowerCase());
-    return list ? list.join(", ") : null;
+    if (list === undefined) return null;
+    return list.length === 1 ? list[0]! : list.join(", ");
   }
 
   getSetCookie(): string[] {
@@ -100,7 +117,7 @@ export class Headers implements Iterable<[string, string]> {
     let out = "";
     for (const [name, values] of headers.#map) {
       if (name === "set-cookie") for (const v of values) out += `${name}: ${v}\r\n`;
-      else out += `${name}: ${values.join(", ")}\r\n`;
+      else out += `${name}: ${values.length === 1 ? values[0] : values.join(", ")}\r\n`;
     }
     return out;
   }

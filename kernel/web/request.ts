@@ -1,6 +1,7 @@
 /** `Request` (WHATWG Fetch §5.4) for the guest: what a `serve` handler receives. */
 import { Body, type BodyInit } from "./body.ts";
 import { Headers, type HeadersInit } from "./headers.ts";
+import type { ReadableStream } from "./streams.ts";
 
 export interface RequestInit {
   method?: string;
@@ -12,24 +13,44 @@ export interface RequestInit {
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"]);
 
+/** Headers the next constructor call takes over instead of copying (Request.fromServer). */
+let adopting: Headers | null = null;
+
 export class Request extends Body {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: Headers;
-  readonly signal: AbortSignal | null;
+  // `declare`: assigned once in the constructor (no field initializer pass per request)
+  declare readonly method: string;
+  declare readonly url: string;
+  declare readonly headers: Headers;
+  declare readonly signal: AbortSignal | null;
 
   constructor(input: string | Request, init: RequestInit = {}) {
     const from = input instanceof Request ? input : null;
     super(init.body !== undefined ? init.body : from ? from.body : null);
+    const adopted = adopting;
+    adopting = null;
     let method = init.method ?? from?.method ?? "GET";
-    if (!METHOD.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
-    if (NORMALIZED.has(method.toUpperCase())) method = method.toUpperCase();
+    // (a method from the server's parser already passed the same check)
+    if (adopted === null && !METHOD.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
+    if (!NORMALIZED.has(method) && NORMALIZED.has(method.toUpperCase())) method = method.toUpperCase();
     if ((method === "GET" || method === "HEAD") && init.body != null) {
       throw new TypeError("a GET or HEAD request cannot have a body");
     }
     this.method = method;
     this.url = from ? from.url : String(input);
-    this.headers = new Headers(init.headers ?? from?.headers);
+    this.headers = adopted ?? new Headers(init.headers ?? from?.headers);
     this.signal = init.signal ?? from?.signal ?? null;
+  }
+
+  /**
+   * @internal The HTTP server's request: `method` comes from its parser (already a valid
+   * token) and `headers` is a fresh object nobody else holds, so it is taken over, not copied.
+   */
+  static fromServer(url: string, method: string, headers: Headers, body: ReadableStream<Uint8Array> | null): Request {
+    adopting = headers;
+    try {
+      return new Request(url, { method, body });
+    } finally {
+      adopting = null;
+    }
   }
 }

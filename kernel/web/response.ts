@@ -26,12 +26,14 @@ export const STATUS_TEXT: Record<number, string> = {
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
 export class Response extends Body {
-  readonly status: number;
-  readonly statusText: string;
-  readonly headers: Headers;
-  readonly type = "default";
-  readonly redirected = false;
-  readonly url = "";
+  // `declare`: assigned once in the constructor, not first defined as undefined by a field
+  // initializer (a second pass per Response in QuickJS).
+  declare readonly status: number;
+  declare readonly statusText: string;
+  declare readonly headers: Headers;
+  get type(): "default" { return "default"; }
+  get redirected(): boolean { return false; }
+  get url(): string { return ""; }
 
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
     super(body);
@@ -41,8 +43,9 @@ export class Response extends Body {
     }
     if (body !== null && NULL_BODY.has(status)) throw new TypeError(`a ${status} response cannot have a body`);
     this.status = status;
-    this.statusText = init.statusText ?? STATUS_TEXT[status] ?? "";
-    if (/[\r\n]/.test(this.statusText)) throw new TypeError("invalid statusText");
+    const statusText = init.statusText;
+    if (statusText !== undefined && /[\r\n]/.test(statusText)) throw new TypeError("invalid statusText");
+    this.statusText = statusText ?? STATUS_TEXT[status] ?? "";
     this.headers = new Headers(init.headers);
     if (typeof body === "string" && !this.headers.has("content-type")) {
       this.headers.set("content-type", "text/plain;charset=UTF-8");

@@ -115,6 +115,15 @@ function encodeForm(s: string): string {
   return encodeURIComponent(s).replace(/%20/g, "+").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
 }
 
+/** The fields of a parsed absolute URL (the URL cache's entries). */
+interface ParsedUrl {
+  protocol: string; username: string; password: string; hostname: string;
+  port: string; pathname: string; search: string; hash: string;
+}
+/** Recently parsed absolute URLs by their exact input string. */
+const parsed = new Map<string, ParsedUrl>();
+const PARSED_LIMIT = 64;
+
 const ABSOLUTE = /^([A-Za-z][A-Za-z0-9+\-.]*):(.*)$/s;
 
 export class URL {
@@ -129,6 +138,33 @@ export class URL {
   #params: URLSearchParams | null = null;
 
   constructor(input: string | URL, base?: string | URL) {
+    if (base === undefined && typeof input === "string") {
+      // Parsing is a pure function of the string: servers parse the same few URLs over and
+      // over, so the fields of recent results are copied instead of parsed again.
+      const known = parsed.get(input);
+      if (known !== undefined) {
+        this.protocol = known.protocol;
+        this.username = known.username;
+        this.password = known.password;
+        this.hostname = known.hostname;
+        this.port = known.port;
+        this.pathname = known.pathname;
+        this.#search = known.search;
+        this.hash = known.hash;
+        return;
+      }
+      this.#parse(input, undefined);
+      if (parsed.size >= PARSED_LIMIT) parsed.clear();
+      parsed.set(input, {
+        protocol: this.protocol, username: this.username, password: this.password, hostname: this.hostname,
+        port: this.port, pathname: this.pathname, search: this.#search, hash: this.hash,
+      });
+      return;
+    }
+    this.#parse(input, base);
+  }
+
+  #parse(input: string | URL, base: string | URL | undefined): void {
     const text = String(input).replace(/^[\0- ]+|[\0- ]+$/g, "").replace(/[\t\n\r]/g, "");
     const m = ABSOLUTE.exec(text);
     if (m) this.#parseAbsolute(m[1]!.toLowerCase() + ":", m[2]!);

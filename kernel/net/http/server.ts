@@ -66,6 +66,9 @@ const SWEEP_MS = 100;
 
 class Timeout extends Error {}
 
+/** What a write that completed at once returns. */
+const WRITTEN: Promise<void> = Promise.resolve();
+
 /** Buffered reading from a ByteStream with deadlines. */
 class Reader {
   buf = new Uint8Array(4096);
@@ -76,9 +79,17 @@ class Reader {
   /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
   deadline = Infinity;
   #rejectWait: ((e: unknown) => void) | null = null;
+  /** A read through stream.cancelRead()-able stream is pending. */
+  #cancellable = false;
+  readonly #onReadError = (e: unknown): never => {
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    throw e;
+  };
   readonly #onChunk = (chunk: Uint8Array | null): boolean => {
     this.deadline = Infinity;
     this.#rejectWait = null;
+    this.#cancellable = false;
     if (chunk === null) {
       this.eof = true;
       return false;
@@ -100,6 +111,11 @@ class Reader {
   fill(timeoutMs: number): Promise<boolean> {
     if (this.eof) return Promise.resolve(false);
     this.deadline = Date.now() + timeoutMs;
+    if (this.stream.cancelRead !== undefined) {
+      // expire() cancels the read itself: no promise of our own around it
+      this.#cancellable = true;
+      return this.stream.read().then(this.#onChunk, this.#onReadError);
+    }
     return new Promise<boolean>((resolve, reject) => {
       this.#rejectWait = reject;
       this.stream.read().then((chunk) => {
@@ -130,6 +146,8 @@ class Reader {
       end: () => stream.end(),
       close: () => stream.close(),
       write: (data) => {
+        // fits the send buffer now: nothing to wait for, so no deadline and no promise of ours
+        if (stream.tryWrite !== undefined && stream.tryWrite(data)) return WRITTEN;
         this.writeDeadline = Date.now() + sendTimeoutMs;
         return new Promise<void>((resolve, reject) => {
           this.#rejectWrite = reject;
@@ -157,7 +175,14 @@ class Reader {
       reject(new Timeout());
       this.stream.close();
     }
-    if (now < this.deadline || this.#rejectWait === null) return;
+    if (now < this.deadline) return;
+    if (this.#cancellable) {
+      this.#cancellable = false;
+      this.deadline = Infinity;
+      this.stream.cancelRead!(new Timeout());
+      return;
+    }
+    if (this.#rejectWait === null) return;
     const reject = this.#rejectWait;
     this.#rejectWait = null;
     this.deadline = Infinity;
@@ -195,6 +220,7 @@ export class HttpServer {
   readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
   #closed = false;
   #dateCache = { second: -1, text: "" };
+  #lastGoodHost: string | null = null;
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -387,29 +413,30 @@ export class HttpServer {
       if (minor === 1 && !head.headers.has("host")) throw new HttpError(400, "missing Host header");
       // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
       const hostValue = head.headers.get("host");
-      if (hostValue !== null && !/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
-        throw new HttpError(400, "malformed Host header");
+      if (hostValue !== null && hostValue !== this.#lastGoodHost) {
+        if (!/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
+          throw new HttpError(400, "malformed Host header");
+        }
+        this.#lastGoodHost = hostValue; // clients repeat the same Host: check it once
       }
     } catch (e) {
       await this.#fail(stream, e, minor);
       return false;
     }
-    const connection = (head.headers.get("connection") ?? "").toLowerCase();
-    let keepAlive = !last && (minor === 1 ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection));
+    const connection = head.headers.get("connection")?.toLowerCase() ?? null;
+    let keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const body = new BodyReader(reader, framing, this.limits, stream, head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1);
+    const expectContinue = head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1;
+    // Most requests have no body: they share one reader that has nothing to read or drain.
+    const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const host = head.headers.get("host") ?? "localhost";
     const url = head.target.startsWith("/") ? `http://${host}${head.target}` : head.target;
     const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
     let request: Request;
     let response: Response;
     try {
-      request = new Request(url, {
-        method: head.method,
-        headers: head.headers,
-        body: hasBody ? body.toReadable() : null,
-      });
+      request = Request.fromServer(url, head.method, head.headers, hasBody ? body.toReadable() : null);
     } catch (e) {
       await this.#fail(stream, new HttpError(400, e instanceof Error ? e.message : "bad request"), minor);
       return false;
@@ -431,7 +458,7 @@ export class HttpServer {
 
     // Whatever the handler left unread must be drained (or the connection closed)
     // before the next pipelined request can be parsed.
-    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (await body.drain());
+    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (body.finished || (await body.drain()));
     return keepAlive;
   }
 
@@ -625,6 +652,11 @@ class BodyReader {
     }
   }
 
+  /** True when nothing is left to drain (no body, or all of it read without error). */
+  get finished(): boolean {
+    return this.#done && this.error === null && !(this.expectContinue && !this.#continueSent);
+  }
+
   /** Consumes what the handler did not read, up to a limit; false if the connection must close. */
   async drain(): Promise<boolean> {
     if (this.error) return false;
@@ -642,6 +674,9 @@ class BodyReader {
     }
   }
 }
+
+/** The body of every request without one (never read from: its error stays null, drain() is true). */
+const NO_BODY = new BodyReader(null as unknown as Reader, { kind: "none" }, DEFAULT_LIMITS, null as unknown as ByteStream, false);
 
 /** Joins byte chunks (re-exported for handlers that collect bodies). */
 export { concatChunks };

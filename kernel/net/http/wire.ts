@@ -49,23 +49,63 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const METHOD = HEADER_NAME;
 const TARGET = /^[\x21-\x7e]+$/;
+
 /** NUL anywhere, or a CR not followed by LF, makes a head malformed (RFC 9112 §2.2). */
-const BAD_BYTES = /\0|\r(?!\n)/;
+function hasBadBytes(text: string): boolean {
+  if (text.indexOf("\0") >= 0) return true;
+  for (let cr = text.indexOf("\r"); cr >= 0; cr = text.indexOf("\r", cr + 2)) {
+    if (text.charCodeAt(cr + 1) !== 10) return true;
+  }
+  return false;
+}
+
+/**
+ * Strings that already passed a check, so that the names, methods and targets clients send
+ * again and again are checked once (a regexp run is the costly part of parsing a head here).
+ * Bounded: once full, further strings are simply checked every time.
+ */
+class Checked {
+  readonly #seen = new Map<string, string>();
+  constructor(private readonly pattern: RegExp, private readonly limit: number) {}
+  /** `value` if it matches (with its lower-case form for names), null if not. */
+  lower(value: string): string | null {
+    const known = this.#seen.get(value);
+    if (known !== undefined) return known;
+    if (!this.pattern.test(value)) return null;
+    const lower = value.toLowerCase();
+    if (this.#seen.size < this.limit) this.#seen.set(value, lower);
+    return lower;
+  }
+}
+const checkedNames = new Checked(HEADER_NAME, 512);
+const checkedMethods = new Checked(METHOD, 64);
+const checkedTargets = new Checked(TARGET, 256);
 
 /**
  * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd). The head is
  * decoded once; lines, names and values are then cut with native string operations and
- * checked with one regular expression each — per-character loops are the slow part of an
- * interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
+ * checked with one regular expression each, remembered for the strings clients repeat —
+ * per-character loops and regexp runs are the slow part of an interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
  */
 export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
-  if (BAD_BYTES.test(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
-  const lines = text.split("\n");
-  let i = 0;
-  while (i < lines.length && (lines[i] === "" || lines[i] === "\r")) i++;
-  let requestLine = lines[i++] ?? "";
-  if (requestLine.endsWith("\r")) requestLine = requestLine.slice(0, -1);
+  if (hasBadBytes(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
+  // Lines are cut by position in `text` (no array of lines, one slice per name and value).
+  const n = text.length;
+  let pos = 0;
+  let requestLine = "";
+  while (pos < n) {
+    let nl = text.indexOf("\n", pos);
+    if (nl < 0) nl = n;
+    let le = nl;
+    if (le > pos && text.charCodeAt(le - 1) === 13) le--;
+    const ls = pos;
+    pos = nl + 1;
+    if (le > ls) {
+      requestLine = text.slice(ls, le);
+      break;
+    }
+  }
   if (requestLine.length > limits.maxRequestLineBytes) throw new HttpError(414, "request line too long");
   const sp1 = requestLine.indexOf(" ");
   const sp2 = requestLine.indexOf(" ", sp1 + 1);
@@ -73,8 +113,8 @@ export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number
   const method = requestLine.slice(0, sp1);
   const target = requestLine.slice(sp1 + 1, sp2);
   const version = requestLine.slice(sp2 + 1);
-  if (!METHOD.test(method)) throw new HttpError(400, "malformed method");
-  if (!TARGET.test(target)) throw new HttpError(400, "malformed request target");
+  if (checkedMethods.lower(method) === null) throw new HttpError(400, "malformed method");
+  if (target.length > 256 ? !TARGET.test(target) : checkedTargets.lower(target) === null) throw new HttpError(400, "malformed request target");
   let minorVersion: number;
   if (version === "HTTP/1.1") minorVersion = 1;
   else if (version === "HTTP/1.0") minorVersion = 0;
@@ -82,22 +122,26 @@ export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number
   else throw new HttpError(400, "malformed HTTP version");
   const headers = new Headers();
   let count = 0;
-  for (; i < lines.length; i++) {
-    let line = lines[i]!;
-    if (line.endsWith("\r")) line = line.slice(0, -1);
-    if (line === "") continue;
-    const first = line.charCodeAt(0);
+  while (pos < n) {
+    let nl = text.indexOf("\n", pos);
+    if (nl < 0) nl = n;
+    let le = nl;
+    if (le > pos && text.charCodeAt(le - 1) === 13) le--;
+    const ls = pos;
+    pos = nl + 1;
+    if (le === ls) continue;
+    const first = text.charCodeAt(ls);
     if (first === 32 || first === 9) throw new HttpError(400, "obsolete header line folding");
-    const colon = line.indexOf(":");
-    if (colon <= 0) throw new HttpError(400, "malformed header line");
-    const name = line.slice(0, colon);
-    if (!HEADER_NAME.test(name)) throw new HttpError(400, "malformed header name");
+    const colon = text.indexOf(":", ls);
+    if (colon <= ls || colon >= le) throw new HttpError(400, "malformed header line");
+    const name = checkedNames.lower(text.slice(ls, colon));
+    if (name === null) throw new HttpError(400, "malformed header name");
     if (++count > limits.maxHeaderCount) throw new HttpError(431, "too many header fields");
     // OWS is SP / HTAB only (RFC 9110 §5.6.3)
-    let vs = colon + 1, ve = line.length;
-    while (vs < ve && (line.charCodeAt(vs) === 32 || line.charCodeAt(vs) === 9)) vs++;
-    while (ve > vs && (line.charCodeAt(ve - 1) === 32 || line.charCodeAt(ve - 1) === 9)) ve--;
-    Headers.appendRaw(headers, name.toLowerCase(), line.slice(vs, ve));
+    let vs = colon + 1, ve = le;
+    while (vs < ve && (text.charCodeAt(vs) === 32 || text.charCodeAt(vs) === 9)) vs++;
+    while (ve > vs && (text.charCodeAt(ve - 1) === 32 || text.charCodeAt(ve - 1) === 9)) ve--;
+    Headers.appendRaw(headers, name, text.slice(vs, ve));
   }
   return { method, target, minorVersion, headers, length: headEnd - start };
 }

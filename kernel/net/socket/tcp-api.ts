@@ -43,6 +43,14 @@ export class TcpSocket implements TcpConnectionEvents {
     return new Promise((resolve, reject) => { this.pendingRead = { resolve, reject }; });
   }
 
+  /** Fails a pending read() with `error` (data arriving later stays for the next read). */
+  cancelRead(error: unknown): void {
+    const read = this.pendingRead;
+    if (read === null) return;
+    this.pendingRead = null;
+    read.reject(error as TcpError);
+  }
+
   /** Buffers `data`; resolves once all of it is in the send buffer (waits under back-pressure). */
   write(data: Uint8Array): Promise<void> {
     const connection = this.connection;
@@ -54,6 +62,13 @@ export class TcpSocket implements TcpConnectionEvents {
       return new Promise((resolve, reject) => this.pendingWrites.push({ data, offset: written, resolve, reject }));
     }
     return new Promise((resolve, reject) => this.pendingWrites.push({ data, offset: 0, resolve, reject }));
+  }
+
+  /** write() without a promise: true when all of `data` went into the send buffer now. */
+  tryWrite(data: Uint8Array): boolean {
+    const connection = this.connection;
+    if (this.pendingWrites.length > 0 || this.endRequested || connection.error !== null || !connection.canSend || data.length > connection.writableLength) return false;
+    return connection.write(data) === data.length;
   }
 
   /** Half-close: FIN after everything written; reading continues until the peer's EOF. */

@@ -46,6 +46,11 @@ export interface TcpConnectionHost {
   completeHandshake(connection: TcpConnection): boolean;
   /** The connection reached CLOSED: forget it. */
   release(connection: TcpConnection): void;
+  /**
+   * A timer changed outside input(), poll() and output() (which the stack watches itself),
+   * e.g. by an app call; app calls that queue output go through markDirty() instead.
+   */
+  timersChanged(): void;
 }
 
 /** Callbacks the app-facing layer installs; called from inside input()/poll(). */
@@ -353,6 +358,7 @@ export class TcpConnection {
     this.keepAliveProbes = probes;
     this.keepAliveProbesSent = 0;
     this.keepAliveDeadline = enabled && this.state === TcpState.Established ? now + idle : Infinity;
+    this.host.timersChanged();
   }
 
   private maybeWindowUpdate(): void {

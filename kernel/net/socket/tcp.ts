@@ -65,6 +65,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
   private readonly dirty = new Set<TcpConnection>();
+  /** The earliest deadline of all connections, exact unless deadlineStale (see pollAt). */
+  private earliestDeadline = Infinity;
+  private deadlineStale = false;
   private readonly hasher: TupleHasher;
   private readonly options = createTcpOptions();
   private readonly resetHeader: TcpHeaderFields = {
@@ -128,6 +131,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     const connection = new TcpConnection(this, localAddress, localPort, remoteAddress, remotePort, false);
     this.register(connection);
+    this.deadlineStale = true;
     connection.openActive(
       this.hasher.initialSequence(localAddress, localPort, remoteAddress, remotePort, now),
       this.hasher.hash(localAddress, localPort, remoteAddress, remotePort, 2),
@@ -143,17 +147,16 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   // ─── Driving ─────────────────────────────────────────────────────────────────────────
 
-  /** The earliest time poll() has work: 0 when output is pending, Infinity when idle. */
+  /**
+   * The earliest time poll() has work: 0 when output is pending, Infinity when idle. The
+   * earliest connection deadline is recomputed only after something may have moved a timer
+   * (a segment in, output, a timer run, an app call): event-loop passes where nothing
+   * happened cost O(1) instead of a walk over every connection.
+   */
   pollAt(): number {
     if (this.dirty.size > 0) return 0;
-    let earliest = Infinity;
-    for (const byPort of this.connections.values()) {
-      for (const connection of byPort.values()) {
-        const deadline = connection.deadline;
-        if (deadline < earliest) earliest = deadline;
-      }
-    }
-    return earliest;
+    if (this.deadlineStale) this.rescanDeadlines();
+    return this.earliestDeadline;
   }
 
   /** Runs pending output and every expired timer. */
@@ -161,12 +164,29 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     for (const connection of this.dirty) {
       this.dirty.delete(connection);
       connection.output(now);
+      this.deadlineStale = true;
     }
+    if (this.deadlineStale) this.rescanDeadlines();
+    if (now < this.earliestDeadline) return; // no timer is due
     for (const byPort of this.connections.values()) {
       for (const connection of byPort.values()) {
         if (connection.deadline <= now) connection.poll(now);
       }
     }
+    this.rescanDeadlines();
+  }
+
+  /** Recomputes the earliest deadline of all connections. */
+  private rescanDeadlines(): void {
+    let earliest = Infinity;
+    for (const byPort of this.connections.values()) {
+      for (const connection of byPort.values()) {
+        const deadline = connection.deadline;
+        if (deadline < earliest) earliest = deadline;
+      }
+    }
+    this.earliestDeadline = earliest;
+    this.deadlineStale = false;
   }
 
   /**
@@ -177,6 +197,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified = false): void {
     const counters = this.counters;
     counters.segmentsReceived++;
+    this.deadlineStale = true; // whatever this segment does may move a timer
     if (!tcpHeaderValid(segment)) {
       counters.droppedMalformed++;
       return;
@@ -293,6 +314,11 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   markDirty(connection: TcpConnection): void {
     this.dirty.add(connection);
+    this.deadlineStale = true;
+  }
+
+  timersChanged(): void {
+    this.deadlineStale = true;
   }
 
   completeHandshake(connection: TcpConnection): boolean {
@@ -316,6 +342,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       this.connectionCount--;
     }
     this.dirty.delete(connection);
+    this.deadlineStale = true; // its timers no longer count
     if (connection.passive) {
       const listener = this.listeners.get(connection.localPort);
       if (listener !== undefined) {

@@ -1,0 +1,1 @@
+export { mount, open, readdir, readFile, stat } from "../../kernel/fs/vfs.ts";
