@@ -17,9 +17,9 @@ import { applianceImage } from "../host/serve.ts";
 import { qemuArgs, QEMU_BINARY, type RunOptions } from "../host/run.ts";
 import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
 import { NetNamespace, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, table } from "./lib.ts";
+import { fmt, launch, median, table, type WrkResult } from "./lib.ts";
 import { linuxNodeGuest, type LinuxNodeGuest } from "./linux-node/guest.ts";
-import { bootArgsToFirst200, curlRate, freePort, got200, spawnGuest, userNet, wrk, type Guest, type WrkResult } from "./webserver.ts";
+import { bootArgsToFirst200, curlRate, freePort, got200, spawnGuest, userNet, wrk, type Guest } from "./webserver.ts";
 
 const BOOT_RUNS = 5;
 const VARIANT_RUNS = 3;

@@ -7,14 +7,15 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { buildImage } from "../host/build.ts";
 import { applianceImage } from "../host/serve.ts";
 import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
 import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
 import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, table } from "./lib.ts";
+import { fmt, launch, median, parseWrk, table, type WrkResult } from "./lib.ts";
+import { freePort } from "../test/helpers/ports.ts";
 
 const BOOT_RUNS = 11;
 const WRK_SECONDS = 10;
@@ -24,16 +25,11 @@ const BULK_MEM = 256 << 20;
 const GUEST = "10.77.0.2";
 const repo = join(import.meta.dirname, "..");
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort };
 
+/** The appliance's QEMU options as `torito serve` sets them: user networking and virtio-rng. */
 export const userNet = (image: string, accel: Accel, port: number, memBytes = 64 << 20): RunOptions =>
-  ({ image, accel, memBytes, cpus: 1, ports: [{ address: "127.0.0.1", hostPort: port, guestPort: 80 }], appArgs: [] });
+  ({ image, accel, memBytes, cpus: 1, ports: [{ address: "127.0.0.1", hostPort: port, guestPort: 80 }], appArgs: [], rng: true });
 
 /** One GET on a fresh connection; resolves true on a 200 status line within `ms`. */
 export function got200(port: number, path: string, ms: number): Promise<boolean> {
@@ -110,30 +106,13 @@ export async function bootArgsToFirst200(args: string[], port: number, path: str
   }
 }
 
-/** What wrk reported. */
-export interface WrkResult {
-  rps: number;
-  p50: string;
-  p99: string;
-  requests: number;
-  errors: number;
-}
-
+/** wrk `-t1 -c30 --latency` against `url` (inside `ns` when given). */
 export async function wrk(url: string, seconds: number, ns?: NetNamespace, extra: readonly string[] = []): Promise<WrkResult> {
   const args = ["-t1", "-c30", `-d${seconds}s`, "--latency", ...extra, url];
   const r = ns ? await ns.run("wrk", args, (seconds + 30) * 1000) : await runCommand("wrk", args, (seconds + 30) * 1000);
   const out = r.stdout.toString();
   if (r.code !== 0) throw new Error(`wrk failed: ${r.stderr}${out}`);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-  const errors = (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    p50: /50%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
-    p99: /99%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
-    errors,
-  };
+  return parseWrk(out);
 }
 
 /** Node.js 20 on the host (no VM) serving `dir`'s files from memory with node:http. */
@@ -229,8 +208,8 @@ export async function webServerBenchmark(work: string): Promise<string> {
     console.log(`webserver first 200 ${accel}: floor ${fmt(f)} ms, first 200 ${fmt(t)} ms`);
   }
   out.push(
-    `**Launch → first HTTP 200** (medians of ${BOOT_RUNS} interleaved runs, user networking with a host port forward).`,
-    "*Floor*: the same QEMU command line (same netdev) booting a PVH image that prints \"hi\" at its first",
+    `**Launch → first HTTP 200** (medians of ${BOOT_RUNS} interleaved runs, user networking with a host port forward and virtio-rng, as \`torito serve\` runs it).`,
+    "*Floor*: the same QEMU command line (same netdev and rng) booting a PVH image that prints \"hi\" at its first",
     "instructions (`test/fixtures/pvh-test-image.S`), timed to that line. *First 200*: the appliance, timed from",
     "spawning QEMU to the first `200` status line; *\"serving\" line*: to the appliance's console line printed once",
     "it listens. Polling starts at that line (earlier connections only wait in QEMU's user network, whose host",
@@ -266,7 +245,7 @@ export async function webServerBenchmark(work: string): Promise<string> {
       ns = await NetNamespace.create("bench");
       await ns.addTap("tap0", "10.77.0.1/24");
       const tapOptions = (image: string, memBytes = 64 << 20): RunOptions => ({
-        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], taps: [{ ifname: "tap0", vnetHdr: true }], ip: `${GUEST}/24`, gateway: "10.77.0.1",
+        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], taps: [{ ifname: "tap0", vnetHdr: true }], ip: `${GUEST}/24`, gateway: "10.77.0.1", rng: true,
       });
       const space = ns;
       const bootTap = async (o: RunOptions, ready: string): Promise<Guest> => {
