@@ -1,5 +1,8 @@
 /** Shared helpers for the benchmarks: statistics, QEMU launches, markdown tables. */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
 
 export function median(values: readonly number[]): number {
@@ -79,4 +82,18 @@ export function parseWrk(out: string): WrkResult {
     requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
     errors,
   };
+}
+
+/**
+ * When `meta` is the entry script (`node --import tsx bench/NAME.ts`), runs `section` alone in a
+ * scratch directory and prints its markdown (`npm run bench -- NAME` also writes BENCHMARKS.md).
+ */
+export async function runIfMain(meta: ImportMeta, section: (work: string) => Promise<string>): Promise<void> {
+  if (process.argv[1] !== meta.filename) return;
+  const work = mkdtempSync(join(tmpdir(), "torito-bench-"));
+  try {
+    console.log(await section(work));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }

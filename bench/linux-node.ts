@@ -17,7 +17,7 @@ import { applianceImage } from "../host/serve.ts";
 import { qemuArgs, QEMU_BINARY, type RunOptions } from "../host/run.ts";
 import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
 import { NetNamespace, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, table, type WrkResult } from "./lib.ts";
+import { fmt, launch, median, runIfMain, table, type WrkResult } from "./lib.ts";
 import { linuxNodeGuest, type LinuxNodeGuest } from "./linux-node/guest.ts";
 import { bootArgsToFirst200, curlRate, freePort, got200, spawnGuest, userNet, wrk, type Guest } from "./webserver.ts";
 
@@ -359,13 +359,4 @@ export async function linuxNodeBenchmark(work: string): Promise<string> {
 }
 
 // `node --import tsx bench/linux-node.ts` runs this section alone and prints it.
-if (process.argv[1] === import.meta.filename) {
-  const { mkdtempSync, rmSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const work = mkdtempSync(join(tmpdir(), "torito-bench-linux-"));
-  try {
-    console.log(await linuxNodeBenchmark(work));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
+await runIfMain(import.meta, linuxNodeBenchmark);

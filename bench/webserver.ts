@@ -14,7 +14,7 @@ import { applianceImage } from "../host/serve.ts";
 import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
 import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
 import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, parseWrk, table, type WrkResult } from "./lib.ts";
+import { fmt, launch, median, parseWrk, runIfMain, table, type WrkResult } from "./lib.ts";
 import { freePort } from "../test/helpers/ports.ts";
 
 const BOOT_RUNS = 11;
@@ -358,13 +358,4 @@ export async function webServerBenchmark(work: string): Promise<string> {
 }
 
 // `node --import tsx bench/webserver.ts` runs this section alone and prints it.
-if (process.argv[1] === import.meta.filename) {
-  const { mkdtempSync, rmSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const work = mkdtempSync(join(tmpdir(), "torito-bench-web-"));
-  try {
-    console.log(await webServerBenchmark(work));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
-}
+await runIfMain(import.meta, webServerBenchmark);
