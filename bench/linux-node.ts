@@ -9,17 +9,14 @@
  * 612-byte file over user networking (hostfwd) and over a tap device in a network namespace;
  * MB/s of a 100 MiB download and upload; the smallest --mem that carries the wrk load.
  */
-import { copyFileSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { buildImage } from "../host/build.ts";
-import { applianceImage } from "../host/serve.ts";
 import { qemuArgs, QEMU_BINARY, type RunOptions } from "../host/run.ts";
-import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
-import { NetNamespace, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
+import { NetNamespace, tapUnavailableReason } from "../test/tools/netns.ts";
 import { fmt, launch, median, runIfMain, table, type WrkResult } from "./lib.ts";
 import { linuxNodeGuest, type LinuxNodeGuest } from "./linux-node/guest.ts";
-import { bootArgsToFirst200, curlRate, freePort, got200, spawnGuest, userNet, wrk, type Guest } from "./webserver.ts";
+import { benchImages, bootArgsToFirst200, curlRate, freePort, got200, spawnGuest, userNet, wrk, type Guest } from "./webserver.ts";
 
 const BOOT_RUNS = 5;
 const VARIANT_RUNS = 3;
@@ -36,7 +33,6 @@ const TORITO_BULK_MEM = 256 << 20;
 const LINUX_BULK_MEM = 1024 << 20;
 const GUEST = "10.77.0.2";
 const HOST = "10.77.0.1";
-const repo = join(import.meta.dirname, "..");
 
 /** The host's TSC rate in kHz: under TCG the guest's TSC is the host's. */
 function hostTscKhz(): number {
@@ -140,16 +136,8 @@ const mibOrFailure = (mib: number, hi: number) => (Number.isFinite(mib) ? `${mib
 
 /** Runs the benchmark; returns its BENCHMARKS.md section. */
 export async function linuxNodeBenchmark(work: string): Promise<string> {
-  const small = testSite(repo, "bench-small", 1024);
-  const bulkSite = testSite(repo, "bench-100m", BULK_BYTES);
+  const { small, bulkSite, appliance, bulkAppliance, sink, floor } = await benchImages(work);
   const bulkFile = join(bulkSite, "big.bin");
-  // Copied: build/serve is a cache other runs may clear while this one is going.
-  const appliance = join(work, "appliance.elf"), bulkAppliance = join(work, "appliance-100m.elf");
-  copyFileSync(await applianceImage(small), appliance);
-  copyFileSync(await applianceImage(bulkSite), bulkAppliance);
-  const sink = join(work, "upload-sink.elf");
-  await buildImage({ entry: join(repo, "test/fixtures/apps/upload-sink.ts"), output: sink });
-  const floor = pvhTestImage("hello");
   const linux = linuxNodeGuest({ name: "small", site: small });
   const linuxGzip = linuxNodeGuest({ name: "small-gzip", site: small, gzip: true });
   const linuxBulk = linuxNodeGuest({ name: "100m", site: bulkSite });

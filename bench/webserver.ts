@@ -175,8 +175,11 @@ async function smallestMem(image: string, accel: Accel): Promise<number> {
   return hi;
 }
 
-/** Runs the benchmark; returns its BENCHMARKS.md section. */
-export async function webServerBenchmark(work: string): Promise<string> {
+/**
+ * The images the web benchmarks boot: the appliance serving the small test site and the one
+ * with the 100 MiB file, the upload sink, and the VMM-floor image.
+ */
+export async function benchImages(work: string): Promise<{ small: string; bulkSite: string; appliance: string; bulkAppliance: string; sink: string; floor: string }> {
   const small = testSite(repo, "bench-small", 1024);
   const bulkSite = testSite(repo, "bench-100m", BULK_BYTES);
   // Copied: build/serve is a cache other runs may clear while this one is going.
@@ -185,7 +188,12 @@ export async function webServerBenchmark(work: string): Promise<string> {
   copyFileSync(await applianceImage(bulkSite), bulkAppliance);
   const sink = join(work, "upload-sink.elf");
   await buildImage({ entry: join(repo, "test/fixtures/apps/upload-sink.ts"), output: sink });
-  const floor = pvhTestImage("hello");
+  return { small, bulkSite, appliance, bulkAppliance, sink, floor: pvhTestImage("hello") };
+}
+
+/** Runs the benchmark; returns its BENCHMARKS.md section. */
+export async function webServerBenchmark(work: string): Promise<string> {
+  const { small, bulkSite, appliance, bulkAppliance, sink, floor } = await benchImages(work);
   const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
   const tapSkip = tapUnavailableReason();
   const out: string[] = ["## WebServer appliance (issue 4)", ""];

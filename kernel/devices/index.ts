@@ -23,6 +23,7 @@ import { VirtioBlk, type BlockDevice } from "./virtio/blk.ts";
 import { VirtioConsole, type ConsoleDevice } from "./virtio/console.ts";
 import { VirtioRng } from "./virtio/rng.ts";
 import { createCrypto, type ToritoCrypto } from "./random.ts";
+import { cores } from "../process/cores.ts";
 import { idleStats, onBeforeExit, setIdleSpin } from "../process/scheduler.ts";
 
 export type { BlockDevice } from "./virtio/blk.ts";
@@ -66,20 +67,8 @@ interface Entry {
 }
 
 let entries: Entry[] | null = null;
-const thisCore: number = (() => {
-  try {
-    return hw.coreId();
-  } catch {
-    return 0; // on Node (unit tests)
-  }
-})();
-const coreCount: number = (() => {
-  try {
-    return hw.coreCount();
-  } catch {
-    return 1;
-  }
-})();
+const thisCore = cores.id;
+const coreCount = cores.count;
 const stats = { discoveryMs: 0, probed: false, fromCmdline: 0, warnings: [] as string[] };
 
 function discover(): Entry[] {

@@ -12,6 +12,7 @@
 import { parseCmdline } from "../cmdline.ts";
 import { openNetDevice, ownedCount } from "../devices/index.ts";
 import { hw } from "../hw.ts";
+import { cores } from "../process/cores.ts";
 import { addPoller } from "../process/scheduler.ts";
 import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
 import type { DhcpClient } from "./dhcp.ts";
@@ -66,20 +67,11 @@ function randomBytes(n: number): Uint8Array {
   return bytes;
 }
 
-function thisCore(): { id: number; count: number } {
-  try {
-    return { id: hw.coreId(), count: hw.coreCount() };
-  } catch {
-    return { id: 0, count: 1 }; // on Node (unit tests)
-  }
-}
-
 function up(): Stack {
   if (stack) return stack;
   const device = findDevice?.() ?? null;
   if (!device) {
-    const { id, count } = thisCore();
-    const core = count > 1 ? `core ${id} owns` : "the VM has";
+    const core = cores.count > 1 ? `core ${cores.id} owns` : "the VM has";
     throw new Error(`networking: ${core} no network device (run with \`torito run --port HOST:GUEST[@CORE]\` or \`--net tap:NAME[@CORE]\`)`);
   }
   const now = hw.now();
@@ -106,7 +98,7 @@ function up(): Stack {
     return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   };
   const resolver = new DnsResolver(udp, { random: () => random() / 2 ** 32 });
-  let config = parseNetworkConfig(parseCmdline(hw.cmdline()).options, thisCore().id);
+  let config = parseNetworkConfig(parseCmdline(hw.cmdline()).options, cores.id);
   if (config.mode === "error") {
     console.error(`net: ${config.message}; using DHCP`);
     config = { mode: "dhcp" };

@@ -175,6 +175,24 @@ static void memory_weights(unsigned n, unsigned *weights)
         weights[i] = got[i];
 }
 
+/* Splits [start, end) into page-aligned regions in proportion to `weights`; returns the
+   first core whose region is below MIN_REGION, or n. */
+static unsigned split_regions(unsigned n, const unsigned *weights, uintptr_t start, uintptr_t end)
+{
+    unsigned total = 0, small = n;
+    for (unsigned i = 0; i < n; i++)
+        total += weights[i];
+    uintptr_t pages = (end - start) >> 12, at = start;
+    for (unsigned i = 0; i < n; i++) {
+        regions[i].start = at;
+        at += (uintptr_t)((uint64_t)pages * weights[i] / total) << 12;
+        regions[i].end = i == n - 1 ? end : at;
+        if (small == n && regions[i].end - regions[i].start < MIN_REGION)
+            small = i;
+    }
+    return small;
+}
+
 uintptr_t smp_plan(uint64_t rsdp_paddr, uintptr_t start, uintptr_t end)
 {
     acpi_find_cores(rsdp_paddr);
@@ -188,25 +206,15 @@ uintptr_t smp_plan(uint64_t rsdp_paddr, uintptr_t start, uintptr_t end)
     core_count = n;
     /* torito.mem_weights=w0,w1,...: region i gets w_i / sum(w) of the memory (default all
        equal). Regions stay page aligned; a region below MIN_REGION is refused. */
-    unsigned weights[TORITO_MAX_CORES], total = 0;
+    unsigned weights[TORITO_MAX_CORES];
     memory_weights(n, weights);
-    for (unsigned i = 0; i < n; i++)
-        total += weights[i];
-    uintptr_t pages = (end - start) >> 12, at = start;
-    for (unsigned i = 0; i < n; i++) {
-        regions[i].start = at;
-        at += (uintptr_t)((uint64_t)pages * weights[i] / total) << 12;
-        regions[i].end = i == n - 1 ? end : at;
-        if (regions[i].end - regions[i].start < MIN_REGION) {
-            console_printf("torito: torito.mem_weights gives core %u %lu KiB, below the %u MiB a core needs; using equal shares\n",
-                           i, (unsigned long)((regions[i].end - regions[i].start) >> 10), MIN_REGION >> 20);
-            uintptr_t per = ((end - start) / n) & ~0xffful;
-            for (unsigned j = 0; j < n; j++) {
-                regions[j].start = start + j * per;
-                regions[j].end = j == n - 1 ? end : start + (j + 1) * per;
-            }
-            break;
-        }
+    unsigned small = split_regions(n, weights, start, end);
+    if (small < n) {
+        console_printf("torito: torito.mem_weights gives core %u %lu KiB, below the %u MiB a core needs; using equal shares\n",
+                       small, (unsigned long)((regions[small].end - regions[small].start) >> 10), MIN_REGION >> 20);
+        for (unsigned i = 0; i < n; i++)
+            weights[i] = 1;
+        split_regions(n, weights, start, end);
     }
     if (n == 1)
         return end;

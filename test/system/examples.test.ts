@@ -3,18 +3,13 @@
 // exit code the CLI returns.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { buildImage } from "../../host/build.ts";
+import { join } from "node:path";
+import { describe, test } from "node:test";
 import { kvmUsable, type Accel } from "../../host/run.ts";
+import { repo, testImages } from "../helpers/images.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = join(repo, "bin/torito.js");
-const work = mkdtempSync(join(tmpdir(), "torito-examples-"));
-const apps = {
+const images = testImages("examples", {
   hello: "examples/hello/hello.ts",
   crash: "examples/crash/crash.ts",
   rejection: "test/fixtures/apps/rejection.ts",
@@ -22,16 +17,8 @@ const apps = {
   spin: "test/fixtures/apps/spin.ts",
   fault: "test/fixtures/apps/fault.ts",
   encoding: "test/fixtures/apps/encoding.ts",
-} as const;
-const images = {} as Record<keyof typeof apps, string>;
-const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
-
-before(async () => {
-  for (const [name, entry] of Object.entries(apps)) {
-    images[name as keyof typeof apps] = (await buildImage({ entry: join(repo, entry), output: join(work, `${name}.elf`), cwd: repo })).output;
-  }
 });
-after(() => rmSync(work, { recursive: true, force: true }));
+const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 
 function run(image: string, accel: Accel, extra: string[] = [], appArgs: string[] = []) {
   const args = [cli, "run", image, "--accel", accel, ...extra, ...(appArgs.length ? ["--", ...appArgs] : [])];

@@ -3,27 +3,17 @@
 // stack and web server; one core running out of memory leaves the other serving.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { buildImage } from "../../host/build.ts";
+import { join } from "node:path";
+import { describe, test } from "node:test";
 import { kvmUsable, type Accel } from "../../host/run.ts";
 import { applianceImage } from "../../host/serve.ts";
+import { repo, testImages } from "../helpers/images.ts";
 import { freePort } from "../helpers/ports.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = join(repo, "bin/torito.js");
 const site = join(repo, "examples/static-web-server/site");
-const work = mkdtempSync(join(tmpdir(), "torito-smp-net-"));
+const images = testImages("smp-net", { serve: "test/fixtures/apps/smp-serve.ts" });
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
-let image = "";
-
-before(async () => {
-  image = (await buildImage({ entry: join(repo, "test/fixtures/apps/smp-serve.ts"), output: join(work, "smp-serve.elf"), cwd: repo })).output;
-});
-after(() => rmSync(work, { recursive: true, force: true }));
 
 interface Guest {
   child: ChildProcess;
@@ -73,7 +63,7 @@ for (const accel of accels) {
   describe(`dedicated devices under ${accel}`, () => {
     test("each core serves on its own NIC, woken by its own interrupts; core 1's OOM leaves core 0 serving", async () => {
       const ports = [await freePort(), await freePort()];
-      const guest = boot(["run", image, "--accel", accel, "--cpus", "2", "--mem", "64M", "--rng", "--timeout", "120",
+      const guest = boot(["run", images.serve, "--accel", accel, "--cpus", "2", "--mem", "64M", "--rng", "--timeout", "120",
         "--port", `${ports[0]}:80@0`, "--port", `${ports[1]}:80@1`]);
       try {
         await waitFor(guest, /^core \d serving$/, 2);

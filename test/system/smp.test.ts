@@ -3,18 +3,13 @@
 // Under KVM (when /dev/kvm works) and TCG.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { buildImage } from "../../host/build.ts";
+import { join } from "node:path";
+import { describe, test } from "node:test";
 import { kvmUsable, type Accel } from "../../host/run.ts";
+import { repo, testImages } from "../helpers/images.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = join(repo, "bin/torito.js");
-const work = mkdtempSync(join(tmpdir(), "torito-smp-"));
-const apps = {
+const images = testImages("smp", {
   basic: "test/fixtures/apps/smp-basic.ts",
   crash: "test/fixtures/apps/smp-crash.ts",
   oom: "test/fixtures/apps/smp-oom.ts",
@@ -22,16 +17,8 @@ const apps = {
   oom0: "test/fixtures/apps/smp-oom0.ts",
   memory: "test/fixtures/apps/smp-memory.ts",
   hello: "examples/hello/hello.ts",
-} as const;
-const images = {} as Record<keyof typeof apps, string>;
-const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
-
-before(async () => {
-  for (const [name, entry] of Object.entries(apps)) {
-    images[name as keyof typeof apps] = (await buildImage({ entry: join(repo, entry), output: join(work, `${name}.elf`), cwd: repo })).output;
-  }
 });
-after(() => rmSync(work, { recursive: true, force: true }));
+const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 
 function run(image: string, accel: Accel, cpus: number, extra: string[] = []) {
   const args = [cli, "run", image, "--accel", accel, "--cpus", String(cpus), "--timeout", "60", ...extra];

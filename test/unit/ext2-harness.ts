@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Ext2BlockDevice } from "../../kernel/fs/ext2/ext2.ts";
 import type { OpenFlags } from "../../kernel/fs/types.ts";
+import { pattern as sharedPattern } from "../fixtures/pattern.ts";
 
 /** A block device backed by a Buffer, with the blk handle's interface and checks. */
 export class MemoryDisk implements Ext2BlockDevice {
@@ -93,19 +94,10 @@ export function listNames(image: string, path: string): string[] {
   return r.stdout.split("\n").filter((l) => l.startsWith("/")).map((l) => l.split("/")[5]!).filter((n) => n !== "." && n !== "..");
 }
 
-/** Deterministic bytes for file `seed`. */
+/** Deterministic bytes for file `seed` (the guest's test/fixtures/apps/ext2-disk.ts makes the same). */
 export function pattern(seed: number, length: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
+  const bytes = sharedPattern(seed, length);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
 }
 
 export const READ: OpenFlags = { read: true, write: false, append: false, create: false, exclusive: false, truncate: false };
