@@ -7,8 +7,9 @@
  * 124 on --timeout, 128+n when the CLI is killed by signal n (130 SIGINT, 143 SIGTERM), or
  * when QEMU is (QEMU exits cleanly on SIGTERM/SIGINT/SIGHUP and says so; a SIGKILL is exit 1).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from "node:fs";
+import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 
@@ -546,7 +547,7 @@ const KILL_GRACE_MS = 1000;
  * reach only the CLI, which forwards them) and, where util-linux setpriv exists, with a parent
  * death signal so it is SIGKILLed even if the CLI itself is SIGKILLed.
  */
-function spawnTied(binary: string, args: string[], stdio: ("pipe" | "inherit" | "ignore")[]): ChildProcess {
+function spawnTied(binary: string, args: string[], stdio: ("pipe" | "inherit" | "ignore" | number)[]): ChildProcess {
   const [cmd, argv] = existsSync(SETPRIV) ? [SETPRIV, ["--pdeathsig", "KILL", binary, ...args]] : [binary, args];
   return spawn(cmd, argv, { stdio, detached: true });
 }
@@ -594,21 +595,76 @@ export async function runImage(o: RunOptions, io: RunIo = { stderr: (t) => proce
   };
   try {
     const options = { ...o };
+    const scratch = () => (workDir ??= mkdtempSync(join(tmpdir(), "torito-run-")));
     if (o.fsDir !== undefined) {
-      workDir = mkdtempSync(join(tmpdir(), "torito-run-"));
-      options.virtiofsSocket = join(workDir, "virtiofsd.sock");
+      options.virtiofsSocket = join(scratch(), "virtiofsd.sock");
       virtiofsd = await startVirtiofsd(o.fsDir, options.virtiofsSocket);
     }
-    return await superviseQemu(qemu, qemuArgs(options), o.timeoutSec, io);
+    const relay = consoleRelay(scratch);
+    try {
+      return await superviseQemu(qemu, qemuArgs(options), o.timeoutSec, io, relay);
+    } finally {
+      await relay?.done();
+    }
   } finally {
     cleanup();
   }
 }
 
+/**
+ * The guest console (QEMU's `-serial stdio`) goes to our stdout. QEMU writes it one byte per
+ * system call on a non-blocking descriptor, and after a few EAGAINs in a row it drops bytes.
+ * When our stdout is a socket (Node's child_process "pipe" is a socketpair) every 1-byte write
+ * costs the socket a full buffer's bookkeeping, so ~300 unread bytes already fill it and a
+ * reader that is a little late loses console output. In that case QEMU writes into a real pipe
+ * (a FIFO, which packs bytes into pages: 64 KiB of room) and this process relays it.
+ */
+interface ConsoleRelay {
+  /** The descriptor QEMU gets as its stdout; close it after spawning. */
+  fd: number;
+  /** Resolves once everything QEMU wrote has been passed on. */
+  done(): Promise<void>;
+  /** Drops this process's write end (QEMU's exit then ends the relay). */
+  closeWriter(): void;
+}
+
+function consoleRelay(scratch: () => string): ConsoleRelay | undefined {
+  let socket = false;
+  try {
+    socket = fstatSync(1).isSocket();
+  } catch {
+    return undefined;
+  }
+  if (!socket) return undefined;
+  const fifo = join(scratch(), "console");
+  if (spawnSync("mkfifo", ["-m", "600", fifo]).status !== 0) return undefined; // fall back to inheriting
+  const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  const fd = openSync(fifo, constants.O_WRONLY);
+  const input = new Socket({ fd: readFd, readable: true, writable: false });
+  const finished = new Promise<void>((resolveDone) => {
+    input.on("data", (chunk: Buffer) => process.stdout.write(chunk));
+    input.once("end", resolveDone);
+    input.once("error", () => resolveDone());
+  });
+  const relay: ConsoleRelay = {
+    fd,
+    done: async () => {
+      relay.closeWriter();
+      await finished;
+    },
+    closeWriter: () => {
+      if (relay.fd >= 0) closeSync(relay.fd);
+      relay.fd = -1;
+    },
+  };
+  return relay;
+}
+
 type StopReason = { kind: "timeout" } | { kind: "signal"; signal: NodeJS.Signals; code: number } | { kind: "crash" };
 
-async function superviseQemu(qemu: string, args: string[], timeoutSec: number | undefined, io: RunIo): Promise<number> {
-  const child = spawnTied(qemu, args, ["pipe", "inherit", "pipe"]);
+async function superviseQemu(qemu: string, args: string[], timeoutSec: number | undefined, io: RunIo, relay?: ConsoleRelay): Promise<number> {
+  const child = spawnTied(qemu, args, ["pipe", relay?.fd ?? "inherit", "pipe"]);
+  relay?.closeWriter(); // QEMU holds the only write end now: its exit ends the relay
   let stopped: StopReason | undefined;
   let qemuErrorSeen = false;
   /** Set when QEMU reports a terminating signal this CLI did not send (kill from outside). */
