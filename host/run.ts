@@ -628,6 +628,9 @@ interface ConsoleRelay {
   closeWriter(): void;
 }
 
+/** Console bytes held for a slow reader of our stdout before QEMU is left to wait (then drop). */
+const CONSOLE_BACKLOG = 16 << 20;
+
 function consoleRelay(scratch: () => string): ConsoleRelay | undefined {
   let socket = false;
   try {
@@ -641,10 +644,21 @@ function consoleRelay(scratch: () => string): ConsoleRelay | undefined {
   const readFd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   const fd = openSync(fifo, constants.O_WRONLY);
   const input = new Socket({ fd: readFd, readable: true, writable: false });
+  const out = process.stdout;
   const finished = new Promise<void>((resolveDone) => {
-    input.on("data", (chunk: Buffer) => process.stdout.write(chunk));
-    input.once("end", resolveDone);
-    input.once("error", () => resolveDone());
+    let written: Promise<void> = Promise.resolve();
+    input.on("data", (chunk: Buffer) => {
+      // Our stdout may be asynchronous: hold up to CONSOLE_BACKLOG here while the reader is slow.
+      written = new Promise((resolveWrite) => {
+        if (!out.write(chunk, () => resolveWrite()) && out.writableLength > CONSOLE_BACKLOG) {
+          input.pause();
+          out.once("drain", () => input.resume());
+        }
+      });
+    });
+    const flushed = () => void written.then(resolveDone);
+    input.once("end", flushed);
+    input.once("error", flushed);
   });
   const relay: ConsoleRelay = {
     fd,

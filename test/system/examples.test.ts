@@ -2,7 +2,7 @@
 // under KVM (when /dev/kvm works) and under TCG: what a user sees on the console and the
 // exit code the CLI returns.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { kvmUsable, type Accel } from "../../host/run.ts";
@@ -17,6 +17,7 @@ const images = testImages("examples", {
   spin: "test/fixtures/apps/spin.ts",
   fault: "test/fixtures/apps/fault.ts",
   encoding: "test/fixtures/apps/encoding.ts",
+  chatty: "test/fixtures/apps/chatty.ts",
 });
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 
@@ -88,6 +89,29 @@ for (const accel of accels) {
       assert.deepEqual(encoded, samples.map((s) => Array.from(new TextEncoder().encode(s))));
       const dec = new TextDecoder();
       assert.deepEqual(decoded, [[0xc3, 0xa9], [0xff, 0x41], [0xe2, 0x82], [0xf0, 0x9f, 0x98, 0x80]].map((b) => dec.decode(new Uint8Array(b))));
+    });
+
+    test("console output reaches a reader that stalls for 2 s, every byte of 2000 lines", async () => {
+      // stdout is a socketpair here, as under any Node parent; QEMU used to drop bytes once
+      // a few hundred one-byte writes filled it.
+      const child = spawn(process.execPath, [cli, "run", images.chatty, "--accel", accel], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout.pause();
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      await new Promise((r) => setTimeout(r, 2000));
+      let out = "";
+      child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk)).resume();
+      await new Promise((r) => child.stdout.once("end", r));
+      assert.equal(await exited, 0);
+      const lines = out.split("\n");
+      assert.equal(lines.pop(), "");
+      assert.equal(lines.length, 2000, `got ${lines.length} lines`);
+      lines.forEach((line, i) => {
+        const m = /^(line (\d{4}) .{36}) ([0-9a-f]{8})$/.exec(line);
+        assert.ok(m && Number(m[2]) === i, `line ${i} is ${JSON.stringify(line)}`);
+        let sum = 0;
+        for (let k = 0; k < m[1].length; k++) sum = (sum * 31 + m[1].charCodeAt(k)) >>> 0;
+        assert.equal(sum.toString(16).padStart(8, "0"), m[3], `line ${i} is damaged: ${JSON.stringify(line)}`);
+      });
     });
 
     test("a runaway guest is stopped by --timeout with exit code 124", () => {
