@@ -25,7 +25,7 @@ const MEMBERS: readonly (keyof Hardware)[] = [
   "mmioWrite8", "mmioWrite16", "mmioWrite32", "mmioWrite64",
   "inb", "inw", "inl", "outb", "outw", "outl",
   "dmaAlloc", "physAddr", "irqRoute", "irqMask", "fence", "checksum", "imageFiles", "utf8Encode", "sourceMap",
-  "memoryUsage", "gc", "setHooks", "coreSend", "coreReceive", "coreArmWake", "coreFlush", "coresFailed",
+  "memoryUsage", "gc", "setHooks", "coreSend", "coreReceive", "coreArmWake", "coreFlush", "coresFailed", "coreWake",
 ];
 
 function missing(name: string): () => never {

@@ -48,6 +48,9 @@ export interface NativeBindings {
   /** Tells senders this core may halt (they then send the wake-up interrupt); returns true
    *  if a message arrived meanwhile, in which case the core must not halt. */
   coreArmWake(): boolean;
+  /** Sends the wake-up interrupt to `core` if it may be halting (after its coreArmWake());
+   *  returns whether it sent one. */
+  coreWake(core: number): boolean;
   /** Bit i set when core i has stopped (its heap ran out). */
   coresFailed(): number;
 
