@@ -83,6 +83,9 @@ export interface NativeBindings {
   irqRoute(gsi: number, line: number, levelTriggered: boolean): void;
   /** Masks the IOAPIC input again. */
   irqMask(gsi: number): void;
+  /** When interrupt line `line` (1..31) fires on this core, the supervisor at once wakes the
+   *  halted cores of the bit mask `cores` (a multiqueue NIC's one interrupt); 0 stops it. */
+  irqForward(line: number, cores: number): void;
 
   /** Full memory barrier (mfence): orders earlier stores before later loads, e.g. a virtqueue's
    *  avail index before reading the device's event index (virtio 1.2 §2.7.13.4). */

@@ -349,6 +349,9 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.rxq.kick();
     if (ctrlq !== null) {
       this.setQueuePairs(ctrlq, pairs);
+      // The device's one interrupt comes here: the supervisor wakes the other pairs' cores at
+      // once (onInterruptTaken does it again from the event loop, as a fallback).
+      if (this.interruptLine > 0) hw.irqForward(this.interruptLine, ((1 << pairs) - 1) & ~1);
       for (const pairSetup of handOver) {
         try {
           postKernelMessage(pairSetup.pair, MQ_TOPIC, pairSetup, [pairSetup.rxRing, pairSetup.txRing]);
@@ -382,7 +385,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     (this.offload as { queuePairs: number }).queuePairs = pairs;
   }
 
-  /** The owner wakes the cores of the other queue pairs: the device's one interrupt is its. */
+  /** The owner wakes the cores of the other queue pairs: the device's one interrupt is its
+   *  (the supervisor already did when irqForward is in place; then nobody sleeps any more). */
   protected override onInterruptTaken(): void {
     for (let core = 1; core < this.offload.queuePairs; core++) hw.coreWake(core);
   }
