@@ -279,7 +279,12 @@ export async function ready(timeoutMs = 10_000): Promise<void> {
     const deadline = hw.now() + timeoutMs;
     // A core's queue pair of a multiqueue NIC starts when the owner core hands it over.
     while (stack!.iface.address === 0 || (stack!.device as { ready?: boolean }).ready === false) {
-      if (hw.now() > deadline) throw new Error(`networking: no address after ${timeoutMs} ms (is a DHCP server there?)`);
+      if (hw.now() > deadline) {
+        if ((stack!.device as { ready?: boolean }).ready === false) {
+          throw new Error(`networking: core ${cores.id}'s queue pair of the multiqueue NIC did not start within ${timeoutMs} ms (see core 0's errors)`);
+        }
+        throw new Error(`networking: no address after ${timeoutMs} ms (is a DHCP server there?)`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   } finally {
