@@ -155,7 +155,9 @@ image (cached until DIR or the sources change) and boots it, serving DIR on
 http://127.0.0.1:HOSTPORT/ (default 8080) until interrupted. Accepts the options of
 'torito run' except --port forms other than a host port. With --cpus N every core
 serves on its own NIC: core i on host port HOSTPORT+i. With --net tap:NAME (or
---netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP).
+--netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP);
+with --cpus N --net tap:NAME,mq --ip A.B.C.D/N every core serves on that one address,
+each on its own queue pair of one multiqueue NIC.
 `,
   setup: `Usage: torito setup [--quiet]
 

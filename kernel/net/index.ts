@@ -158,6 +158,18 @@ function up(): Stack {
   return stack;
 }
 
+// Core 0 starts a multiqueue NIC even if its own app never uses the network: the other
+// cores' queue pairs start only when it hands them over.
+if (mqPairs > 0 && cores.id === 0) {
+  queueMicrotask(() => {
+    try {
+      up();
+    } catch {
+      // findDevice() said why
+    }
+  });
+}
+
 /** One pass over the stack (the driver's own poller delivers frames); false when idle. */
 function poll(): boolean {
   const s = stack!;
