@@ -5,8 +5,9 @@
 // two queues: both cores must serve on their own pair, every response must be right, a
 // keep-alive connection must stay on one core, a halted core 1 must be woken through the
 // owner's interrupt (idle spin 0), and core 1 must be able to connect out to an address it
-// has to resolve with ARP (the reply may land on core 0's queue). Then the WebServer
-// appliance with `torito serve --cpus 2 --net tap:NAME,mq`. Needs root and /dev/net/tun.
+// has to resolve with ARP while core 0 does the same (a reply may land on the other core's
+// queue). Then the WebServer appliance with `torito serve --cpus 2 --net tap:NAME,mq`.
+// Needs root and /dev/net/tun.
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
@@ -22,8 +23,9 @@ const images = testImages("smp-mq", { serve: "test/fixtures/apps/smp-mq-serve.ts
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 const skip = tapUnavailableReason() ?? false;
 const HOST = "10.79.0.1";
-/** A second host address on the tap: nothing in the guest has talked to it, so reaching it needs ARP. */
+/** More host addresses on the tap: nothing in the guest has talked to them, so reaching them needs ARP. */
 const OTHER = "10.79.0.3";
+const FOURTH = "10.79.0.4";
 const GUEST = "10.79.0.2";
 const TAP = "tmq0";
 
@@ -69,6 +71,7 @@ describe("one multiqueue NIC, a queue pair and a TCP/IP stack per core", { skip 
     ns = await NetNamespace.create("mq");
     await ns.addTap(TAP, `${HOST}/24`, { multiQueue: true });
     await ns.must("ip", ["addr", "add", `${OTHER}/24`, "dev", TAP]);
+    await ns.must("ip", ["addr", "add", `${FOURTH}/24`, "dev", TAP]);
     // The peer core 1 connects out to: answers "echo:" + what it got, then closes.
     listener = ns.spawn(process.execPath, ["-e", `require("net").createServer((s) => s.on("data", (d) => s.end("echo:" + d))).listen(9000, () => console.log("listening"))`]);
     await new Promise<void>((resolve, reject) => {
@@ -90,12 +93,17 @@ describe("one multiqueue NIC, a queue pair and a TCP/IP stack per core", { skip 
         // previous boot decides anything.
         await ns.run("ip", ["neigh", "flush", "dev", TAP]);
 
-        // Core 1 connects out first: its stack has never seen OTHER, so it sends an ARP
-        // request from its queue; the reply lands on whichever queue tun picks for ARP.
-        const out1 = await curl(ns, guest, [`http://${GUEST}/connect/1/${OTHER}/9000`]);
+        // Both cores connect out at once to addresses their stacks have never seen, so each
+        // sends an ARP request from its own queue. tun steers every ARP frame alike (no flow in
+        // it: to the queue that last sent one), so both replies tend to land on ONE queue, and
+        // the other core learns its answer from the copy the receiving core gives it.
+        const [out1, out0] = await Promise.all([
+          curl(ns, guest, [`http://${GUEST}/connect/1/${OTHER}/9000`]),
+          curl(ns, guest, [`http://${GUEST}/connect/0/${FOURTH}/9000`]),
+        ]);
         assert.equal(out1, "core 1 local port ok: echo:hello from core 1\n");
-        const out0 = await curl(ns, guest, [`http://${GUEST}/connect/0/${HOST}/9000`]);
         assert.equal(out0, "core 0 local port ok: echo:hello from core 0\n");
+        assert.equal(await curl(ns, guest, [`http://${GUEST}/connect/1/${HOST}/9000`]), "core 1 local port ok: echo:hello from core 1\n");
 
         // Many connections: tun spreads them over both queues by flow hash.
         const seen = [0, 0];
@@ -133,6 +141,7 @@ describe("one multiqueue NIC, a queue pair and a TCP/IP stack per core", { skip 
           assert.equal(s.net.counters.tcp.resetsSent, 0, `core ${s.core} reset no connection (no segment reached a core that did not own it)`);
         }
         assert.ok(all[1]!.net.counters.arpRequestsSent >= 1, "core 1 resolved OTHER itself");
+        assert.ok(all[0]!.net.counters.arpRequestsSent >= 1, "core 0 resolved FOURTH itself");
         assert.ok(all[1]!.halts > 0, "core 1 halted between requests (and was woken through the owner)");
         assert.ok(all[0]!.net.counters.steering.arpShared + all[1]!.net.counters.steering.arpShared > 0, "ARP frames were shared");
 
