@@ -27,6 +27,10 @@
  *
  * A core polls its rings from the scheduler; when idle it sets a flag so that senders
  * wake it with an inter-processor interrupt (ring 3 writes the local APIC's ICR).
+ *
+ * The kernel has channels of its own over the same rings (onKernelMessage and
+ * postKernelMessage, by topic): the multiqueue NIC hands queue pairs and forwards frames
+ * through them. The app never sees those messages.
  */
 import { hw } from "../hw.ts";
 import { addPoller } from "./scheduler.ts";

@@ -45,6 +45,9 @@ export abstract class VirtioDriver {
 
   /** A queue pair driven on a core that does not own the device (see above). */
   protected readonly remote: boolean;
+  /** A remote pair may halt its core only when the owner takes an interrupt to wake it by;
+   *  otherwise (a device without a routable interrupt) it keeps polling. */
+  protected remoteWakeable = true;
 
   constructor(transport: VirtioMmioTransport, kind: string, remote = false) {
     this.transport = transport;
@@ -122,7 +125,7 @@ export abstract class VirtioDriver {
   /** Makes sure the poller runs: call after submitting work. */
   protected startPolling(): void {
     if (this.removePoller === null && this.broken === null) {
-      this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 || this.remote ? { onIdle: this.idleFn } : {});
+      this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 || (this.remote && this.remoteWakeable) ? { onIdle: this.idleFn } : {});
     }
   }
 

@@ -122,6 +122,8 @@ export interface QueuePairSetup {
   mtu: number;
   link: boolean;
   maxPairs: number;
+  /** Whether the owner takes the device's interrupt (and so can wake this pair's core). */
+  wakeable: boolean;
   /** Ring memory already registered with the device (transferred), and the queue sizes. */
   rxRing: ArrayBuffer;
   rxSize: number;
@@ -250,6 +252,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       ]);
     } else {
       t.features = BigInt(`0x${setup.features}`);
+      this.remoteWakeable = setup.wakeable;
     }
     const mergeable = t.has(VIRTIO_NET_F_MRG_RXBUF);
     this.headerLength = t.has(VIRTIO_F_VERSION_1) || mergeable ? 12 : 10;
@@ -308,7 +311,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       t.setupQueue(2 * pair + 1, txSize, txRing.addresses);
       handOver.push({
         pair, features: t.features.toString(16), mac: [...config.mac], mtu: config.mtu, link: this.link,
-        maxPairs: this.offload.maxQueuePairs, rxRing: rxRing.buffer, rxSize, txRing: txRing.buffer, txSize,
+        maxPairs: this.offload.maxQueuePairs, wakeable: this.interruptLine > 0, rxRing: rxRing.buffer, rxSize, txRing: txRing.buffer, txSize,
       });
     }
     const ctrlq = pairs > 1 ? this.createQueue(2 * this.offload.maxQueuePairs, 8, 4) : null;
