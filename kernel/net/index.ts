@@ -12,8 +12,8 @@
 import { parseCmdline } from "../cmdline.ts";
 import { multiqueuePairs, openNetDevice, openNetQueuePair, ownedCount } from "../devices/index.ts";
 import { hw } from "../hw.ts";
-import { cores, onKernelMessage, postKernelMessage } from "../process/cores.ts";
-import { ephemeralRange, steerFrame, STEER_ARP, STEER_LOCAL } from "./multiqueue.ts";
+import { cores } from "../process/cores.ts";
+import { ephemeralRange, MultiqueueSteering } from "./multiqueue.ts";
 import { addPoller } from "../process/scheduler.ts";
 import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
 import type { DhcpClient } from "./dhcp.ts";
@@ -59,41 +59,10 @@ let findDevice: (() => DrivableNetDevice | null) | null = () => {
     return null;
   }
 };
-/** Kernel message topic of frames another core's queue received for this core's stack. */
-const FRAME_TOPIC = "net-frame";
-/** Multiqueue steering counters of this core. */
-const steering = { forwardedOut: 0, forwardedIn: 0, arpShared: 0 };
-let removeFrameListener: (() => void) | null = null;
 /** The interface's own receive handler (receiveHandler wraps it with steering on a multiqueue NIC). */
 let stackReceive: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null = null;
-
-/** Receives on a multiqueue NIC: frames of another core's connections go to that core, ARP to all. */
-function steeredReceive(frame: Uint8Array, checksumVerified?: boolean): void {
-  const to = steerFrame(frame, cores.id, mqPairs);
-  if (to === STEER_LOCAL) {
-    stackReceive?.(frame, checksumVerified);
-    return;
-  }
-  if (to === STEER_ARP) {
-    for (let core = 0; core < mqPairs; core++) {
-      if (core === cores.id) continue;
-      try {
-        postKernelMessage(core, FRAME_TOPIC, frame); // a copy: the view is the receive buffer
-        steering.arpShared++;
-      } catch {
-        // that core stopped
-      }
-    }
-    stackReceive?.(frame, checksumVerified);
-    return;
-  }
-  try {
-    postKernelMessage(to, FRAME_TOPIC, frame);
-    steering.forwardedOut++;
-  } catch {
-    // that core stopped: its connections are gone with it
-  }
-}
+/** Frames between the cores sharing a multiqueue NIC (kernel/net/multiqueue.ts). */
+const steering = mqPairs > 0 ? new MultiqueueSteering(cores.id, mqPairs, (frame, verified) => stackReceive?.(frame, verified)) : null;
 /** The interface's receive handler, installed on the device only while the unit is held. */
 let receiveHandler: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null = null;
 let holds = 0;
@@ -131,7 +100,7 @@ function up(): Stack {
     transmit: (buffer, length) => device.transmit(buffer, length),
     setReceiveHandler: (handler) => {
       stackReceive = handler;
-      receiveHandler = handler !== null && mqPairs > 0 ? steeredReceive : handler;
+      receiveHandler = handler !== null && steering !== null ? steering.receive : handler;
       if (holds > 0) device.setReceiveHandler(receiveHandler);
     },
     poll: () => device.poll(),
@@ -197,12 +166,7 @@ function hold(): () => void {
     // The driver arms its own interrupt when idle; this poller has nothing to arm.
     removePoller = addPoller(poll, { onIdle: () => false });
     s.device.setReceiveHandler(receiveHandler);
-    if (mqPairs > 0) {
-      removeFrameListener = onKernelMessage(FRAME_TOPIC, (frame) => {
-        steering.forwardedIn++;
-        stackReceive?.(frame as Uint8Array, false);
-      });
-    }
+    steering?.start();
   }
   let held = true;
   return () => {
@@ -211,8 +175,7 @@ function hold(): () => void {
     if (--holds === 0) {
       removePoller?.();
       removePoller = null;
-      removeFrameListener?.();
-      removeFrameListener = null;
+      steering?.stop();
       stack?.device.setReceiveHandler(null);
     }
   };
@@ -348,7 +311,7 @@ export function networkInfo(): { address: string; mac: string; counters: unknown
   const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
   return {
     address: formatIpv4(stack.iface.address), mac,
-    counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters, ...(mqPairs > 0 ? { steering: { ...steering } } : {}) },
+    counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters, ...(steering !== null ? { steering: { ...steering.counters } } : {}) },
   };
 }
 

@@ -19,6 +19,7 @@
  * - Configuration: one static address for all cores (DHCP would run once per core with the
  *   same MAC; the host refuses mq without --ip).
  */
+import { onKernelMessage, postKernelMessage } from "../process/cores.ts";
 
 /** First port of the dynamic range (RFC 6335 §6). */
 export const EPHEMERAL_FIRST = 49152;
@@ -61,4 +62,62 @@ export function steerFrame(frame: Uint8Array, self: number, cores: number): numb
   if (frame.length < at + 2) return STEER_LOCAL;
   const core = portCore((frame[at]! << 8) | frame[at + 1]!, cores);
   return core >= 0 && core !== self ? core : STEER_LOCAL;
+}
+
+/** Receive handler of a stack: a frame (a view valid during the call) and whether its checksum was verified. */
+type FrameHandler = (frame: Uint8Array, checksumVerified?: boolean) => void;
+
+/** Kernel message topic of frames another core's queue received for this core's stack. */
+const FRAME_TOPIC = "net-frame";
+
+/**
+ * This core's side of the steering: `receive` goes between the device and the stack
+ * (`deliver`), and while started, frames other cores forward arrive through the cores'
+ * rings into `deliver` too.
+ */
+export class MultiqueueSteering {
+  /** Frames sent to other cores (their ports), ARP copies given, frames received from others. */
+  readonly counters = { forwardedOut: 0, arpShared: 0, forwardedIn: 0 };
+  private removeListener: (() => void) | null = null;
+
+  constructor(readonly self: number, readonly cores: number, private readonly deliver: FrameHandler) {}
+
+  /** The device's receive handler. */
+  readonly receive: FrameHandler = (frame, checksumVerified) => {
+    const to = steerFrame(frame, this.self, this.cores);
+    if (to === STEER_LOCAL) {
+      this.deliver(frame, checksumVerified);
+      return;
+    }
+    if (to === STEER_ARP) {
+      for (let core = 0; core < this.cores; core++) {
+        if (core !== this.self && this.forward(core, frame)) this.counters.arpShared++;
+      }
+      this.deliver(frame, checksumVerified);
+      return;
+    }
+    if (this.forward(to, frame)) this.counters.forwardedOut++;
+  };
+
+  /** Accepts frames from the other cores (while this core's network unit runs). */
+  start(): void {
+    this.removeListener ??= onKernelMessage(FRAME_TOPIC, (frame) => {
+      this.counters.forwardedIn++;
+      this.deliver(frame as Uint8Array, false);
+    });
+  }
+
+  stop(): void {
+    this.removeListener?.();
+    this.removeListener = null;
+  }
+
+  private forward(core: number, frame: Uint8Array): boolean {
+    try {
+      postKernelMessage(core, FRAME_TOPIC, frame); // copied: the view is the receive buffer
+      return true;
+    } catch {
+      return false; // that core stopped: its connections are gone with it
+    }
+  }
 }
