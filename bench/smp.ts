@@ -2,7 +2,9 @@
  * SMP benchmark (issue 6): message round-trip latency between two cores, boot time with
  * 1, 2 and 4 vCPUs (QEMU spawn to core 0's first line, and to every core having answered a
  * call), from bench/apps/smp.ts; and the WebServer appliance on 1 and 2 cores, each core
- * serving on its own NIC.
+ * serving on its own NIC; and over tap devices in a network namespace (root only): 1 core,
+ * 2 cores with a NIC each, and 2 cores sharing one multiqueue NIC (a queue pair and a
+ * TCP/IP stack per core, `--net tap:NAME,mq`), in the same run.
  */
 import { spawn } from "node:child_process";
 import { copyFileSync } from "node:fs";
@@ -12,8 +14,8 @@ import { buildImage } from "../host/build.ts";
 import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel, type PortForward, type RunOptions } from "../host/run.ts";
 import { applianceImage } from "../host/serve.ts";
 import { freePort } from "../test/helpers/ports.ts";
-import { runCommand, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, parseWrk, runOptions, table, type Launch, type WrkResult } from "./lib.ts";
+import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
+import { fmt, launch, median, parseWrk, runIfMain, runOptions, table, type Launch, type WrkResult } from "./lib.ts";
 
 const RUNS = 9;
 const CPU_COUNTS = [1, 2, 4];
@@ -41,7 +43,8 @@ async function measure(o: RunOptions, timeoutMs = 60_000): Promise<{ launch: Lau
   }
 }
 
-const WRK_SECONDS = 10;
+/** TORITO_BENCH_WRK_SECONDS shortens the wrk runs (e.g. 2) to check that the section works. */
+const WRK_SECONDS = Number(process.env["TORITO_BENCH_WRK_SECONDS"] ?? 10);
 const WRK_CONNECTIONS = 30;
 const WRK_REPEATS = 3;
 
@@ -73,6 +76,76 @@ async function applianceOnCores(image: string, accel: Accel, coreCount: number):
     return { rps: runs.reduce((sum, r) => sum + r.rps, 0), runs };
   } finally {
     guest.kill("SIGKILL");
+  }
+}
+
+/** How the appliance is networked in the tap comparison. */
+type TapLayout = "1 core" | "2 cores, 2 NICs" | "2 cores, 1 multiqueue NIC";
+export const TAP_LAYOUTS: readonly TapLayout[] = ["1 core", "2 cores, 2 NICs", "2 cores, 1 multiqueue NIC"];
+
+/**
+ * Boots the appliance inside `ns` with `layout` and runs wrk there (WRK_CONNECTIONS in all:
+ * one wrk per guest address, started together); returns the summed requests/s and the
+ * reports. Taps: bt0 (10.80.0.1/24, guest .2) and bt1 (10.80.1.1/24) for the NIC-per-core
+ * layouts, btmq (multi_queue, 10.80.2.1/24) for the multiqueue one.
+ */
+export async function applianceOverTap(ns: NetNamespace, image: string, accel: Accel, layout: TapLayout): Promise<{ rps: number; runs: WrkResult[] }> {
+  const base: RunOptions = { ...runOptions(image, accel), ports: [], rng: true };
+  const o: RunOptions = layout === "1 core" ? { ...base, cpus: 1, taps: [{ ifname: "bt0", vnetHdr: true }], ip: "10.80.0.2/24" }
+    : layout === "2 cores, 2 NICs" ? { ...base, cpus: 2, taps: [{ ifname: "bt0", vnetHdr: true }, { ifname: "bt1", vnetHdr: true }], ip: "10.80.0.2/24,10.80.1.2/24" }
+    : { ...base, cpus: 2, taps: [{ ifname: "btmq", vnetHdr: true, mq: true }], ip: "10.80.2.2/24" };
+  const addresses = o.ip!.split(",").map((a) => a.split("/")[0]!);
+  const guest = ns.spawn(QEMU_BINARY, qemuArgs(o));
+  let out = "";
+  guest.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+  guest.stderr!.setEncoding("utf8").on("data", (d: string) => (out += d));
+  try {
+    const deadline = Date.now() + 60_000;
+    while ((out.match(/static-web-server: serving/g)?.length ?? 0) < o.cpus) {
+      if (Date.now() > deadline || guest.exitCode !== null) throw new Error(`appliance (${layout}) did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const each = WRK_CONNECTIONS / addresses.length;
+    const runs = await Promise.all(addresses.map(async (address) => {
+      const r = await ns.run("wrk", ["-t1", `-c${each}`, `-d${WRK_SECONDS}s`, "--latency", `http://${address}/612.html`], (WRK_SECONDS + 30) * 1000);
+      if (r.code !== 0) throw new Error(`wrk failed: ${r.stderr}`);
+      return parseWrk(r.stdout.toString());
+    }));
+    return { rps: runs.reduce((sum, r) => sum + r.rps, 0), runs };
+  } finally {
+    guest.kill("SIGKILL");
+    await new Promise((r) => (guest.exitCode !== null || guest.signalCode !== null ? r(null) : guest.once("exit", r)));
+  }
+}
+
+/** The tap comparison's markdown rows (empty, with the reason, when taps are unavailable). */
+async function tapComparison(appliance: string, accel: Accel): Promise<{ rows: (string | number)[][]; skipped: string | null }> {
+  const reason = tapUnavailableReason();
+  if (reason !== null) return { rows: [], skipped: reason };
+  const ns = await NetNamespace.create("bench-smp");
+  try {
+    await ns.addTap("bt0", "10.80.0.1/24");
+    await ns.addTap("bt1", "10.80.1.1/24");
+    await ns.addTap("btmq", "10.80.2.1/24", { multiQueue: true });
+    const rps = new Map<TapLayout, number[]>(TAP_LAYOUTS.map((l) => [l, []]));
+    const detail = new Map<TapLayout, WrkResult[]>();
+    for (let round = 0; round < WRK_REPEATS; round++) {
+      for (const layout of TAP_LAYOUTS) {   // alternate, so that drift in host load hits all alike
+        const r = await applianceOverTap(ns, appliance, accel, layout);
+        rps.get(layout)!.push(r.rps);
+        detail.set(layout, r.runs);
+        console.log(`smp webserver tap ${accel} ${layout}: ${Math.round(r.rps)} req/s (${r.runs.map((w) => `${Math.round(w.rps)} p99 ${w.p99} errors ${w.errors}`).join("; ")})`);
+      }
+    }
+    const one = median(rps.get("1 core")!);
+    const rows = TAP_LAYOUTS.map((layout) => {
+      const value = median(rps.get(layout)!);
+      const runs = detail.get(layout)!;
+      return [accel, layout, Math.round(value), (value / one).toFixed(2), runs.map((w) => w.p99).join(" / "), runs.reduce((e, w) => e + w.errors, 0)];
+    });
+    return { rows, skipped: null };
+  } finally {
+    await ns.delete();
   }
 }
 
@@ -126,6 +199,7 @@ export async function smpBenchmark(work: string): Promise<string> {
     const runs = detail.get(n)!;
     webRows.push([webAccel, n, Math.round(rps), (rps / one).toFixed(2), runs.map((w) => w.p99).join(" / "), runs.reduce((e, w) => e + w.errors, 0)]);
   }
+  const tap = await tapComparison(appliance, webAccel);
   return [
     "## SMP (issue 6)",
     "",
@@ -155,5 +229,17 @@ export async function smpBenchmark(work: string): Promise<string> {
     "",
     table(["accel", "cores", "requests/s", "vs 1 core", "p99 per port", "errors"], webRows),
     "",
+    "**Two NICs or one multiqueue NIC (issue 6, item 5).** The same appliance and load over tap devices in",
+    "a network namespace, wrk inside it: 1 core on one tap; 2 cores with a tap each (`--net tap:A --net",
+    "tap:B`, two addresses, one wrk per address with half the connections); 2 cores sharing one",
+    "`multi_queue` tap (`--net tap:NAME,mq`: a queue pair and a TCP/IP stack per core on one address,",
+    "Linux's tun spreading the connections over the queues by flow hash; one wrk with all the",
+    `connections). Median of ${WRK_REPEATS} boots per layout, layouts alternating.`,
+    "",
+    ...(tap.skipped !== null ? [`(not measured: ${tap.skipped})`]
+      : [table(["accel", "layout", "requests/s", "vs 1 core", "p99 per wrk", "errors"], tap.rows)]),
+    "",
   ].join("\n");
 }
+
+await runIfMain(import.meta, smpBenchmark);

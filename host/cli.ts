@@ -9,7 +9,7 @@ import { BundleError, buildImage, repoRoot } from "./build.ts";
 import { applianceImage } from "./serve.ts";
 import {
   DEFAULT_MEM_BYTES, EXIT_USAGE, MAX_CPUS, ToolError, UsageError, defaultAccel, dryRunLines, parseAccel,
-  nicPlan, parseCidr, parseDisk, parseIntInRange, parseIpv4Address, parseMem, parseMemWeights, parseNet, parsePort, parseTimeout, runImage,
+  checkMultiqueue, nicPlan, parseCidr, parseDisk, parseIntInRange, parseIpv4Address, parseMem, parseMemWeights, parseNet, parsePort, parseTimeout, runImage,
   validateRunOptions, type RunOptions,
 } from "./run.ts";
 
@@ -136,7 +136,10 @@ Options:
   --net tap:NAME[@CORE]  attach host tap device NAME (QEMU opens it: run as root,
                       or create it first with 'ip tuntap add NAME mode tap user USER');
                       ',vnet_hdr=off' turns off checksum offload; repeatable: the
-                      i-th goes to core i unless @CORE says; not with --port
+                      i-th goes to core i unless @CORE says; not with --port;
+                      ',mq' (alone, with --cpus N >= 2 and one --ip): one multiqueue
+                      NIC with a queue pair and a TCP/IP stack per core, on one
+                      address (the tap must be 'ip tuntap add NAME mode tap multi_queue')
   --ip A.B.C.D/N[,..] static guest address for --net/--netdev (default: DHCP);
                       a list gives core i the i-th address
   --gw ADDR           default gateway (needs --ip)
@@ -152,7 +155,9 @@ image (cached until DIR or the sources change) and boots it, serving DIR on
 http://127.0.0.1:HOSTPORT/ (default 8080) until interrupted. Accepts the options of
 'torito run' except --port forms other than a host port. With --cpus N every core
 serves on its own NIC: core i on host port HOSTPORT+i. With --net tap:NAME (or
---netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP).
+--netdev) it serves on port 80 of the guest's own address (--ip A.B.C.D/N, or DHCP);
+with --cpus N --net tap:NAME,mq --ip A.B.C.D/N every core serves on that one address,
+each on its own queue pair of one multiqueue NIC.
 `,
   setup: `Usage: torito setup [--quiet]
 
@@ -248,7 +253,7 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
     if (options.ports.length > 0) throw new UsageError("--net and --port both configure the network device; use one");
     if (options.netdev !== undefined) throw new UsageError("--net and --netdev both configure the network device; use one");
   }
-  nicPlan(options); // one NIC per core, on cores the VM has
+  nicPlan(options); // one NIC per core, on cores the VM has (or one multiqueue NIC for all)
   const weights = str(args, "mem-weights");
   if (weights !== undefined) options.memWeights = parseMemWeights(weights, options.cpus);
   const ip = str(args, "ip"), gw = str(args, "gw"), dns = str(args, "dns");
@@ -266,6 +271,7 @@ export function runOptionsFromArgs(args: ParsedArgs, note: (line: string) => voi
     if (ip === undefined) throw new UsageError("--dns needs --ip (without --ip the guest uses DHCP)");
     options.dns = dns.split(",").map((a) => parseIpv4Address(a, "--dns"));
   }
+  checkMultiqueue(options);
   const seen = new Set<number>();
   for (const p of options.ports) {
     if (seen.has(p.hostPort)) throw new UsageError(`--port: host port ${p.hostPort} forwarded twice`);

@@ -8,7 +8,7 @@
  * when QEMU is (QEMU exits cleanly on SIGTERM/SIGINT/SIGHUP and says so; a SIGKILL is exit 1).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readSync, rmSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
@@ -87,6 +87,9 @@ export interface TapDevice {
   vnetHdr: boolean;
   /** The core that owns this NIC (`@CORE`; default: the tap's position among the --net options). */
   core?: number;
+  /** Multiqueue (`,mq`): one NIC for the whole VM with one queue pair per core, each core
+   *  with its own TCP/IP stack on the shared address. Needs a `multi_queue` tap. */
+  mq?: boolean;
 }
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -173,14 +176,57 @@ export function parsePort(text: string): PortForward {
   return { address: match[1] ?? "127.0.0.1", hostPort: Number(match[2]), guestPort: Number(match[3]), ...(core !== undefined ? { core } : {}) };
 }
 
-/** Parses `--net tap:NAME[,vnet_hdr=off][@CORE]` (Linux interface names: 1..15 of [A-Za-z0-9_.-]). */
+/** Parses `--net tap:NAME[,vnet_hdr=off][,mq][@CORE]` (Linux interface names: 1..15 of [A-Za-z0-9_.-]). */
 export function parseNet(text: string): TapDevice {
   const { spec, core } = splitCore(text, "--net");
-  const match = /^tap:([A-Za-z0-9_.-]{1,15})(,vnet_hdr=(on|off))?$/.exec(spec);
-  if (!match || match[1] === "." || match[1] === "..") {
-    throw new UsageError(`bad --net '${text}' (expected tap:NAME with an interface name of 1..15 letters, digits, '_', '.', '-', optionally ,vnet_hdr=off)`);
+  const [head, ...flags] = spec.split(",");
+  if (flags.includes("mq") && !head!.startsWith("tap:")) {
+    throw new UsageError(`bad --net '${text}': multiqueue needs a tap (tap:NAME,mq); QEMU's user network has one queue`);
   }
-  return { ifname: match[1]!, vnetHdr: match[3] !== "off", ...(core !== undefined ? { core } : {}) };
+  const match = /^tap:([A-Za-z0-9_.-]{1,15})$/.exec(head!);
+  const known = flags.every((f) => /^vnet_hdr=(on|off)$/.test(f) || f === "mq") && new Set(flags.map((f) => f.split("=")[0])).size === flags.length;
+  if (!match || !known || match[1] === "." || match[1] === "..") {
+    throw new UsageError(`bad --net '${text}' (expected tap:NAME with an interface name of 1..15 letters, digits, '_', '.', '-', optionally ,vnet_hdr=off and ,mq)`);
+  }
+  const mq = flags.includes("mq");
+  if (mq && core !== undefined) throw new UsageError(`bad --net '${text}': a multiqueue NIC takes no @CORE (it gives every core a queue pair)`);
+  return { ifname: match[1]!, vnetHdr: !flags.includes("vnet_hdr=off"), ...(core !== undefined ? { core } : {}), ...(mq ? { mq } : {}) };
+}
+
+/**
+ * Checks a multiqueue tap (`--net tap:NAME,mq`) against the rest of the options: it is the
+ * VM's only NIC, the VM has several cores, and there is one static address for all of them.
+ */
+export function checkMultiqueue(o: Pick<RunOptions, "taps" | "cpus" | "ip">): void {
+  const taps = o.taps ?? [];
+  const mq = taps.find((t) => t.mq === true);
+  if (mq === undefined) return;
+  const flag = `--net tap:${mq.ifname},mq`;
+  if (taps.length > 1) throw new UsageError(`${flag} gives every core a queue pair of one NIC; use it alone (no other --net)`);
+  if (o.cpus < 2) throw new UsageError(`${flag} needs --cpus 2 or more (one queue pair per core); with one core use --net tap:${mq.ifname}`);
+  if (o.ip === undefined) throw new UsageError(`${flag} needs a static --ip A.B.C.D/N: every core shares the address (DHCP would run on every core)`);
+  if (o.ip.includes(",")) throw new UsageError(`${flag} takes one --ip address: every core shares it`);
+}
+
+/** Linux's IFF_MULTI_QUEUE in /sys/class/net/NAME/tun_flags. */
+const IFF_MULTI_QUEUE = 0x100;
+
+/**
+ * For `--net tap:NAME,mq`: an existing tap created without multi_queue makes QEMU fail
+ * with a terse "could not configure /dev/net/tun"; say what to do instead. (A tap that does
+ * not exist yet is created by QEMU with as many queues as asked, when it may.)
+ */
+export function checkMultiqueueTap(tap: TapDevice, sysfs = "/sys/class/net"): void {
+  if (tap.mq !== true) return;
+  let flags: number;
+  try {
+    flags = Number(readFileSync(join(sysfs, tap.ifname, "tun_flags"), "utf8").trim());
+  } catch {
+    return;
+  }
+  if ((flags & IFF_MULTI_QUEUE) === 0) {
+    throw new UsageError(`--net tap:${tap.ifname},mq: tap ${tap.ifname} is not multiqueue (create it with 'ip tuntap add ${tap.ifname} mode tap multi_queue')`);
+  }
 }
 
 /** Parses `--disk FILE[:ro][@CORE]`. */
@@ -204,6 +250,8 @@ export function parseMemWeights(text: string, cpus: number): number[] {
 export interface NicPlan {
   backend: string;
   core: number;
+  /** Multiqueue: the queue pairs (one per core; the device gets mq=on). */
+  queuePairs?: number;
 }
 
 /**
@@ -220,8 +268,9 @@ export function nicPlan(o: Pick<RunOptions, "ports" | "taps" | "netdev" | "cpus"
     nics.push({ backend: ["user", ...forwards].join(","), core });
   }
   (o.taps ?? []).forEach((tap, i) => {
-    const backend = ["tap", `ifname=${tap.ifname}`, "script=no", "downscript=no", ...(tap.vnetHdr ? ["vnet_hdr=on"] : [])].join(",");
-    nics.push({ backend, core: tap.core ?? i });
+    const queues = tap.mq === true ? [`queues=${o.cpus}`] : [];
+    const backend = ["tap", `ifname=${tap.ifname}`, "script=no", "downscript=no", ...(tap.vnetHdr ? ["vnet_hdr=on"] : []), ...queues].join(",");
+    nics.push({ backend, core: tap.core ?? i, ...(tap.mq === true ? { queuePairs: o.cpus } : {}) });
   });
   if (o.netdev !== undefined) nics.push({ backend: o.netdev, core: 0 });
   const owners = new Set<number>();
@@ -325,7 +374,7 @@ export function qemuArgs(o: RunOptions): string[] {
   const nics = nicPlan(o);
   nics.forEach((nic, i) => {
     const [type, ...rest] = nic.backend.split(",");
-    args.push("-netdev", [type, `id=net${i}`, ...rest].join(","), "-device", `virtio-net-device,netdev=net${i}`);
+    args.push("-netdev", [type, `id=net${i}`, ...rest].join(","), "-device", `virtio-net-device,netdev=net${i}${nic.queuePairs !== undefined ? ",mq=on" : ""}`);
   });
   // libvhost-user (virtiofsd) refuses legacy virtio devices ("virtio legacy devices aren't
   // supported by libvhost-user"), so a virtio-fs share needs the modern transport.
@@ -353,6 +402,8 @@ export function qemuArgs(o: RunOptions): string[] {
   // statically so the guest answers its first connection without waiting for DHCP.
   const kernelOptions = o.ports.length > 0 ? [...USER_NET_OPTIONS] : staticNetOptions(o);
   if (o.cpus > 1 && nics.length > 0) kernelOptions.push(`torito.owner.net=${nics.map((n) => n.core).join(",")}`);
+  const mq = nics.find((n) => n.queuePairs !== undefined);
+  if (mq !== undefined) kernelOptions.push(`torito.net.mq=${mq.queuePairs}`);
   if (o.cpus > 1 && disks.some((d) => d.core !== undefined)) {
     kernelOptions.push(`torito.owner.blk=${disks.map((d, i) => d.core ?? i % o.cpus).join(",")}`);
   }
@@ -516,6 +567,7 @@ export function validateRunOptions(o: RunOptions): ImageInfo {
     }
     if (disk.core !== undefined && disk.core >= o.cpus) throw new UsageError(`--disk '${disk.path}' is placed on core ${disk.core}, but the VM has ${o.cpus} (--cpus)`);
   }
+  for (const tap of o.taps ?? []) checkMultiqueueTap(tap);
   return info;
 }
 

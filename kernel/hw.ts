@@ -24,8 +24,8 @@ const MEMBERS: readonly (keyof Hardware)[] = [
   "mmioRead8", "mmioRead16", "mmioRead32", "mmioRead64",
   "mmioWrite8", "mmioWrite16", "mmioWrite32", "mmioWrite64",
   "inb", "inw", "inl", "outb", "outw", "outl",
-  "dmaAlloc", "physAddr", "irqRoute", "irqMask", "fence", "checksum", "imageFiles", "utf8Encode", "sourceMap",
-  "memoryUsage", "gc", "setHooks", "coreSend", "coreReceive", "coreArmWake", "coreFlush", "coresFailed",
+  "dmaAlloc", "physAddr", "irqRoute", "irqMask", "irqForward", "fence", "checksum", "imageFiles", "utf8Encode", "sourceMap",
+  "memoryUsage", "gc", "setHooks", "coreSend", "coreReceive", "coreArmWake", "coreFlush", "coresFailed", "coreWake",
 ];
 
 function missing(name: string): () => never {

@@ -48,6 +48,9 @@ export interface NativeBindings {
   /** Tells senders this core may halt (they then send the wake-up interrupt); returns true
    *  if a message arrived meanwhile, in which case the core must not halt. */
   coreArmWake(): boolean;
+  /** Sends the wake-up interrupt to `core` if it may be halting (after its coreArmWake());
+   *  returns whether it sent one. */
+  coreWake(core: number): boolean;
   /** Bit i set when core i has stopped (its heap ran out). */
   coresFailed(): number;
 
@@ -80,6 +83,9 @@ export interface NativeBindings {
   irqRoute(gsi: number, line: number, levelTriggered: boolean): void;
   /** Masks the IOAPIC input again. */
   irqMask(gsi: number): void;
+  /** When interrupt line `line` (1..31) fires on this core, the supervisor at once wakes the
+   *  halted cores of the bit mask `cores` (a multiqueue NIC's one interrupt); 0 stops it. */
+  irqForward(line: number, cores: number): void;
 
   /** Full memory barrier (mfence): orders earlier stores before later loads, e.g. a virtqueue's
    *  avail index before reading the device's event index (virtio 1.2 §2.7.13.4). */

@@ -53,6 +53,9 @@ export interface DeviceInfo {
   features: number[];
   /** Why the device was disabled, or null. */
   error: string | null;
+  /** A multiqueue NIC (`torito.net.mq=N`): the queue pair each core uses (core i: pair i,
+   *  receiveq 2i, transmitq 2i+1); null for other devices. */
+  queuePairs: { core: number; pair: number; rxQueue: number; txQueue: number }[] | null;
 }
 
 interface Entry {
@@ -141,6 +144,25 @@ export function claimDevice(kind: DeviceKind, index = 0): VirtioMmioTransport | 
   return entry.transport;
 }
 
+/**
+ * The transport of the `index`-th device of `kind` whoever owns it, unclaimed: a core that
+ * drives one queue pair of a multiqueue NIC another core owns reads its config space and
+ * writes its queues' QueueNotify, nothing else.
+ */
+export function sharedDevice(kind: DeviceKind, index = 0): VirtioMmioTransport | null {
+  const entry = discover().filter((e) => e.kind === kind)[index];
+  if (entry === undefined || entry.error !== null) return null;
+  entry.claimed = true; // in this core's list(): active (this core drives a part of it)
+  return entry.transport;
+}
+
+/** Queue pairs of the multiqueue NIC (`torito.net.mq=N`, one per core 0..N-1), or 0 when there is none. */
+export function multiqueuePairs(): number {
+  const text = parseCmdline(hw.cmdline()).options.get("torito.net.mq");
+  if (text === undefined || !/^\d+$/.test(text)) return 0;
+  return Math.min(Number(text), coreCount);
+}
+
 /** Flushes this core's started virtio console (exit() calls it before powering off). */
 export function flushConsole(): void {
   const entry = entries?.find((e) => e.kind === "console" && e.core === thisCore);
@@ -177,7 +199,11 @@ export const blk = {
 export const devices = {
   /** Every virtio device of this VM (highest MMIO address first: the VMM's order), with its owner core. */
   list(): DeviceInfo[] {
+    const pairs = multiqueuePairs();
+    let firstNet = true;
     return discover().map((e) => {
+      const mq = pairs > 1 && e.kind === "net" && firstNet;
+      if (e.kind === "net") firstNet = false;
       const features: number[] = [];
       if (e.driver !== null) for (let bit = 0; bit < 64; bit++) if (e.transport.has(bit)) features.push(bit);
       return {
@@ -190,6 +216,7 @@ export const devices = {
         active: e.driver !== null || e.claimed,
         features,
         error: e.driver?.broken?.message ?? e.error,
+        queuePairs: mq ? Array.from({ length: pairs }, (_, i) => ({ core: i, pair: i, rxQueue: 2 * i, txQueue: 2 * i + 1 })) : null,
       };
     });
   },
@@ -283,4 +310,4 @@ function entropySeed(): Uint8Array {
 /** The global `crypto` (installed by kernel/init.ts), seeded on first use. */
 export const crypto: ToritoCrypto = createCrypto(entropySeed);
 
-export { openNetDevice, type VirtioNet, type NetOffload } from "./virtio/net.ts";
+export { openNetDevice, openNetQueuePair, type VirtioNet, type VirtioNetQueuePair, type NetOffload } from "./virtio/net.ts";

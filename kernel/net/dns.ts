@@ -174,7 +174,7 @@ export class DnsResolver {
       // A random source port makes off-path spoofing harder (RFC 5452 §9.2).
       for (let tries = 0; tries < 16 && this.socket === null; tries++) {
         try {
-          this.socket = this.udp.bind(49152 + Math.floor(this.random() * 16384), { queueLimit: 32 });
+          this.socket = this.udp.bind(this.udp.ephemeralFirst + Math.floor(this.random() * this.udp.ephemeralCount), { queueLimit: 32 });
         } catch {
           // port in use: try another
         }

@@ -10,9 +10,10 @@
  * passes for QEMU's user network) or DHCP.
  */
 import { parseCmdline } from "../cmdline.ts";
-import { openNetDevice, ownedCount } from "../devices/index.ts";
+import { multiqueuePairs, openNetDevice, openNetQueuePair, ownedCount } from "../devices/index.ts";
 import { hw } from "../hw.ts";
 import { cores } from "../process/cores.ts";
+import { ephemeralRange, MultiqueueSteering } from "./multiqueue.ts";
 import { addPoller } from "../process/scheduler.ts";
 import { applyNetworkConfig, parseNetworkConfig } from "./config.ts";
 import type { DhcpClient } from "./dhcp.ts";
@@ -40,13 +41,28 @@ interface Stack {
 }
 
 let stack: Stack | null = null;
+/** Cores sharing this core's multiqueue NIC (kernel/net/multiqueue.ts), or 0 without one. */
+const mqPairs = ((): number => {
+  try {
+    const pairs = multiqueuePairs();
+    return pairs > 1 && cores.id < pairs ? pairs : 0;
+  } catch {
+    return 0; // on Node without native bindings
+  }
+})();
 let findDevice: (() => DrivableNetDevice | null) | null = () => {
   try {
-    return openNetDevice(0);
-  } catch {
+    if (mqPairs > 0 && cores.id > 0) return openNetQueuePair(cores.id);
+    return openNetDevice(0, mqPairs > 0 ? { queuePairs: mqPairs } : {});
+  } catch (e) {
+    if (mqPairs > 0) console.error(`net: ${(e as Error).message}`);
     return null;
   }
 };
+/** The interface's own receive handler (receiveHandler wraps it with steering on a multiqueue NIC). */
+let stackReceive: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null = null;
+/** Frames between the cores sharing a multiqueue NIC (kernel/net/multiqueue.ts). */
+const steering = mqPairs > 0 ? new MultiqueueSteering(cores.id, mqPairs, (frame, verified) => stackReceive?.(frame, verified)) : null;
 /** The interface's receive handler, installed on the device only while the unit is held. */
 let receiveHandler: ((frame: Uint8Array, checksumVerified?: boolean) => void) | null = null;
 let holds = 0;
@@ -83,14 +99,17 @@ function up(): Stack {
     txBuffer: (length) => device.txBuffer(length),
     transmit: (buffer, length) => device.transmit(buffer, length),
     setReceiveHandler: (handler) => {
-      receiveHandler = handler;
-      if (holds > 0) device.setReceiveHandler(handler);
+      stackReceive = handler;
+      receiveHandler = handler !== null && steering !== null ? steering.receive : handler;
+      if (holds > 0) device.setReceiveHandler(receiveHandler);
     },
     poll: () => device.poll(),
   };
   const iface = new Ipv4Interface(gated);
-  const udp = new UdpLayer(iface);
-  const tcp = new TcpStack(iface, { isnSecret: randomBytes(16) });
+  // Cores sharing one address pick local ports from disjoint slices (kernel/net/multiqueue.ts).
+  const ephemeral = mqPairs > 0 ? ephemeralRange(cores.id, mqPairs) : undefined;
+  const udp = new UdpLayer(iface, ephemeral);
+  const tcp = new TcpStack(iface, { isnSecret: randomBytes(16), ...(ephemeral ? { ephemeralFirst: ephemeral.first, ephemeralCount: ephemeral.count } : {}) });
   iface.register(PROTOCOL_UDP, udp);
   iface.register(PROTOCOL_TCP, tcp);
   const random = () => {
@@ -106,6 +125,18 @@ function up(): Stack {
   const dhcp = applyNetworkConfig(config, { iface, udp, resolver }, now, (line) => console.log(line));
   stack = { device, iface, udp, tcp, sockets: new TcpSockets(tcp, () => hw.now()), resolver, dhcp };
   return stack;
+}
+
+// Core 0 starts a multiqueue NIC even if its own app never uses the network: the other
+// cores' queue pairs start only when it hands them over.
+if (mqPairs > 0 && cores.id === 0) {
+  queueMicrotask(() => {
+    try {
+      up();
+    } catch {
+      // findDevice() said why
+    }
+  });
 }
 
 /** One pass over the stack (the driver's own poller delivers frames); false when idle. */
@@ -135,6 +166,7 @@ function hold(): () => void {
     // The driver arms its own interrupt when idle; this poller has nothing to arm.
     removePoller = addPoller(poll, { onIdle: () => false });
     s.device.setReceiveHandler(receiveHandler);
+    steering?.start();
   }
   let held = true;
   return () => {
@@ -143,6 +175,7 @@ function hold(): () => void {
     if (--holds === 0) {
       removePoller?.();
       removePoller = null;
+      steering?.stop();
       stack?.device.setReceiveHandler(null);
     }
   };
@@ -219,8 +252,14 @@ export async function ready(timeoutMs = 10_000): Promise<void> {
   const release = hold();
   try {
     const deadline = hw.now() + timeoutMs;
-    while (stack!.iface.address === 0) {
-      if (hw.now() > deadline) throw new Error(`networking: no address after ${timeoutMs} ms (is a DHCP server there?)`);
+    // A core's queue pair of a multiqueue NIC starts when the owner core hands it over.
+    while (stack!.iface.address === 0 || (stack!.device as { ready?: boolean }).ready === false) {
+      if (hw.now() > deadline) {
+        if ((stack!.device as { ready?: boolean }).ready === false) {
+          throw new Error(`networking: core ${cores.id}'s queue pair of the multiqueue NIC did not start within ${timeoutMs} ms (see core 0's errors)`);
+        }
+        throw new Error(`networking: no address after ${timeoutMs} ms (is a DHCP server there?)`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   } finally {
@@ -261,7 +300,7 @@ export async function resolve(name: string): Promise<string[]> {
 export function available(): boolean {
   if (stack) return true;
   try {
-    return ownedCount("net") > 0;
+    return ownedCount("net") > 0 || mqPairs > 0;
   } catch {
     return false; // on Node without native bindings
   }
@@ -270,7 +309,10 @@ export function available(): boolean {
 export function networkInfo(): { address: string; mac: string; counters: unknown } | null {
   if (!stack) return null;
   const mac = [...stack.device.mac].map((b) => b.toString(16).padStart(2, "0")).join(":");
-  return { address: formatIpv4(stack.iface.address), mac, counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters } };
+  return {
+    address: formatIpv4(stack.iface.address), mac,
+    counters: { ...stack.iface.counters, drops: stack.iface.drops, tcp: stack.tcp.counters, ...(steering !== null ? { steering: { ...steering.counters } } : {}) },
+  };
 }
 
 /** A datagram received on a UDP socket. */

@@ -27,6 +27,10 @@
  *
  * A core polls its rings from the scheduler; when idle it sets a flag so that senders
  * wake it with an inter-processor interrupt (ring 3 writes the local APIC's ICR).
+ *
+ * The kernel has channels of its own over the same rings (onKernelMessage and
+ * postKernelMessage, by topic): the multiqueue NIC hands queue pairs and forwards frames
+ * through them. The app never sees those messages.
  */
 import { hw } from "../hw.ts";
 import { addPoller } from "./scheduler.ts";
@@ -133,10 +137,14 @@ let nextRunId = 1;
 /** Messages parked behind a full ring (the runtime keeps them, in order). */
 let outboxed = 0;
 let removePoller: (() => void) | undefined;
+/** Kernel-internal channels (e.g. the multiqueue NIC's set-up and forwarded frames): never seen by the app. */
+const kernelHandlers = new Map<string, (value: unknown, from: number) => void>();
+/** Kernel messages that arrived before their channel's handler, delivered to it in order. */
+const kernelUnheard: { topic: string; value: unknown; from: number }[] = [];
 
 /** Registers or removes this core's ring poller (see "Lifetime" above). */
 function updatePoller(): void {
-  const wanted = count > 1 && (id !== 0 || listeners.length > 0 || pendingRuns.size > 0 || outboxed > 0);
+  const wanted = count > 1 && (id !== 0 || listeners.length > 0 || pendingRuns.size > 0 || outboxed > 0 || kernelHandlers.size > 0);
   if (wanted && removePoller === undefined) {
     removePoller = addPoller(poll, { onIdle: () => outboxed > 0 || hw.coreArmWake() });
   } else if (!wanted && removePoller !== undefined) {
@@ -197,6 +205,17 @@ function dispatch(from: number, text: string, buffers: ArrayBuffer[]): void {
       const event: CoreMessageEvent = { data: m[1], from };
       if (listeners.length === 0) unheard.push(event);
       for (const l of listeners.slice()) l(event);
+      return;
+    }
+    case "k": {
+      const handler = kernelHandlers.get(m[1] as string);
+      if (handler === undefined) {
+        // Bounded per topic: e.g. ARP copies for a core whose network unit is not running.
+        const topic = m[1] as string;
+        if (kernelUnheard.filter((u) => u.topic === topic).length >= 64) kernelUnheard.splice(kernelUnheard.findIndex((u) => u.topic === topic), 1);
+        kernelUnheard.push({ topic: m[1] as string, value: m[2], from });
+      }
+      else handler(m[2], from);
       return;
     }
     case "c":
@@ -307,3 +326,30 @@ export const cores = {
     });
   },
 };
+
+/**
+ * KERNEL ONLY: handles messages other cores' kernels post on `topic` (postKernelMessage);
+ * messages that came before are delivered now. On core 0 a handler keeps the VM alive like
+ * an app listener: remove it (the returned function) when the unit it serves goes idle.
+ */
+export function onKernelMessage(topic: string, handler: (value: unknown, from: number) => void): () => void {
+  kernelHandlers.set(topic, handler);
+  updatePoller();
+  for (let i = 0; i < kernelUnheard.length; i++) {
+    const m = kernelUnheard[i]!;
+    if (m.topic !== topic) continue;
+    kernelUnheard.splice(i--, 1);
+    handler(m.value, m.from);
+  }
+  return () => {
+    if (kernelHandlers.get(topic) === handler) kernelHandlers.delete(topic);
+    updatePoller();
+  };
+}
+
+/** KERNEL ONLY: posts `value` on `topic` to core `target`'s kernel (same cloning and transfer rules as postMessage). */
+export function postKernelMessage(target: number, topic: string, value: unknown, transfer: readonly ArrayBuffer[] = []): void {
+  checkTarget(target);
+  send(target, encode(["k", topic], value, true, transfer));
+  updatePoller();
+}

@@ -224,7 +224,10 @@ void loop_run(JSContext *ctx, JSValue module_promise)
             }
             power_off(0);
         }
-        if (next == -1 || next > clock_now_ms())
+        if (next == -1 || next > clock_now_ms()) {
             fired = apic_idle(next);
+            /* Awake: senders need not interrupt this core until its next coreArmWake(). */
+            this_core()->sleeping = 0;
+        }
     }
 }

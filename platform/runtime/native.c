@@ -212,6 +212,25 @@ static JSValue n_irq_route(ARGS)
     return JS_UNDEFINED;
 }
 
+/* irqForward(line, cores): when interrupt line `line` fires on this core, the supervisor
+   wakes the sleeping cores of the bit mask `cores` at once (VEC_WAKE); cores 0 stops it. */
+static JSValue n_irq_forward(ARGS)
+{
+    uint32_t line, cores;
+    if (JS_ToUint32(ctx, &line, argv[0]) || JS_ToUint32(ctx, &cores, argv[1]))
+        return JS_EXCEPTION;
+    if (line == 0 || line > VEC_LAST_IRQ - VEC_FIRST_IRQ)
+        return JS_ThrowRangeError(ctx, "bad interrupt line %u", line);
+    struct core_shared *self = this_core();
+    self->wake_cores = cores & ~(1u << this_core_id());
+    __asm__ volatile("" ::: "memory");
+    if (cores)
+        self->wake_lines |= 1u << line;
+    else
+        self->wake_lines &= ~(1u << line);
+    return JS_UNDEFINED;
+}
+
 static JSValue n_irq_mask(ARGS)
 {
     uint32_t gsi;
@@ -373,6 +392,7 @@ static const JSCFunctionListEntry native_functions[] = {
     JS_CFUNC_DEF("physAddr", 1, n_phys_addr),
     JS_CFUNC_DEF("irqRoute", 3, n_irq_route),
     JS_CFUNC_DEF("irqMask", 1, n_irq_mask),
+    JS_CFUNC_DEF("irqForward", 2, n_irq_forward),
     JS_CFUNC_DEF("fence", 0, n_fence),
     JS_CFUNC_DEF("sourceMap", 0, n_source_map),
     JS_CFUNC_DEF("imageFiles", 0, n_image_files),

@@ -591,6 +591,24 @@ static JSValue n_core_arm_wake(ARGS)
     return JS_FALSE;
 }
 
+/* coreWake(core): sends the wake-up IPI to `core` if it may be halting (its `sleeping` is
+   set). The owner of a multiqueue NIC calls it from the NIC's interrupt: virtio-mmio has
+   one interrupt per device, routed to the owner, and the other cores' queue pairs wake
+   through it (kernel/devices/virtio/net.ts). */
+static JSValue n_core_wake(ARGS)
+{
+    uint32_t core;
+    if (JS_ToUint32(ctx, &core, argv[0]))
+        return JS_EXCEPTION;
+    if (core >= core_count || core == this_core_id() || torito_cores[core].failed)
+        return JS_FALSE;
+    __asm__ volatile("mfence" ::: "memory");
+    if (!torito_cores[core].sleeping)
+        return JS_FALSE;
+    send_ipi(torito_cores[core].apic_id, 0x4000 | VEC_WAKE);
+    return JS_TRUE;
+}
+
 /* coresFailed(): bit i set when core i has stopped. */
 static JSValue n_cores_failed(ARGS)
 {
@@ -607,6 +625,7 @@ static const JSCFunctionListEntry smp_functions[] = {
     JS_CFUNC_DEF("coreReceive", 0, n_core_receive),
     JS_CFUNC_DEF("coreArmWake", 0, n_core_arm_wake),
     JS_CFUNC_DEF("coreFlush", 0, n_core_flush),
+    JS_CFUNC_DEF("coreWake", 1, n_core_wake),
 };
 
 void smp_install(JSContext *ctx, JSValue native)

@@ -113,9 +113,9 @@ export class NetNamespace {
     return child;
   }
 
-  /** Creates a persistent tap device `ifname` with `cidr` on the host side, up. */
-  async addTap(ifname: string, cidr: string): Promise<void> {
-    await this.must("ip", ["tuntap", "add", "dev", ifname, "mode", "tap"]);
+  /** Creates a persistent tap device `ifname` with `cidr` on the host side, up (`multiQueue`: for `--net tap:NAME,mq`). */
+  async addTap(ifname: string, cidr: string, options: { multiQueue?: boolean } = {}): Promise<void> {
+    await this.must("ip", ["tuntap", "add", "dev", ifname, "mode", "tap", ...(options.multiQueue ? ["multi_queue"] : [])]);
     await this.must("ip", ["addr", "add", cidr, "dev", ifname]);
     await this.must("ip", ["link", "set", ifname, "up"]);
   }

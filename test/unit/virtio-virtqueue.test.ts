@@ -299,3 +299,26 @@ test("crypto: different seeds give different streams; getRandomValues checks its
   assert.throws(() => c.getRandomValues(new Float64Array(2) as unknown as Uint8Array), TypeError);
   assert.throws(() => c.getRandomValues(new Uint8Array(65537)), /QuotaExceededError|limit is 65536/);
 });
+
+test("a queue built over ring memory set up elsewhere (multiqueue virtio-net: the owner core registers it, another core drives it)", () => {
+  const ring = Virtqueue.allocateRing(16);
+  // What the owner registered with the device before DRIVER_OK...
+  const registered = ring.addresses;
+  assert.equal(registered.desc, ring.phys);
+  assert.equal(registered.desc % 4096, 0);
+  // ...is exactly where the queue another core builds over the same memory puts its parts.
+  const vq = new Virtqueue<number>({ name: "pair 1", size: 16, indirect: true, eventIdx: true, notify: () => {}, ring: { buffer: ring.buffer, phys: ring.phys } });
+  assert.deepEqual(vq.addresses, registered);
+  const dev = new SimDevice(vq, true);
+  const payload = data();
+  vq.addIn(payload.phys, 64);
+  assert.ok(vq.submit(7));
+  vq.kick();
+  const [r] = dev.take();
+  dev.complete(r!.head, 42);
+  const got: [number, number][] = [];
+  assert.equal(vq.poll((token, len) => got.push([token, len])), 1);
+  assert.deepEqual(got, [[7, 42]]);
+  assert.throws(() => new Virtqueue<number>({ name: "too small", size: 64, indirect: false, eventIdx: false, notify: () => {}, ring: { buffer: ring.buffer, phys: ring.phys } }),
+    /does not fit 64 entries/);
+});

@@ -10,6 +10,12 @@
  * next edge) and re-checks the rings; then the core halts. The interrupt handler
  * acknowledges the device and disarms the queues; the poller then finds the work.
  * Spurious and shared interrupts cost one acknowledge and nothing else.
+ *
+ * A driver built for a queue pair of a multiqueue NIC on a core that does not own the
+ * device (`remote`) never touches the device's registers but QueueNotify: it has no
+ * interrupt of its own. Before its core halts it arms its queues and marks the core as
+ * sleeping (hw.coreArmWake); the owner's interrupt handler then wakes it with an IPI
+ * (onInterruptTaken, hw.coreWake).
  */
 import { hw } from "../../hw.ts";
 import { addInterruptHandler, addPoller } from "../../process/scheduler.ts";
@@ -37,10 +43,17 @@ export abstract class VirtioDriver {
   private readonly pollFn = (): boolean => this.pollOnce();
   private readonly idleFn = (): boolean => this.armInterrupts();
 
-  constructor(transport: VirtioMmioTransport, kind: string) {
+  /** A queue pair driven on a core that does not own the device (see above). */
+  protected readonly remote: boolean;
+  /** A remote pair may halt its core only when the owner takes an interrupt to wake it by;
+   *  otherwise (a device without a routable interrupt) it keeps polling. */
+  protected remoteWakeable = true;
+
+  constructor(transport: VirtioMmioTransport, kind: string, remote = false) {
     this.transport = transport;
+    this.remote = remote;
     this.name = `virtio-${kind}@${hex(transport.base)}`;
-    if (transport.irq >= 0) {
+    if (transport.irq >= 0 && !remote) {
       // Routed to this core: the driver runs on the core that owns the device. A GSI no
       // IOAPIC serves leaves the device polled only.
       const handler = addInterruptHandler(() => this.onInterrupt());
@@ -59,11 +72,10 @@ export abstract class VirtioDriver {
   }
 
   /** Creates and registers queue `index` (§3.1.1 step 7), at most `wantedSize` entries. */
-  protected createQueue(index: number, wantedSize: number, maxSegments = 4): Virtqueue<number> {
-    const max = this.transport.queueMaxSize(index);
-    if (max === 0) throw new DeviceError(`${this.name}: queue ${index} does not exist`);
-    let size = 1;
-    while (size * 2 <= Math.min(max, wantedSize)) size *= 2;
+  protected createQueue(index: number, wantedSize: number, maxSegments = 4,
+    ring?: { buffer: ArrayBuffer; phys: number; size: number }): Virtqueue<number> {
+    // A ring handed over by the owner core was set up with the device already.
+    const size = ring?.size ?? this.queueSize(index, wantedSize);
     const vq = new Virtqueue<number>({
       name: `${this.name} queue ${index}`,
       size,
@@ -72,11 +84,24 @@ export abstract class VirtioDriver {
       maxSegments,
       notify: () => this.transport.notify(index),
       onBroken: (error) => this.fail(error),
+      ...(ring !== undefined ? { ring } : {}),
     });
-    this.transport.setupQueue(index, size, vq.addresses);
+    if (ring === undefined) this.transport.setupQueue(index, size, vq.addresses);
     this.queues.push(vq);
     return vq;
   }
+
+  /** The size queue `index` gets: the largest power of two up to `wantedSize` the device allows. */
+  protected queueSize(index: number, wantedSize: number): number {
+    const max = this.transport.queueMaxSize(index);
+    if (max === 0) throw new DeviceError(`${this.name}: queue ${index} does not exist`);
+    let size = 1;
+    while (size * 2 <= Math.min(max, wantedSize)) size *= 2;
+    return size;
+  }
+
+  /** Called after the device's interrupt was acknowledged (the owner of a multiqueue NIC wakes the other cores here). */
+  protected onInterruptTaken(): void {}
 
   /** QueueNotify writes so far over all queues. */
   notifications(): number {
@@ -100,7 +125,7 @@ export abstract class VirtioDriver {
   /** Makes sure the poller runs: call after submitting work. */
   protected startPolling(): void {
     if (this.removePoller === null && this.broken === null) {
-      this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 ? { onIdle: this.idleFn } : {});
+      this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 || (this.remote && this.remoteWakeable) ? { onIdle: this.idleFn } : {});
     }
   }
 
@@ -116,8 +141,13 @@ export abstract class VirtioDriver {
   private armInterrupts(): boolean {
     let pending = false;
     for (const vq of this.queues) if (vq.enableInterrupts()) pending = true;
-    // Clear a stale InterruptStatus so the next used buffer makes a fresh edge.
-    this.ack();
+    // Clear a stale InterruptStatus so the next used buffer makes a fresh edge. A remote
+    // queue pair instead tells the owner core (whose interrupt it is) to wake this one.
+    if (this.remote) {
+      if (hw.coreArmWake()) pending = true;
+    } else {
+      this.ack();
+    }
     for (const vq of this.queues) if (vq.hasUsed()) pending = true;
     if (pending) for (const vq of this.queues) vq.disableInterrupts();
     return pending;
@@ -133,6 +163,7 @@ export abstract class VirtioDriver {
     if (this.broken !== null) return;
     this.ack();
     for (const vq of this.queues) vq.disableInterrupts();
+    this.onInterruptTaken();
   }
 
   /** Gives up on the device: marks it broken, tells it (FAILED), rejects what is pending. */

@@ -29,6 +29,21 @@
  * Interrupts only wake an idle core: the VirtioDriver base keeps them suppressed while it
  * polls (EVENT_IDX) and arms them before the core halts.
  *
+ * Multiqueue (§5.1.6.5.5; `torito run --net tap:NAME,mq`): one NIC, one queue pair per
+ * core, each core with its own TCP/IP stack. virtio-mmio has one interrupt per device and
+ * no MSI, and the spec wants every queue set up before DRIVER_OK, so the owner core (core 0,
+ * which the NIC is placed on) initialises the whole device: it negotiates, sets up its own
+ * pair 0, allocates the RINGS of pairs 1..N-1 (a few KiB each) and registers them, sets up
+ * the control queue, sets DRIVER_OK, sends VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET N and checks
+ * the ack, then hands each core its pair's rings (transferred, not copied) with the
+ * negotiated features through a kernel message. The using core builds its Virtqueues over
+ * those rings and allocates every packet buffer in its own memory; from then on it touches
+ * only its rings and its queues' QueueNotify. The owner never waits for another core (a
+ * core that never comes up cannot hang the NIC's start); a core's pair simply starts when
+ * the message arrives (until then its txBuffer() returns null). The owner's interrupt
+ * handler wakes the other cores with an IPI when they may be halted (hw.coreWake); cores
+ * that spin poll their own used rings anyway.
+ *
  * Everything the device writes is validated: the virtqueue rejects unknown ids and used
  * lengths beyond the buffer (the device is then marked broken with a clear error, the rest
  * of the kernel goes on; txBuffer() returns null from then on); short or runt frames and
@@ -36,10 +51,11 @@
  */
 import { hw } from "../../hw.ts";
 import type { NetDevice } from "../../net/device.ts";
-import { claimDevice } from "../index.ts";
+import { onKernelMessage, postKernelMessage } from "../../process/cores.ts";
+import { claimDevice, sharedDevice } from "../index.ts";
 import type { VirtioMmioTransport } from "./mmio.ts";
 import { VirtioDriver, DeviceError } from "./driver.ts";
-import type { Virtqueue } from "./virtqueue.ts";
+import { Virtqueue } from "./virtqueue.ts";
 
 // Feature bits (§5.1.3; VIRTIO_F_ANY_LAYOUT from §6, legacy only).
 const VIRTIO_NET_F_CSUM = 0;
@@ -67,9 +83,17 @@ const HDR_CSUM_START = 6;
 const HDR_CSUM_OFFSET = 8;
 const HDR_NUM_BUFFERS = 10;
 
-// Queue indexes (§5.1.2): receiveq1 = 0, transmitq1 = 1.
+// Queue indexes (§5.1.2): receiveq1 = 0, transmitq1 = 1, ..., receiveqN = 2(N-1),
+// transmitqN = 2(N-1)+1, controlq = 2 * max_virtqueue_pairs (with VIRTIO_NET_F_MQ).
 const RECEIVEQ1 = 0;
 const TRANSMITQ1 = 1;
+
+// Control queue (§5.1.6.5): class/command header, data, then a one-byte ack.
+const VIRTIO_NET_CTRL_MQ = 4;
+const VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET = 0;
+const VIRTIO_NET_OK = 0;
+/** Kernel message topic on which the owner hands a core its queue pair. */
+const MQ_TOPIC = "virtio-net-mq";
 
 const ETHERNET_HEADER = 14;
 /** Largest Ethernet frame without FCS the buffers are sized for (1500 + 14 + a VLAN tag). */
@@ -85,6 +109,26 @@ export interface NetDeviceOptions {
   rxBufferSize?: number;
   /** Transmit buffers (default 256). */
   txBuffers?: number;
+  /** Multiqueue: queue pairs to enable, one per core 0..N-1 (owner only; default 1). */
+  queuePairs?: number;
+}
+
+/** What the owner core hands the core that drives queue pair `pair` of a multiqueue NIC. */
+export interface QueuePairSetup {
+  pair: number;
+  /** Negotiated features (hex). */
+  features: string;
+  mac: number[];
+  mtu: number;
+  link: boolean;
+  maxPairs: number;
+  /** Whether the owner takes the device's interrupt (and so can wake this pair's core). */
+  wakeable: boolean;
+  /** Ring memory already registered with the device (transferred), and the queue sizes. */
+  rxRing: ArrayBuffer;
+  rxSize: number;
+  txRing: ArrayBuffer;
+  txSize: number;
 }
 
 /** What the device does for the stack (negotiated features). */
@@ -95,9 +139,11 @@ export interface NetOffload {
   readonly rxChecksum: boolean;
   /** VIRTIO_NET_F_MRG_RXBUF: frames larger than a receive buffer arrive in several. */
   readonly mergeableRxBuffers: boolean;
-  /** VIRTIO_NET_F_MQ: the device has `maxQueuePairs` pairs; this driver uses one. */
+  /** VIRTIO_NET_F_MQ: the device has `maxQueuePairs` pairs. */
   readonly multiqueue: boolean;
   readonly maxQueuePairs: number;
+  /** Queue pairs enabled (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET; 1 without multiqueue). */
+  readonly queuePairs: number;
 }
 
 /** Counters of one virtio-net device. */
@@ -136,6 +182,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   };
   /** Called when the device reports a configuration change (e.g. the link went up or down). */
   onLinkChange: ((up: boolean) => void) | null = null;
+  /** The queue pair this driver uses (0 on the owner; receiveq = 2 * pair). */
+  readonly pair: number;
 
   private readonly rxq: Virtqueue<number>;
   private readonly txq: Virtqueue<number>;
@@ -186,22 +234,34 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.txFree[this.txFreeCount++] = slot;
   };
 
-  constructor(transport: VirtioMmioTransport, options: NetDeviceOptions = {}) {
-    super(transport, "net");
-    // §5.1.5 device initialization; checksum offload, mergeable buffers and MQ when offered.
-    // GUEST_TSO*/UFO are not negotiated: receive buffers then never need to exceed one frame.
-    this.negotiate([
-      VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MTU, VIRTIO_NET_F_MAC,
-      VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ,
-      VIRTIO_F_ANY_LAYOUT,
-    ]);
+  /**
+   * Starts the device (the owner core), or with `setup` drives the queue pair the owner
+   * handed this core (a remote pair: no register but QueueNotify is touched).
+   */
+  constructor(transport: VirtioMmioTransport, options: NetDeviceOptions = {}, setup?: QueuePairSetup) {
+    super(transport, "net", setup !== undefined);
+    this.pair = setup?.pair ?? 0;
     const t = transport;
+    if (setup === undefined) {
+      // §5.1.5 device initialization; checksum offload, mergeable buffers and MQ when offered.
+      // GUEST_TSO*/UFO are not negotiated: receive buffers then never need to exceed one frame.
+      this.negotiate([
+        VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MTU, VIRTIO_NET_F_MAC,
+        VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ,
+        VIRTIO_F_ANY_LAYOUT,
+      ]);
+    } else {
+      t.features = BigInt(`0x${setup.features}`);
+      this.remoteWakeable = setup.wakeable;
+    }
     const mergeable = t.has(VIRTIO_NET_F_MRG_RXBUF);
     this.headerLength = t.has(VIRTIO_F_VERSION_1) || mergeable ? 12 : 10;
     this.splitHeader = t.legacy && !t.has(VIRTIO_F_ANY_LAYOUT);
     this.hasStatus = t.has(VIRTIO_NET_F_STATUS);
     const multiqueue = t.has(VIRTIO_NET_F_MQ) && t.has(VIRTIO_NET_F_CTRL_VQ);
-    const config = t.readConfig((c) => {
+    const config = setup !== undefined
+      ? { mac: new Uint8Array(setup.mac), status: setup.link ? VIRTIO_NET_S_LINK_UP : 0, pairs: setup.maxPairs, mtu: setup.mtu }
+      : t.readConfig((c) => {
       const mac = new Uint8Array(6);
       if (t.has(VIRTIO_NET_F_MAC)) for (let i = 0; i < 6; i++) mac[i] = c.u8(CONFIG_MAC + i);
       return {
@@ -221,11 +281,40 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       mergeableRxBuffers: mergeable,
       multiqueue,
       maxQueuePairs: Math.max(1, config.pairs),
+      queuePairs: setup !== undefined ? 1 : Math.max(1, options.queuePairs ?? 1),
     };
+    const pairs = this.offload.queuePairs;
+    if (pairs > 1 && !multiqueue) {
+      throw new DeviceError(`${this.name}: ${pairs} queue pairs wanted, but the device offers no multiqueue (VIRTIO_NET_F_MQ with VIRTIO_NET_F_CTRL_VQ; QEMU: a tap with queues=N and mq=on)`);
+    }
+    if (pairs > this.offload.maxQueuePairs) {
+      throw new DeviceError(`${this.name}: ${pairs} queue pairs wanted, but the device has ${this.offload.maxQueuePairs}`);
+    }
 
     const segments = this.splitHeader ? 2 : 1;
-    this.rxq = this.createQueue(RECEIVEQ1, options.rxBuffers ?? 256, segments);
-    this.txq = this.createQueue(TRANSMITQ1, options.txBuffers ?? 256, segments);
+    if (setup !== undefined) {
+      const ring = (buffer: ArrayBuffer, size: number) => ({ buffer, phys: hw.physAddr(buffer), size });
+      this.rxq = this.createQueue(2 * setup.pair, setup.rxSize, segments, ring(setup.rxRing, setup.rxSize));
+      this.txq = this.createQueue(2 * setup.pair + 1, setup.txSize, segments, ring(setup.txRing, setup.txSize));
+    } else {
+      this.rxq = this.createQueue(RECEIVEQ1, options.rxBuffers ?? 256, segments);
+      this.txq = this.createQueue(TRANSMITQ1, options.txBuffers ?? 256, segments);
+    }
+    // The other cores' queue pairs: rings registered now (before DRIVER_OK), handed over below.
+    const handOver: QueuePairSetup[] = [];
+    for (let pair = 1; pair < pairs; pair++) {
+      const rxSize = this.queueSize(2 * pair, options.rxBuffers ?? 256);
+      const txSize = this.queueSize(2 * pair + 1, options.txBuffers ?? 256);
+      const rxRing = Virtqueue.allocateRing(rxSize);
+      const txRing = Virtqueue.allocateRing(txSize);
+      t.setupQueue(2 * pair, rxSize, rxRing.addresses);
+      t.setupQueue(2 * pair + 1, txSize, txRing.addresses);
+      handOver.push({
+        pair, features: t.features.toString(16), mac: [...config.mac], mtu: config.mtu, link: this.link,
+        maxPairs: this.offload.maxQueuePairs, wakeable: this.interruptLine > 0, rxRing: rxRing.buffer, rxSize, txRing: txRing.buffer, txSize,
+      });
+    }
+    const ctrlq = pairs > 1 ? this.createQueue(2 * this.offload.maxQueuePairs, 8, 4) : null;
     // Without indirect descriptors a split buffer takes two ring entries.
     const perRing = (vq: Virtqueue<number>) => (segments === 2 && !vq.indirect ? vq.size >> 1 : vq.size);
 
@@ -257,10 +346,52 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.txFreeCount = this.txCount;
 
     // §3.1.1 step 8, then §5.1.5: fill the receive queue. (Multiqueue stays at one pair until
-    // a VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET command, §5.1.6.5.5, which this driver never sends.)
-    t.driverOk();
+    // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, §5.1.6.5.5.) A remote pair's device is live already.
+    if (setup === undefined) t.driverOk();
     for (let slot = 0; slot < this.rxCount; slot++) this.post(slot);
     this.rxq.kick();
+    if (ctrlq !== null) {
+      this.setQueuePairs(ctrlq, pairs);
+      // The device's one interrupt comes here: the supervisor wakes the other pairs' cores at
+      // once (onInterruptTaken does it again from the event loop, as a fallback).
+      if (this.interruptLine > 0) hw.irqForward(this.interruptLine, ((1 << pairs) - 1) & ~1);
+      for (const pairSetup of handOver) {
+        try {
+          postKernelMessage(pairSetup.pair, MQ_TOPIC, pairSetup, [pairSetup.rxRing, pairSetup.txRing]);
+        } catch (e) {
+          hw.write(`torito: ${this.name}: cannot hand queue pair ${pairSetup.pair} to core ${pairSetup.pair}: ${(e as Error).message}\n`);
+        }
+      }
+    }
+  }
+
+  /** §5.1.6.5.5: enables `pairs` queue pairs; throws unless the device acknowledges. */
+  private setQueuePairs(ctrlq: Virtqueue<number>, pairs: number): void {
+    const command = hw.dmaAlloc(16, 16);
+    const b = new Uint8Array(command.buffer);
+    b[0] = VIRTIO_NET_CTRL_MQ;
+    b[1] = VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET;
+    b[2] = pairs & 0xff; // virtqueue_pairs, le16
+    b[3] = pairs >> 8;
+    b[4] = 0xff; // ack, written by the device
+    ctrlq.addOut(command.phys, 2);
+    ctrlq.addOut(command.phys + 2, 2);
+    ctrlq.addIn(command.phys + 4, 1);
+    ctrlq.submit(0);
+    ctrlq.kick();
+    // QEMU answers during the notify; another VMM may take a moment.
+    let done = false;
+    const deadline = hw.now() + 1000;
+    while (!done && this.broken === null && hw.now() < deadline) ctrlq.poll(() => (done = true));
+    if (!done) throw new DeviceError(`${this.name}: no answer to VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET ${pairs} within 1 s`);
+    if (b[4] !== VIRTIO_NET_OK) throw new DeviceError(`${this.name}: the device refused VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET ${pairs} (ack ${b[4]})`);
+    (this.offload as { queuePairs: number }).queuePairs = pairs;
+  }
+
+  /** The owner wakes the cores of the other queue pairs: the device's one interrupt is its
+   *  (the supervisor already did when irqForward is in place; then nobody sleeps any more). */
+  protected override onInterruptTaken(): void {
+    for (let core = 1; core < this.offload.queuePairs; core++) hw.coreWake(core);
   }
 
   /** Whether the link is up (VIRTIO_NET_S_LINK_UP; always true without VIRTIO_NET_F_STATUS). Refreshed on config-change interrupts and by refreshLink(). */
@@ -562,6 +693,76 @@ function randomLocalMac(): Uint8Array {
 }
 
 const opened: (VirtioNet | Error | undefined)[] = [];
+
+/**
+ * This core's side of a multiqueue NIC owned by another core: a NetDevice at once (the
+ * network unit comes up synchronously), whose queue pair starts when the owner's hand-over
+ * message arrives. Until then txBuffer() returns null and nothing is received.
+ */
+export class VirtioNetQueuePair implements NetDevice {
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  /** The driver of this core's pair, once the owner handed it over. */
+  driver: VirtioNet | null = null;
+  /** Why the pair could not start, or null. */
+  error: Error | null = null;
+  private handler: NetReceiveHandler | null = null;
+
+  constructor(transport: VirtioMmioTransport, readonly pair: number, options: NetDeviceOptions = {}) {
+    // Config space reads have no side effects (the owner is the one that sets registers).
+    this.mac = transport.readConfig((c) => {
+      const mac = new Uint8Array(6);
+      for (let i = 0; i < 6; i++) mac[i] = c.u8(CONFIG_MAC + i);
+      return mac;
+    });
+    this.mtu = 1500;
+    let remove: (() => void) | null = null;
+    let arrived = false;
+    remove = onKernelMessage(MQ_TOPIC, (value) => {
+      arrived = true;
+      remove?.();
+      const setup = value as QueuePairSetup;
+      try {
+        if (setup.pair !== pair) throw new DeviceError(`queue pair ${setup.pair} handed to the core of pair ${pair}`);
+        this.driver = new VirtioNet(transport, options, setup);
+        if (this.handler !== null) this.driver.setReceiveHandler(this.handler);
+      } catch (e) {
+        this.error = e as Error;
+        hw.write(`torito: virtio-net queue pair ${pair} is unusable: ${(e as Error).message}\n`);
+      }
+    });
+    if (arrived) remove();
+  }
+
+  /** Whether the pair has started (the owner's hand-over arrived). */
+  get ready(): boolean {
+    return this.driver !== null;
+  }
+
+  txBuffer(length: number): Uint8Array | null {
+    return this.driver !== null ? this.driver.txBuffer(length) : null;
+  }
+
+  transmit(buffer: Uint8Array, length: number): void {
+    this.driver!.transmit(buffer, length);
+  }
+
+  setReceiveHandler(handler: NetReceiveHandler | null): void {
+    this.handler = handler;
+    this.driver?.setReceiveHandler(handler);
+  }
+
+  poll(): number {
+    return this.driver !== null ? this.driver.poll() : 0;
+  }
+}
+
+/** Queue pair `pair` of the multiqueue NIC another core owns (see VirtioNetQueuePair). */
+export function openNetQueuePair(pair: number, options: NetDeviceOptions = {}): VirtioNetQueuePair {
+  const transport = sharedDevice("net", 0);
+  if (transport === null) throw new Error("no multiqueue virtio-net device (run with --net tap:NAME,mq)");
+  return new VirtioNetQueuePair(transport, pair, options);
+}
 
 /**
  * The `index`-th virtio-net device (default the first), started on first use with

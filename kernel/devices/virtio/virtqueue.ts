@@ -54,6 +54,18 @@ export interface VirtqueueOptions {
   notify: () => void;
   /** Called once when the device breaks the protocol. */
   onBroken?: (error: VirtqueueError) => void;
+  /** Ring memory from Virtqueue.allocateRing(size), when another core set the queue up with
+   *  the device for this one (multiqueue virtio-net); default: allocated here. */
+  ring?: { buffer: ArrayBuffer; phys: number };
+}
+
+/** §2.7.2 layout (legacy, also valid for version 2): descriptors, the available ring with
+ *  used_event, then at the next 4 KiB boundary the used ring with avail_event. */
+function ringLayout(n: number): { descBytes: number; usedOffset: number; total: number } {
+  const descBytes = 16 * n;
+  const availBytes = 6 + 2 * n;
+  const usedOffset = Math.ceil((descBytes + availBytes) / LEGACY_QUEUE_ALIGN) * LEGACY_QUEUE_ALIGN;
+  return { descBytes, usedOffset, total: usedOffset + 6 + 8 * n + 2 };
 }
 
 /** One split virtqueue and its bookkeeping; T is the driver's per-request token. */
@@ -120,13 +132,11 @@ export class Virtqueue<T> {
     this.notifyDevice = options.notify;
     this.onBroken = options.onBroken;
 
-    // §2.7.2 (legacy layout, also valid for version 2): descriptors, then the available
-    // ring with used_event, then at the next 4 KiB boundary the used ring with avail_event.
-    const descBytes = 16 * n;
-    const availBytes = 6 + 2 * n;
-    const usedOffset = Math.ceil((descBytes + availBytes) / LEGACY_QUEUE_ALIGN) * LEGACY_QUEUE_ALIGN;
-    const usedBytes = 6 + 8 * n;
-    const ring = hw.dmaAlloc(usedOffset + usedBytes + 2, LEGACY_QUEUE_ALIGN);
+    const { descBytes, usedOffset, total } = ringLayout(n);
+    const ring = options.ring ?? hw.dmaAlloc(total, LEGACY_QUEUE_ALIGN);
+    if (ring.buffer.byteLength < total || ring.phys % LEGACY_QUEUE_ALIGN !== 0) {
+      throw new RangeError(`${options.name}: ring memory of ${ring.buffer.byteLength} bytes at ${ring.phys} does not fit ${n} entries`);
+    }
     this.memory.push(ring.buffer);
     this.desc32 = new Uint32Array(ring.buffer, 0, 4 * n);
     this.desc16 = new Uint16Array(ring.buffer, 0, 8 * n);
@@ -157,6 +167,17 @@ export class Virtqueue<T> {
     this.stageLen = new Uint32Array(this.maxSegments);
     this.stageFlags = new Uint16Array(this.maxSegments);
     this.disableInterrupts();
+  }
+
+  /**
+   * Zeroed ring memory for a queue of `size` entries and where the device finds its parts:
+   * what VirtioMmioTransport.setupQueue needs before DRIVER_OK, for a Virtqueue that another
+   * core builds later over the same memory (options.ring).
+   */
+  static allocateRing(size: number): { buffer: ArrayBuffer; phys: number; addresses: QueueAddresses } {
+    const { descBytes, usedOffset, total } = ringLayout(size);
+    const ring = hw.dmaAlloc(total, LEGACY_QUEUE_ALIGN);
+    return { ...ring, addresses: { desc: ring.phys, avail: ring.phys + descBytes, used: ring.phys + usedOffset } };
   }
 
   /** Free ring descriptors. */

@@ -42,10 +42,16 @@ export interface TcpConfig {
   windowScaling: boolean;
   /** Congestion controller per connection. */
   congestionControl: CongestionControllerFactory;
+  /** Local ports connect() picks from: [ephemeralFirst, ephemeralFirst + ephemeralCount).
+   *  Cores sharing one address (a multiqueue NIC) get disjoint slices of 49152..65535. */
+  ephemeralFirst: number;
+  ephemeralCount: number;
 }
 
 /** Defaults for everything but the secret. */
 export const DEFAULT_TCP_CONFIG: Omit<TcpConfig, "isnSecret"> = {
+  ephemeralFirst: 49152,
+  ephemeralCount: 16384,
   receiveBufferSize: 65536,
   sendBufferSize: 65536,
   outOfOrderLimit: 65536,

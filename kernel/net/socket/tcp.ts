@@ -36,9 +36,6 @@ import { TcpConnection, type TcpConnectionHost, TcpState } from "./tcp-connectio
 import { TupleHasher } from "./tcp-isn.ts";
 import { seqAdd, seqGt } from "./tcp-seq.ts";
 
-const EPHEMERAL_FIRST = 49152;
-const EPHEMERAL_COUNT = 16384;
-
 /** A listening port: its SYN queue (half-open) and accept queue (established, not accepted). */
 export class TcpListener {
   /** Established connections waiting for accept(); at most `backlog`. */
@@ -88,7 +85,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   constructor(readonly ip: IpSender, config: Partial<TcpConfig> & { isnSecret: Uint8Array }) {
     this.config = { ...DEFAULT_TCP_CONFIG, ...config };
     this.hasher = new TupleHasher(this.config.isnSecret);
-    this.nextEphemeral = this.hasher.hash(0, 0, 0, 0, 1) % EPHEMERAL_COUNT;
+    this.nextEphemeral = this.hasher.hash(0, 0, 0, 0, 1) % this.config.ephemeralCount;
   }
 
   /** Number of live connections (all states but LISTEN). */
@@ -118,8 +115,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const localAddress = this.ip.address;
     const remoteKey = remoteAddress * 65536 + remotePort;
     if (localPort === 0) {
-      for (let tries = 0; tries < EPHEMERAL_COUNT; tries++) {
-        const candidate = EPHEMERAL_FIRST + (this.nextEphemeral++ % EPHEMERAL_COUNT);
+      const { ephemeralFirst, ephemeralCount } = this.config;
+      for (let tries = 0; tries < ephemeralCount; tries++) {
+        const candidate = ephemeralFirst + (this.nextEphemeral++ % ephemeralCount);
         if (!this.listeners.has(candidate) && !(this.connections.get(candidate)?.has(remoteKey) ?? false)) {
           localPort = candidate;
           break;

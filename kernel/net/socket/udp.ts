@@ -113,9 +113,17 @@ export class UdpLayer implements TransportInput {
   };
   private readonly sockets = new Map<number, UdpSocket>();
   private readonly view = new UdpDatagram();
-  private nextEphemeral = EPHEMERAL_PORT_FIRST;
+  private nextEphemeral: number;
+  /** bind(0) and the DNS resolver pick ports from [ephemeralFirst, ephemeralFirst + ephemeralCount)
+   *  (disjoint per core on a multiqueue NIC). */
+  readonly ephemeralFirst: number;
+  readonly ephemeralCount: number;
 
-  constructor(private readonly ip: IpSender) {}
+  constructor(private readonly ip: IpSender, ephemeral: { first: number; count: number } = { first: EPHEMERAL_PORT_FIRST, count: 65536 - EPHEMERAL_PORT_FIRST }) {
+    this.ephemeralFirst = ephemeral.first;
+    this.ephemeralCount = ephemeral.count;
+    this.nextEphemeral = ephemeral.first;
+  }
 
   /** Binds `port` (0 picks a free ephemeral port); throws UdpBindError when it cannot. */
   bind(port = 0, options?: UdpSocketOptions): UdpSocket {
@@ -160,9 +168,9 @@ export class UdpLayer implements TransportInput {
   }
 
   private freePort(): number {
-    for (let tries = 0; tries < 65536 - EPHEMERAL_PORT_FIRST; tries++) {
+    for (let tries = 0; tries < this.ephemeralCount; tries++) {
       const port = this.nextEphemeral;
-      this.nextEphemeral = port === 65535 ? EPHEMERAL_PORT_FIRST : port + 1;
+      this.nextEphemeral = port + 1 === this.ephemeralFirst + this.ephemeralCount ? this.ephemeralFirst : port + 1;
       if (!this.sockets.has(port)) return port;
     }
     throw new UdpBindError(0, "no-free-port");

@@ -100,6 +100,11 @@ struct core_shared {
     volatile uint32_t sleeping;        /* 1 while the core may halt: senders must send VEC_WAKE */
     volatile uint32_t failed;          /* 1 once the core stopped (its heap ran out) */
     volatile uint32_t dry;             /* 1 while its event loop has nothing left but messages */
+    /* Interrupt forwarding (a multiqueue NIC: one interrupt line, queues on several cores):
+       when line i fires on this core and bit i of wake_lines is set, the supervisor sends
+       VEC_WAKE at once to every core of wake_cores that is sleeping. */
+    volatile uint32_t wake_lines;
+    volatile uint32_t wake_cores;
 } __attribute__((aligned(64)));
 
 /* Defined by the runtime, written by the supervisor. */
