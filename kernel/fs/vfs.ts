@@ -436,7 +436,7 @@ export async function rename(from: string, to: string): Promise<void> {
 
 /** Writes back every mount's dirty data (also done when the event loop runs dry). */
 export async function syncAll(): Promise<void> {
-  if (!mounting && !pendingMounts) return;
+  if (pendingMounts) return; // never used: nothing mounted, nothing dirty
   await ready();
   for (const fs of mounts.values()) await fs.syncAll();
   dirty = false;

@@ -17,10 +17,12 @@ const work = scratch("ext2-system");
 const accel = process.env["TORITO_ACCEL"] || (kvmUsable().ok ? "kvm" : "tcg");
 const image = join(work.dir, "ext2-disk.elf");
 const twoCores = join(work.dir, "smp-disks.elf");
+const exitSync = join(work.dir, "fs-exit-sync.elf");
 
 before(async () => {
   await buildImage({ entry: join(repo, "test/fixtures/apps/ext2-disk.ts"), output: image });
   await buildImage({ entry: join(repo, "test/fixtures/apps/smp-disks.ts"), output: twoCores });
+  await buildImage({ entry: join(repo, "test/fixtures/apps/fs-exit-sync.ts"), output: exitSync });
 });
 after(work.cleanup);
 
@@ -91,7 +93,21 @@ test("QEMU killed in the middle of writes: after e2fsck -p every synced checkpoi
   }
 });
 
-test("two cores, two disks: each core mounts its own disk at /disk; both pass e2fsck -fn", () => {
+test("a clean exit writes back what the app never synced (writeFile, appendFile, a handle, rename)", () => {
+  const disk = makeImage(join(work.dir, "exit-sync.img"), { sizeKiB: 4096 });
+  const r = spawnSync(process.execPath, [cli, "run", exitSync, "--accel", accel, "--timeout", "30", "--disk", disk], { cwd: repo, encoding: "utf8", timeout: 40_000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^written, not synced$/m);
+  const check = fsck(disk);
+  assert.ok(check.ok, check.output);
+  assert.equal(dump(disk, "notes/c.txt", work.dir)?.toString(), "first\nsecond\n");
+  assert.equal(dump(disk, "notes/a.txt", work.dir), null);
+  const bytes = Buffer.alloc(70_000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) & 0xff;
+  assert.ok(dump(disk, "notes/b.bin", work.dir)?.equals(bytes), "notes/b.bin");
+});
+
+test("two cores, two disks: each core mounts its own disk at /disk; the clean exit writes back both; both pass e2fsck -fn", () => {
   const disks = ["a", "b"].map((name) => {
     const from = join(work.dir, `src-${name}`);
     populate(from, { [`${name}.txt`]: `seeded ${name}\n` });
