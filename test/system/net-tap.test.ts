@@ -155,9 +155,16 @@ describe("over a tap device, with Linux's TCP as the peer", { skip }, () => {
     });
     after(() => guest?.stop());
 
-    test("curl uploads 4 MiB and the guest's SHA-256 matches", async () => {
+    const framesReceived = async () =>
+      (JSON.parse((await curl(ns, guest, [`http://${GUEST}/net`])).toString()) as { counters: { framesReceived: number } }).counters.framesReceived;
+
+    test("curl uploads 4 MiB and the guest's SHA-256 matches; Linux's large segments arrive whole (GUEST_TSO4)", async () => {
+      const before = await framesReceived();
       const out = (await curl(ns, guest, ["--data-binary", `@${join(site, "big.bin")}`, "-H", "content-type: application/octet-stream", `http://${GUEST}/sha256`])).toString();
       assert.equal(out, `${BIG} ${sha256(big)}\n`);
+      // 4 MiB in MTU-sized segments would be ~2900 frames; with the offload most are up to 64 KiB.
+      const frames = (await framesReceived()) - before;
+      assert.ok(frames < BIG / 1448 / 3, `${frames} frames for ${BIG} bytes: no large segments`);
     });
 
     test("wget uploads 4 MiB and the guest's SHA-256 matches", async () => {

@@ -67,8 +67,8 @@ export abstract class VirtioDriver {
   }
 
   /** Negotiates `wanted` plus the ring features this file supports (§3.1.1 steps 1-6). */
-  protected negotiate(wanted: readonly number[]): void {
-    this.transport.negotiate([...wanted, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX]);
+  protected negotiate(wanted: readonly number[], requires: readonly (readonly [number, readonly number[]])[] = []): void {
+    this.transport.negotiate([...wanted, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX], requires);
   }
 
   /** Creates and registers queue `index` (§3.1.1 step 7), at most `wantedSize` entries. */

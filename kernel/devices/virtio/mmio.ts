@@ -166,8 +166,9 @@ export class VirtioMmioTransport {
    * Device initialization steps 1-6 (§3.1.1): reset, ACKNOWLEDGE, DRIVER, read the device's
    * features, accept those in `wanted` (plus VERSION_1 on a modern device), FEATURES_OK and
    * check the device kept it. Returns the negotiated set (also kept in `features`).
+   * `requires` lists [feature, prerequisites]: a feature is accepted only with all of them.
    */
-  negotiate(wanted: readonly number[]): bigint {
+  negotiate(wanted: readonly number[], requires: readonly (readonly [number, readonly number[]])[] = []): bigint {
     this.reset();
     this.addStatus(STATUS_ACKNOWLEDGE);
     this.addStatus(STATUS_DRIVER);
@@ -175,7 +176,10 @@ export class VirtioMmioTransport {
     let want = 0n;
     for (const bit of wanted) want |= 1n << BigInt(bit);
     if (!this.legacy) want |= 1n << BigInt(VIRTIO_F_VERSION_1);
-    const accepted = offered & want;
+    let accepted = offered & want;
+    for (const [bit, needs] of requires) {
+      if (needs.some((n) => ((accepted >> BigInt(n)) & 1n) === 0n)) accepted &= ~(1n << BigInt(bit));
+    }
     if (!this.legacy && (accepted >> BigInt(VIRTIO_F_VERSION_1)) === 0n) {
       throw new Error(`virtio-mmio@${hex(this.base)}: modern transport without VIRTIO_F_VERSION_1`);
     }
