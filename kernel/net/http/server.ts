@@ -104,6 +104,26 @@ class Reader {
     return true;
   };
 
+  #resolveRead: ((more: boolean) => void) | null = null;
+  #rejectRead: ((e: unknown) => void) | null = null;
+  readonly #startRead = (resolve: (more: boolean) => void, reject: (e: unknown) => void): void => {
+    this.#resolveRead = resolve;
+    this.#rejectRead = reject;
+    this.stream.readWith!(this.#chunkRead, this.#failRead);
+  };
+  readonly #chunkRead = (chunk: Uint8Array | null): void => {
+    const resolve = this.#resolveRead!;
+    this.#resolveRead = this.#rejectRead = null;
+    resolve(this.#onChunk(chunk));
+  };
+  readonly #failRead = (e: unknown): void => {
+    const reject = this.#rejectRead!;
+    this.#resolveRead = this.#rejectRead = null;
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    reject(e);
+  };
+
   constructor(private readonly stream: ByteStream) {}
 
   get available(): number {
@@ -117,6 +137,11 @@ class Reader {
   fill(timeoutMs: number): Promise<boolean> {
     if (this.eof) return Promise.resolve(false);
     this.deadline = Date.now() + timeoutMs;
+    if (this.stream.readWith !== undefined && this.stream.cancelRead !== undefined) {
+      // one promise per read, ours: the stream calls back instead of settling one of its own
+      this.#cancellable = true;
+      return new Promise<boolean>(this.#startRead);
+    }
     if (this.stream.cancelRead !== undefined) {
       // expire() cancels the read itself: no promise of our own around it
       this.#cancellable = true;
