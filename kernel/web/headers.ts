@@ -112,6 +112,30 @@ export class Headers implements Iterable<[string, string]> {
     return this.entries();
   }
 
+  /**
+   * @internal A record init validated into [name, value, name, value, …] (lower-case names)
+   * without building a Headers; null when two keys name the same field (those are joined,
+   * which only a Headers does). What `Response` keeps until someone asks for its headers.
+   */
+  static flatten(record: Record<string, string>): string[] | null {
+    const keys = Object.keys(record);
+    const flat: string[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const name = normalizeName(key);
+      for (let j = 0; j < flat.length; j += 2) if (flat[j] === name) return null;
+      flat.push(name, normalizeValue(record[key]!));
+    }
+    return flat;
+  }
+
+  /** @internal Headers from a list made by flatten(). */
+  static fromFlat(flat: readonly string[]): Headers {
+    const headers = new Headers();
+    for (let i = 0; i < flat.length; i += 2) headers.#map.set(flat[i]!, [flat[i + 1]!]);
+    return headers;
+  }
+
   /** Raw lines for the wire: "name: value" per value, in insertion order. */
   static wireLines(headers: Headers): string {
     let out = "";

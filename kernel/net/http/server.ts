@@ -535,25 +535,34 @@ export class HttpServer {
     const status = response.status;
     const source = Body.source(response);
     if (source.kind === "stream") return this.#writeStreamed(stream, response, source.stream, head, keepAlive);
-    const headers = response.headers;
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
     let bytes: Uint8Array | null = null;
     if (source.kind === "text") bytes = encoder.encode(source.text);
     else if (source.kind === "bytes") bytes = source.bytes;
+    const flat = Response.flatHeaders(response);
     let extra = "";
-    if (bytes !== null) {
-      // the body's real length wins over a handler's header: a wrong one would desynchronise
-      // the connection (the client would read the rest as the next response)
-      if (headers.has("content-length")) headers.delete("content-length");
-      extra = `content-length: ${bytes.length}\r\n`;
-    } else if (status !== 204 && status !== 304 && !headers.has("content-length")) {
-      extra = "content-length: 0\r\n";
+    if (flat !== null) {
+      // headers nobody asked for as a Headers: written from the constructor's flat list
+      let lines = "";
+      let hasLength = false, hasDate = false;
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i]!;
+        if (name === "content-length") {
+          if (bytes !== null) continue; // the body's real length wins (below)
+          hasLength = true;
+        } else if (name === "date") hasDate = true;
+        lines += `${name}: ${flat[i + 1]!}\r\n`;
+      }
+      if (bytes !== null) lines += `content-length: ${bytes.length}\r\n`;
+      else if (status !== 204 && status !== 304 && !hasLength) lines += "content-length: 0\r\n";
+      if (!hasDate) lines += `date: ${this.#date()}\r\n`;
+      extra = lines;
+    } else {
+      extra = this.#headerLines(response.headers, bytes, status);
     }
-    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
     if (!keepAlive) extra += "connection: close\r\n";
     else if (minor === 0) extra += "connection: keep-alive\r\n";
-    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${Headers.wireLines(headers)}${extra}\r\n`;
-    const headBytes = encoder.encode(headText);
+    const headBytes = encoder.encode(`HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`);
     let written: Promise<void>;
     if (noBody || bytes === null || bytes.length === 0) {
       written = stream.write(headBytes);
@@ -568,6 +577,21 @@ export class HttpServer {
     }
     if (written === WRITTEN) return keepAlive;
     return written.then(() => keepAlive);
+  }
+
+  /** The header lines of a response with a known-length body, from its Headers. */
+  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number): string {
+    let extra = "";
+    if (bytes !== null) {
+      // the body's real length wins over a handler's header: a wrong one would desynchronise
+      // the connection (the client would read the rest as the next response)
+      if (headers.has("content-length")) headers.delete("content-length");
+      extra = `content-length: ${bytes.length}\r\n`;
+    } else if (status !== 204 && status !== 304 && !headers.has("content-length")) {
+      extra = "content-length: 0\r\n";
+    }
+    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
+    return Headers.wireLines(headers) + extra;
   }
 
   async #writeTwo(stream: ByteStream, headBytes: Uint8Array, bytes: Uint8Array, keepAlive: boolean): Promise<boolean> {
