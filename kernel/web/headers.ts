@@ -129,6 +129,22 @@ export class Headers implements Iterable<[string, string]> {
     return flat;
   }
 
+  /**
+   * @internal Headers from trusted [name, value, …] pairs starting at `from` (lower-case
+   * names, checked values; repeated names kept in order, as append() keeps them).
+   */
+  static fromFields(fields: readonly unknown[], from: number): Headers {
+    const headers = new Headers();
+    const map = headers.#map;
+    for (let i = from; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      const list = map.get(name);
+      if (list === undefined) map.set(name, [fields[i + 1] as string]);
+      else list.push(fields[i + 1] as string);
+    }
+    return headers;
+  }
+
   /** @internal Headers from a list made by flatten(). */
   static fromFlat(flat: readonly string[]): Headers {
     const headers = new Headers();

@@ -2,6 +2,7 @@
  * HTTP/1.1 message syntax (RFC 9112): the request head parser and the response head
  * writer. Pure functions over bytes and strings, shared by the server and its tests.
  */
+import { hw, isNative } from "../../hw.ts";
 import { Headers } from "../../web/headers.ts";
 
 /** A parse failure that maps to a status code (400, 414, 431, 501, 505). */
@@ -83,13 +84,50 @@ const checkedNames = new Checked(HEADER_NAME, 512);
 const checkedMethods = new Checked(METHOD, 64);
 const checkedTargets = new Checked(TARGET, 256);
 
+/** The native parser in the guest (platform/runtime/httphead.c); null on Node. */
+const nativeHead = isNative ? hw.httpHead : null;
+
+/** What each of the native parser's error codes means (-1 is index 1). */
+const HEAD_ERRORS: readonly (readonly [number, string])[] = [
+  [400, "bad request"],
+  [400, "malformed head (NUL or bare CR)"],
+  [414, "request line too long"],
+  [400, "malformed request line"],
+  [400, "malformed method"],
+  [400, "malformed request target"],
+  [505, "HTTP version not supported"],
+  [400, "malformed HTTP version"],
+  [400, "obsolete header line folding"],
+  [400, "malformed header line"],
+  [400, "malformed header name"],
+  [431, "too many header fields"],
+];
+
+/**
+ * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd): natively in
+ * the guest, by the same rules as parseRequestHeadScript (the reference).
+ */
+export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+  if (nativeHead === null) return parseRequestHeadScript(buf, start, headEnd, limits);
+  return fromNative(nativeHead(buf, start, headEnd, limits.maxRequestLineBytes, limits.maxHeaderCount), headEnd - start);
+}
+
+/** A RequestHead from httpHead()'s answer (exported for the check that both parsers agree). */
+export function fromNative(r: (string | number)[] | number, length: number): RequestHead {
+  if (typeof r === "number") {
+    const [status, message] = HEAD_ERRORS[-r] ?? HEAD_ERRORS[0]!;
+    throw new HttpError(status, message);
+  }
+  return { method: r[0] as string, target: r[1] as string, minorVersion: r[2] as number, headers: Headers.fromFields(r, 3), length };
+}
+
 /**
  * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd). The head is
  * decoded once; lines, names and values are then cut with native string operations and
  * checked with one regular expression each, remembered for the strings clients repeat —
  * per-character loops and regexp runs are the slow part of an interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
  */
-export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+export function parseRequestHeadScript(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
   if (hasBadBytes(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
   // Lines are cut by position in `text` (no array of lines, one slice per name and value).
