@@ -80,6 +80,20 @@ interface FileFacts {
   type: string;
   etag: string;
   lastModified: string;
+  /** The whole file once read, for files up to CACHED_FILE_LIMIT (same size and mtime: same bytes, as the ETag assumes). */
+  body: Uint8Array | null;
+}
+
+/** Files up to this size are kept in memory after their first read, up to CACHE_BYTES in all. */
+const CACHED_FILE_LIMIT = 64 * 1024;
+const CACHE_BYTES = 8 * 1024 * 1024;
+
+/** What the handler needs of a request URL. */
+interface Target {
+  pathname: string;
+  search: string;
+  /** the file-system path, or null when the request must be refused */
+  path: string | null;
 }
 
 /** Bounded memo for pure functions of a string (cleared when full). */
@@ -100,23 +114,41 @@ function memo<T>(limit: number, f: (key: string) => T): (key: string) => T {
 export function serveDirectory(root: string): (request: Request) => Promise<Response> {
   // Per request only the stat is asked again (files may change); what follows from the path
   // and from (size, mtime) is computed once.
-  const resolvePath = memo(256, (pathname) => resolveRequestPath(root, pathname));
+  // request URL -> what follows from it (no URL parse per request)
+  const targetOf = memo(256, (href): Target => {
+    const url = new URL(href);
+    return { pathname: url.pathname, search: url.search, path: resolveRequestPath(root, url.pathname) };
+  });
   const facts = new Map<string, FileFacts>();
+  let cachedBytes = 0;
   const factsOf = (path: string, size: number, mtimeMs: number): FileFacts => {
     let f = facts.get(path);
     if (f === undefined || f.size !== size || f.mtimeMs !== mtimeMs) {
-      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs) };
-      if (facts.size >= 256) facts.clear();
+      if (f?.body) cachedBytes -= f.body.length;
+      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs), body: null };
+      if (facts.size >= 256) {
+        facts.clear();
+        cachedBytes = 0;
+      }
       facts.set(path, f);
     }
     return f;
+  };
+  const bodyOf = async (path: string, file: FileFacts): Promise<Uint8Array> => {
+    const body = await fs.readFile(path);
+    // kept only if the file did not change meanwhile (same size) and there is room
+    if (body.length === file.size && body.length <= CACHED_FILE_LIMIT && cachedBytes + body.length <= CACHE_BYTES && facts.get(path) === file) {
+      file.body = body;
+      cachedBytes += body.length;
+    }
+    return body;
   };
   return async (request) => {
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("405 Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    const url = new URL(request.url);
-    let path = resolvePath(url.pathname);
+    const url = targetOf(request.url);
+    let path = url.path;
     if (path === null) return new Response("400 Bad Request\n", { status: 400 });
     let stat;
     try {
@@ -169,7 +201,7 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
     }
     if (size <= WHOLE_FILE_LIMIT) {
       // small files in one piece (for packed files a view of the image: no copy at all)
-      const body = await fs.readFile(path);
+      const body = file.body ?? (await bodyOf(path, file));
       return new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
     }
     // big files stream in chunks: memory per request stays bounded whatever the file size
