@@ -68,6 +68,8 @@ class Timeout extends Error {}
 
 /** What a write that completed at once returns. */
 const WRITTEN: Promise<void> = Promise.resolve();
+/** What #exchange returns when the handler answered with a promise (in reader.pending). */
+const PENDING = 2;
 /** then() callback of a failed exchange: the connection closes. */
 const CLOSE = (): false => false;
 
@@ -77,6 +79,8 @@ class Reader {
   start = 0;
   end = 0;
   eof = false;
+  /** The handler's answer still to come, while #exchange returns PENDING. */
+  pending: { result: Promise<Response>; keepAlive: boolean; body: BodyReader } | null = null;
   /** While a head is being read: bytes after start known not to complete it. */
   scanned = 0;
   /** While a head is being read: when it must be complete (Date.now() clock), 0 before its first byte. */
@@ -381,6 +385,20 @@ export class HttpServer {
         if (!head) break; // clean close or idle timeout between requests
         // synchronous when the handler's response was written at once
         let keepAlive = this.#exchange(stream, reader, head, info, served + 1 === limits.maxRequestsPerConnection);
+        if (keepAlive === PENDING) {
+          // the handler's promise, awaited here rather than in a function of its own
+          const pending = reader.pending!;
+          reader.pending = null;
+          let response: Response | null = null;
+          try {
+            response = await pending.result;
+            if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
+          } catch (e) {
+            response = null;
+            keepAlive = this.#handlerFailed(stream, e, head, pending.body);
+          }
+          if (response !== null) keepAlive = this.#respond(stream, response, head, pending.keepAlive, pending.body);
+        }
         if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
         if (!keepAlive) break;
       }
@@ -446,7 +464,7 @@ export class HttpServer {
    * Serves one request; returns whether the connection stays open — synchronously when the
    * handler returned a Response (not a promise) and it was written at once.
    */
-  #exchange(stream: ByteStream, reader: Reader, head: RequestHead, info: { remoteAddress: string; remotePort: number }, last: boolean): boolean | Promise<boolean> {
+  #exchange(stream: ByteStream, reader: Reader, head: RequestHead, info: { remoteAddress: string; remotePort: number }, last: boolean): boolean | Promise<boolean> | typeof PENDING {
     const minor = head.minorVersion;
     const headers = head.headers;
     let framing: BodyFraming;
@@ -488,18 +506,8 @@ export class HttpServer {
       return this.#handlerFailed(stream, e, head, body);
     }
     if (result instanceof Response) return this.#respond(stream, result, head, keepAlive, body);
-    return this.#awaitResponse(stream, result, head, keepAlive, body);
-  }
-
-  async #awaitResponse(stream: ByteStream, result: Promise<Response>, head: RequestHead, keepAlive: boolean, body: BodyReader): Promise<boolean> {
-    let response: Response;
-    try {
-      response = await result;
-      if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
-    } catch (e) {
-      return this.#handlerFailed(stream, e, head, body);
-    }
-    return this.#respond(stream, response, head, keepAlive, body);
+    reader.pending = { result, keepAlive, body };
+    return PENDING;
   }
 
   /** The handler threw (or its promise rejected, or it returned no Response). */
