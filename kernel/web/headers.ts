@@ -21,8 +21,26 @@ function normalizeName(name: string): string {
   return lower;
 }
 
+/** Values already validated, with their normalized form: programs send the same ones again and again. */
+const knownValues = new Map<string, string>();
+const KNOWN_VALUES_LIMIT = 512;
+
 function normalizeValue(value: string): string {
-  let v = typeof value === "string" ? value : String(value);
+  if (typeof value === "string") {
+    const known = knownValues.get(value);
+    if (known !== undefined) return known;
+    const v = checkValue(value);
+    if (value.length <= 256) {
+      if (knownValues.size >= KNOWN_VALUES_LIMIT) knownValues.clear();
+      knownValues.set(value, v);
+    }
+    return v;
+  }
+  return checkValue(String(value));
+}
+
+function checkValue(value: string): string {
+  let v = value;
   // Regular expressions only when needed: a string scan is native, a regexp run is not cheap here.
   const n = v.length;
   if (n > 0) {
