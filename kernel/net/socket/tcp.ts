@@ -34,7 +34,9 @@ import {
 import { createTcpCounters, DEFAULT_TCP_CONFIG, type TcpConfig, type TcpCounters, TcpError } from "./tcp-config.ts";
 import { TcpConnection, type TcpConnectionHost, TcpState } from "./tcp-connection.ts";
 import { TupleHasher } from "./tcp-isn.ts";
-import { seqAdd, seqGt } from "./tcp-seq.ts";
+// Sequence arithmetic modulo 2^32 (tcp-seq.ts) is written out inline in this file — a < b is
+// ((a - b) | 0) < 0, a + n is ((a + n) >>> 0), a − b is ((a - b) | 0) — because a function call
+// per comparison is a large share of a segment's cost in the interpreter.
 
 const EPHEMERAL_FIRST = 49152;
 const EPHEMERAL_COUNT = 16384;
@@ -225,7 +227,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
     let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
-        this.listeners.has(destinationPort) && seqGt(sequence, connection.receiveNext)) {
+        this.listeners.has(destinationPort) && (((sequence - connection.receiveNext) | 0) > 0)) {
       // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection may reopen it.
       connection.terminate(null);
       connection = undefined;
@@ -246,7 +248,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     if (flags & TCP_ACK) {
       this.sendReset(destination, destinationPort, source, sourcePort, acknowledgment, 0, TCP_RST);
     } else {
-      this.sendReset(destination, destinationPort, source, sourcePort, 0, seqAdd(sequence, segmentLength), TCP_RST | TCP_ACK);
+      this.sendReset(destination, destinationPort, source, sourcePort, 0, ((sequence + segmentLength) >>> 0), TCP_RST | TCP_ACK);
     }
   }
 
