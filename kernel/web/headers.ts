@@ -97,6 +97,13 @@ export class Headers implements Iterable<[string, string]> {
     return list.length === 1 ? list[0]! : list.join(", ");
   }
 
+  /** @internal get() for a name already in lower case (the server's own lookups). */
+  static getLower(headers: Headers, lowerName: string): string | null {
+    const list = headers.#map.get(lowerName);
+    if (list === undefined) return null;
+    return list.length === 1 ? list[0]! : list.join(", ");
+  }
+
   getSetCookie(): string[] {
     return (this.#map.get("set-cookie") ?? []).slice();
   }

@@ -79,8 +79,10 @@ class Reader {
   start = 0;
   end = 0;
   eof = false;
-  /** The handler's answer still to come, while #exchange returns PENDING. */
-  pending: { result: Promise<Response>; keepAlive: boolean; body: BodyReader } | null = null;
+  /** The handler's answer still to come (and what goes with it), while #exchange returns PENDING. */
+  pendingResult: Promise<Response> | null = null;
+  pendingKeepAlive = false;
+  pendingBody: BodyReader | null = null;
   /** While a head is being read: bytes after start known not to complete it. */
   scanned = 0;
   /** While a head is being read: when it must be complete (Date.now() clock), 0 before its first byte. */
@@ -387,17 +389,17 @@ export class HttpServer {
         let keepAlive = this.#exchange(stream, reader, head, info, served + 1 === limits.maxRequestsPerConnection);
         if (keepAlive === PENDING) {
           // the handler's promise, awaited here rather than in a function of its own
-          const pending = reader.pending!;
-          reader.pending = null;
+          const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
+          reader.pendingResult = reader.pendingBody = null;
           let response: Response | null = null;
           try {
-            response = await pending.result;
+            response = await result;
             if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
           } catch (e) {
             response = null;
-            keepAlive = this.#handlerFailed(stream, e, head, pending.body);
+            keepAlive = this.#handlerFailed(stream, e, head, body);
           }
-          if (response !== null) keepAlive = this.#respond(stream, response, head, pending.keepAlive, pending.body);
+          if (response !== null) keepAlive = this.#respond(stream, response, head, pendingKeepAlive, body);
         }
         if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
         if (!keepAlive) break;
@@ -468,7 +470,7 @@ export class HttpServer {
     const minor = head.minorVersion;
     const headers = head.headers;
     let framing: BodyFraming;
-    const hostValue = headers.get("host");
+    const hostValue = Headers.getLower(headers, "host");
     try {
       framing = requestFraming(head);
       if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
@@ -483,11 +485,11 @@ export class HttpServer {
     } catch (e) {
       return this.#fail(stream, e, minor).then(CLOSE);
     }
-    const connection = headers.get("connection")?.toLowerCase() ?? null;
+    const connection = Headers.getLower(headers, "connection")?.toLowerCase() ?? null;
     const keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const expectContinue = minor === 1 && headers.get("expect")?.toLowerCase() === "100-continue";
+    const expectContinue = minor === 1 && Headers.getLower(headers, "expect")?.toLowerCase() === "100-continue";
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
@@ -506,7 +508,9 @@ export class HttpServer {
       return this.#handlerFailed(stream, e, head, body);
     }
     if (result instanceof Response) return this.#respond(stream, result, head, keepAlive, body);
-    reader.pending = { result, keepAlive, body };
+    reader.pendingResult = result;
+    reader.pendingKeepAlive = keepAlive;
+    reader.pendingBody = body;
     return PENDING;
   }
 

@@ -190,8 +190,8 @@ export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } 
 
 /** How the request body is delimited (RFC 9112 §6.3); rejects ambiguous framing. */
 export function requestFraming(head: RequestHead): BodyFraming {
-  const te = head.headers.get("transfer-encoding");
-  const cl = head.headers.get("content-length");
+  const te = Headers.getLower(head.headers, "transfer-encoding");
+  const cl = Headers.getLower(head.headers, "content-length");
   if (te !== null) {
     if (cl !== null) throw new HttpError(400, "both Transfer-Encoding and Content-Length");
     if (head.minorVersion === 0) throw new HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");
