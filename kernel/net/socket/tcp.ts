@@ -27,10 +27,10 @@
 import type { IpSender, TransportInput } from "../ip.ts";
 import { PROTOCOL_TCP } from "../ip.ts";
 import {
-  createTcpOptions, fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, tcpAcknowledgment, tcpChecksum,
-  tcpDestinationPort, tcpFlags, tcpHeaderLength, tcpHeaderValid, tcpSequence, tcpSourcePort, tcpWindow,
+  createTcpOptions, fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_HEADER_LENGTH, TCP_RST, TCP_SYN,
   parseTcpOptions, type TcpHeaderFields, writeTcpHeader,
 } from "../wire/tcp.ts";
+import { finishChecksum, sumWords } from "../wire/checksum.ts";
 import { createTcpCounters, DEFAULT_TCP_CONFIG, type TcpConfig, type TcpCounters, TcpError } from "./tcp-config.ts";
 import { TcpConnection, type TcpConnectionHost, TcpState } from "./tcp-connection.ts";
 import { TupleHasher } from "./tcp-isn.ts";
@@ -200,30 +200,42 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const counters = this.counters;
     counters.segmentsReceived++;
     this.deadlineStale = true; // whatever this segment does may move a timer
-    if (!tcpHeaderValid(segment)) {
+    // The fixed header's fields are read here rather than through wire/tcp.ts's accessors
+    // (tcpHeaderValid, tcpFlags, …): a call per field is a large part of a segment's cost.
+    const length = segment.length;
+    const headerLength = length >= TCP_HEADER_LENGTH ? (segment[12]! >> 4) * 4 : 0;
+    if (headerLength < TCP_HEADER_LENGTH || headerLength > length) {
       counters.droppedMalformed++;
       return;
     }
-    if (!checksumVerified && tcpChecksum(source, destination, segment) !== 0) {
-      counters.droppedChecksum++;
-      return;
+    if (!checksumVerified) {
+      const pseudo = (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff) + PROTOCOL_TCP + length;
+      if (finishChecksum(sumWords(segment, 0, length, pseudo)) !== 0) {
+        counters.droppedChecksum++;
+        return;
+      }
     }
     const options = this.options;
-    if (!parseTcpOptions(segment, options)) {
+    if (headerLength === TCP_HEADER_LENGTH) {
+      options.maxSegmentSize = -1;
+      options.windowScale = -1;
+      options.sackPermitted = false;
+      options.hasTimestamps = false;
+    } else if (!parseTcpOptions(segment, options)) {
       counters.droppedMalformed++;
       return;
     }
-    const flags = tcpFlags(segment);
-    const sourcePort = tcpSourcePort(segment);
-    const destinationPort = tcpDestinationPort(segment);
+    const flags = segment[13]!;
+    const sourcePort = (segment[0]! << 8) | segment[1]!;
+    const destinationPort = (segment[2]! << 8) | segment[3]!;
     if (sourcePort === 0 || destinationPort === 0 || (flags & TCP_SYN && flags & TCP_FIN) || (flags & TCP_SYN && flags & TCP_RST)) {
       counters.droppedMalformed++;
       return;
     }
-    const sequence = tcpSequence(segment);
-    const acknowledgment = tcpAcknowledgment(segment);
-    const window = tcpWindow(segment);
-    const payload = segment.subarray(tcpHeaderLength(segment));
+    const sequence = ((segment[4]! << 24) | (segment[5]! << 16) | (segment[6]! << 8) | segment[7]!) >>> 0;
+    const acknowledgment = ((segment[8]! << 24) | (segment[9]! << 16) | (segment[10]! << 8) | segment[11]!) >>> 0;
+    const window = (segment[14]! << 8) | segment[15]!;
+    const payload = segment.subarray(headerLength);
 
     let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
