@@ -182,6 +182,46 @@ export function stat(path: string): Promise<Stats> {
   return op("stat", path, () => fs.stat(r.rel)).then(toStats);
 }
 
+/**
+ * stat() answered at once, for file systems that hold their files in memory (the image's
+ * files under /app). Any other file system — or any path before the mounts are up — throws
+ * FsError EAGAIN without doing anything: ask stat() then. Lets a handler answer without a
+ * promise when it can (the HTTP server writes such a response without any).
+ */
+export function statSync(path: string): Stats {
+  const r = resolveSync(path, "stat");
+  if (r === null) return toStats(ROOT_STAT);
+  if (r.fs.statSync === undefined) throw cannotNow("stat", path);
+  try {
+    return toStats(r.fs.statSync(r.rel));
+  } catch (e) {
+    throw namedError(e, "stat", path);
+  }
+}
+
+/** readFile() (bytes) answered at once, where statSync() can answer; FsError EAGAIN otherwise. */
+export function readFileSync(path: string): Uint8Array {
+  const r = resolveSync(path, "open");
+  if (r === null || r.fs.readFileSync === undefined) throw cannotNow("open", path);
+  try {
+    return r.fs.readFileSync(r.rel);
+  } catch (e) {
+    throw namedError(e, "open", path);
+  }
+}
+
+function resolveSync(path: string, syscall: string): Resolved | null {
+  if (pendingMounts !== null || mounting !== null) {
+    ready().catch(() => undefined); // the mounts come up meanwhile (their errors surface in the promise API)
+    throw cannotNow(syscall, path);
+  }
+  return resolveNow(path, syscall);
+}
+
+function cannotNow(syscall: string, path: string): FsError {
+  return new FsError("EAGAIN", `not answerable at once (use the promise API), ${syscall}`, path);
+}
+
 async function statAfterMount(path: string): Promise<Stats> {
   await ready();
   return stat(path);

@@ -4,7 +4,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { serveDirectory } from "../../examples/static-web-server/static.ts";
-import { mount } from "../../kernel/fs/vfs.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { packDirectory } from "../../host/pack.ts";
+import { ImageFs } from "../../kernel/fs/imagefs.ts";
+import { mount, readFileSync, statSync } from "../../kernel/fs/vfs.ts";
+import { Response } from "../../kernel/web/response.ts";
 import { FsError } from "../../kernel/fs/vfs.ts";
 import type { FileSystem, FsStat } from "../../kernel/fs/types.ts";
 import { Request } from "../../kernel/web/request.ts";
@@ -76,4 +82,37 @@ test("files over the in-memory limit are read on every request; ranges and HEAD 
   assert.equal(head.headers.get("content-length"), "10");
   assert.equal((await get("/../r.txt")).status, 200);
   assert.equal((await get("/a%00b")).status, 400);
+});
+
+test("over the image's files the handler answers with a plain Response (no promise); fs.statSync/readFileSync answer at once there and EAGAIN elsewhere", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "torito-static-"));
+  try {
+    mkdirSync(join(dir, "sub"));
+    writeFileSync(join(dir, "index.html"), "<h1>home</h1>");
+    writeFileSync(join(dir, "sub", "a.css"), "a{}");
+    mount("/packed", new ImageFs(new Uint8Array(packDirectory(dir)).buffer));
+    const h = serveDirectory("/packed");
+    const plain = h(new Request("http://x/sub/a.css"));
+    assert.ok(plain instanceof Response, "answered without a promise");
+    assert.equal(plain.headers.get("content-type"), "text/css; charset=utf-8");
+    assert.equal(new TextDecoder().decode(await plain.bytes()), "a{}");
+    const again = h(new Request("http://x/sub/a.css", { headers: { "if-none-match": plain.headers.get("etag")! } }));
+    assert.ok(again instanceof Response);
+    assert.equal(again.status, 304);
+    const missing = h(new Request("http://x/nope.txt"));
+    assert.ok(missing instanceof Response);
+    assert.equal(missing.status, 404);
+    // directories take the general path: a promise
+    const home = await h(new Request("http://x/"));
+    assert.equal(new TextDecoder().decode(await home.bytes()), "<h1>home</h1>");
+    assert.equal((await h(new Request("http://x/sub"))).status, 301);
+
+    assert.equal(statSync("/packed/sub/a.css").size, 3);
+    assert.equal(new TextDecoder().decode(readFileSync("/packed/index.html")), "<h1>home</h1>");
+    assert.throws(() => statSync("/packed/nope"), { code: "ENOENT", message: /stat '\/packed\/nope'$/ });
+    assert.throws(() => statSync("/changing/x"), { code: "EAGAIN" });
+    assert.throws(() => readFileSync("/changing/x"), { code: "EAGAIN" });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
