@@ -147,9 +147,11 @@ export class Headers implements Iterable<[string, string]> {
     const flat: string[] = [];
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
-      const name = normalizeName(key);
+      // the caches looked up here first: a call less per name and value when known
+      const name = knownNames.get(key) ?? normalizeName(key);
       for (let j = 0; j < flat.length; j += 2) if (flat[j] === name) return null;
-      flat.push(name, normalizeValue(record[key]!));
+      const value = record[key]!;
+      flat.push(name, (typeof value === "string" ? knownValues.get(value) : undefined) ?? normalizeValue(value));
     }
     return flat;
   }
