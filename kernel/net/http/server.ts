@@ -258,6 +258,9 @@ export class HttpServer {
   #closed = false;
   #dateCache = { second: -1, text: "" };
   #lastGoodHost: string | null = null;
+  /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
+  #lastHeadText = "";
+  #lastHeadBytes: Uint8Array = new Uint8Array(0);
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -574,7 +577,13 @@ export class HttpServer {
     }
     if (!keepAlive) extra += "connection: close\r\n";
     else if (minor === 0) extra += "connection: keep-alive\r\n";
-    const headBytes = encoder.encode(`HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`);
+    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`;
+    // the same head as the last response's (same file, same second): its bytes again
+    let headBytes = this.#lastHeadBytes;
+    if (headText !== this.#lastHeadText) {
+      headBytes = this.#lastHeadBytes = encoder.encode(headText);
+      this.#lastHeadText = headText;
+    }
     let written: Promise<void>;
     if (noBody || bytes === null || bytes.length === 0) {
       written = stream.write(headBytes);
