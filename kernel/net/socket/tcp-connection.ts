@@ -52,7 +52,7 @@ export interface TcpConnectionHost {
    * A timer changed outside input(), poll() and output() (which the stack watches itself),
    * e.g. by an app call; app calls that queue output go through markDirty() instead.
    */
-  timersChanged(): void;
+  timersChanged(connection?: TcpConnection): void;
 }
 
 /** Callbacks the app-facing layer installs; called from inside input()/poll(). */
@@ -360,7 +360,7 @@ export class TcpConnection {
     this.keepAliveProbes = probes;
     this.keepAliveProbesSent = 0;
     this.keepAliveDeadline = enabled && this.state === TcpState.Established ? now + idle : Infinity;
-    this.host.timersChanged();
+    this.host.timersChanged(this);
   }
 
   private maybeWindowUpdate(): void {

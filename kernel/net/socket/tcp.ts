@@ -67,7 +67,10 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
   private readonly dirty = new Set<TcpConnection>();
-  /** The earliest deadline of all connections, exact unless deadlineStale (see pollAt). */
+  /**
+   * A lower bound of every connection's deadline (never later than the earliest), exact after
+   * a rescan; deadlineStale asks for a rescan (see pollAt).
+   */
   private earliestDeadline = Infinity;
   private deadlineStale = false;
   private readonly hasher: TupleHasher;
@@ -166,7 +169,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     for (const connection of this.dirty) {
       this.dirty.delete(connection);
       connection.output(now);
-      this.deadlineStale = true;
+      this.noteDeadline(connection);
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
@@ -176,6 +179,16 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       }
     }
     this.rescanDeadlines();
+  }
+
+  /**
+   * After an event that may have moved `connection`'s timers: lowers the bound to its deadline.
+   * A timer that moved later leaves the bound early, which only costs one walk over the
+   * connections when it passes (poll() then rescans) — instead of a walk after every event.
+   */
+  private noteDeadline(connection: TcpConnection): void {
+    const deadline = connection.deadline;
+    if (deadline < this.earliestDeadline) this.earliestDeadline = deadline;
   }
 
   /** Recomputes the earliest deadline of all connections. */
@@ -199,7 +212,6 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified = false): void {
     const counters = this.counters;
     counters.segmentsReceived++;
-    this.deadlineStale = true; // whatever this segment does may move a timer
     // The fixed header's fields are read here rather than through wire/tcp.ts's accessors
     // (tcpHeaderValid, tcpFlags, …): a call per field is a large part of a segment's cost.
     const length = segment.length;
@@ -246,6 +258,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     if (connection !== undefined) {
       connection.input(sequence, acknowledgment, flags, window, options, payload, now);
+      this.noteDeadline(connection); // whatever this segment did may have moved its timers
       return;
     }
     const listener = this.listeners.get(destinationPort);
@@ -286,6 +299,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       this.hasher.hash(destination, listener.port, source, sourcePort, 2),
       sequence, window, this.options, now,
     );
+    this.noteDeadline(connection);
   }
 
   private sendReset(source: number, sourcePort: number, destination: number, destinationPort: number, sequence: number, acknowledgment: number, flags: number): void {
@@ -328,11 +342,12 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   markDirty(connection: TcpConnection): void {
     this.dirty.add(connection);
-    this.deadlineStale = true;
+    this.noteDeadline(connection);
   }
 
-  timersChanged(): void {
-    this.deadlineStale = true;
+  timersChanged(connection?: TcpConnection): void {
+    if (connection !== undefined) this.noteDeadline(connection);
+    else this.deadlineStale = true;
   }
 
   completeHandshake(connection: TcpConnection): boolean {
