@@ -99,6 +99,9 @@ export interface NativeBindings {
   checksum(bytes: Uint8Array, start: number, end: number, initial: number): number;
   /** UTF-8 bytes of `text`, or null if it holds lone surrogates (then encode in TypeScript). */
   utf8Encode(text: string): ArrayBuffer | null;
+  /** The HTTP request head in bytes[start, end) cut and checked (platform/runtime/httphead.c):
+   *  [method, target, minorVersion, name, value, …] or a negative error code (kernel/net/http/wire.ts). */
+  httpHead(bytes: Uint8Array, start: number, end: number, maxRequestLine: number, maxHeaderCount: number): (string | number)[] | number;
 
   /** The source-map table linked into the image (see host/build.ts), or null. */
   sourceMap(): ArrayBuffer | null;

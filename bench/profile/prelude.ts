@@ -10,6 +10,7 @@ let virtualMs = 1000;
   epochMs: () => Date.now(),
   checksum: p.checksum,
   utf8Encode: p.utf8Encode,
+  httpHead: p.httpHead,
   cmdline: () => "torito.ip=10.0.0.2/24",
   coreId: () => 0,
   coreCount: () => 1,

@@ -4,10 +4,11 @@
  * the interpreter's stack frames from a SIGPROF handler: each sample records the JavaScript
  * call stack (function bytecode or native function per frame) and the C instruction pointer.
  * Also provides `__toritoNative`-shaped natives the kernel's hot paths use in the guest
- * (checksum, utf8Encode), so the profile matches the guest's split between C and JavaScript.
+ * (checksum, utf8Encode, httpHead), so the profile matches the guest's split between C and JavaScript.
  *   __profStart(intervalUs) / __profStop(path): sample, then write folded stacks to path.
  */
 #include "quickjs.c"
+#include "../../platform/runtime/httphead.c"
 #include <signal.h>
 #include <sys/time.h>
 #include <time.h>
@@ -143,6 +144,7 @@ static JSValue prof_utf8(JSContext *ctx, JSValueConst this_val, int argc, JSValu
 static const JSCFunctionListEntry prof_funcs[] = {
     JS_CFUNC_DEF("checksum", 4, prof_checksum),
     JS_CFUNC_DEF("utf8Encode", 1, prof_utf8),
+    JS_CFUNC_DEF("httpHead", 5, torito_http_head),
     JS_CFUNC_DEF("now", 0, prof_now),
 };
 

@@ -1,1 +1,1 @@
-export { mount, open, readdir, readFile, stat } from "../../kernel/fs/vfs.ts";
+export { FsError, mount, open, readdir, readFile, readFileSync, stat, statSync } from "../../kernel/fs/vfs.ts";

@@ -80,6 +80,20 @@ interface FileFacts {
   type: string;
   etag: string;
   lastModified: string;
+  /** The whole file once read, for files up to CACHED_FILE_LIMIT (same size and mtime: same bytes, as the ETag assumes). */
+  body: Uint8Array | null;
+}
+
+/** Files up to this size are kept in memory after their first read, up to CACHE_BYTES in all. */
+const CACHED_FILE_LIMIT = 64 * 1024;
+const CACHE_BYTES = 8 * 1024 * 1024;
+
+/** What the handler needs of a request URL. */
+interface Target {
+  pathname: string;
+  search: string;
+  /** the file-system path, or null when the request must be refused */
+  path: string | null;
 }
 
 /** Bounded memo for pure functions of a string (cleared when full). */
@@ -97,27 +111,50 @@ function memo<T>(limit: number, f: (key: string) => T): (key: string) => T {
 }
 
 /** A request handler serving the directory `root` (an absolute VFS path such as "/app"). */
-export function serveDirectory(root: string): (request: Request) => Promise<Response> {
+export function serveDirectory(root: string): (request: Request) => Response | Promise<Response> {
   // Per request only the stat is asked again (files may change); what follows from the path
   // and from (size, mtime) is computed once.
-  const resolvePath = memo(256, (pathname) => resolveRequestPath(root, pathname));
+  // request URL -> what follows from it (no URL parse per request)
+  const targetOf = memo(256, (href): Target => {
+    const url = new URL(href);
+    return { pathname: url.pathname, search: url.search, path: resolveRequestPath(root, url.pathname) };
+  });
   const facts = new Map<string, FileFacts>();
+  let cachedBytes = 0;
   const factsOf = (path: string, size: number, mtimeMs: number): FileFacts => {
     let f = facts.get(path);
     if (f === undefined || f.size !== size || f.mtimeMs !== mtimeMs) {
-      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs) };
-      if (facts.size >= 256) facts.clear();
+      if (f?.body) cachedBytes -= f.body.length;
+      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs), body: null };
+      if (facts.size >= 256) {
+        facts.clear();
+        cachedBytes = 0;
+      }
       facts.set(path, f);
     }
     return f;
   };
-  return async (request) => {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return new Response("405 Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+  const keep = (path: string, file: FileFacts, body: Uint8Array): Uint8Array => {
+    // kept only if the file did not change meanwhile (same size) and there is room
+    if (body.length === file.size && body.length <= CACHED_FILE_LIMIT && cachedBytes + body.length <= CACHE_BYTES && facts.get(path) === file) {
+      file.body = body;
+      cachedBytes += body.length;
     }
-    const url = new URL(request.url);
-    let path = resolvePath(url.pathname);
-    if (path === null) return new Response("400 Bad Request\n", { status: 400 });
+    return body;
+  };
+  const bodyOf = async (path: string, file: FileFacts): Promise<Uint8Array> => keep(path, file, await fs.readFile(path));
+  /** The file's bytes at once when its file system can (else null: read them with bodyOf). */
+  const bodyNow = (path: string, file: FileFacts): Uint8Array | null => {
+    try {
+      return keep(path, file, fs.readFileSync(path));
+    } catch {
+      return null; // not at once, or an error the promise API reports in full
+    }
+  };
+  const notFound = () => new Response("404 Not Found\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
+  // The general path: any file system, directories (redirect, index.html).
+  const slow = async (request: Request, url: Target): Promise<Response> => {
+    let path = url.path!;
     let stat;
     try {
       stat = await fs.stat(path);
@@ -131,8 +168,29 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
         stat = await fs.stat(path);
       }
     } catch {
-      return new Response("404 Not Found\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8" } });
+      return notFound();
     }
+    return fileResponse(request, path, stat);
+  };
+  // A plain response (not a promise) when the file system answers at once (the image's
+  // files): the server then writes it without any promise either.
+  return (request) => {
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return new Response("405 Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    }
+    const url = targetOf(request.url);
+    const path = url.path;
+    if (path === null) return new Response("400 Bad Request\n", { status: 400 });
+    let stat;
+    try {
+      stat = fs.statSync(path);
+    } catch (e) {
+      return e instanceof fs.FsError && e.code !== "EAGAIN" ? notFound() : slow(request, url);
+    }
+    return stat.isDirectory() ? slow(request, url) : fileResponse(request, path, stat);
+  };
+
+  function fileResponse(request: Request, path: string, stat: fs.Stats): Response | Promise<Response> {
     const file = factsOf(path, stat.size, stat.mtimeMs);
     const etag = file.etag;
     const lastModified = file.lastModified;
@@ -169,10 +227,15 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
     }
     if (size <= WHOLE_FILE_LIMIT) {
       // small files in one piece (for packed files a view of the image: no copy at all)
-      const body = await fs.readFile(path);
-      return new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
+      const piece = (body: Uint8Array) => new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
+      const body = file.body ?? bodyNow(path, file);
+      return body !== null ? piece(body) : bodyOf(path, file).then(piece);
     }
-    // big files stream in chunks: memory per request stays bounded whatever the file size
+    return streamed(path, start, end, status, headers);
+  }
+
+  /** Big files stream in chunks: memory per request stays bounded whatever the file size. */
+  async function streamed(path: string, start: number, end: number, status: number, headers: Record<string, string>): Promise<Response> {
     const handle = await fs.open(path, "r");
     let position = start;
     const stream = new ReadableStream<Uint8Array>({
@@ -196,6 +259,6 @@ export function serveDirectory(root: string): (request: Request) => Promise<Resp
         await handle.close();
       },
     });
-    return new Response(stream, { status, headers: { ...headers, "content-length": String(length) } });
-  };
+    return new Response(stream, { status, headers: { ...headers, "content-length": String(end - start + 1) } });
+  }
 }

@@ -68,7 +68,19 @@ export class ImageFs implements FileSystem {
     }
   }
 
+  /** Answers of statSync by the path asked (the image never changes); bounded. */
+  readonly #stats = new Map<string, FsStat>();
+
   statSync(path: string): FsStat {
+    const known = this.#stats.get(path);
+    if (known !== undefined) return known;
+    const stat = this.#statUncached(path);
+    if (this.#stats.size >= 1024) this.#stats.clear();
+    this.#stats.set(path, stat);
+    return stat;
+  }
+
+  #statUncached(path: string): FsStat {
     const p = normalizePath(path);
     const e = this.#entries.get(p);
     if (!e && p !== "") throw new FsError("ENOENT", "no such file or directory", path);

@@ -83,7 +83,7 @@ onFirstUse(async () => {
 });
 
 export {
-  appendFile, FileHandle, FsError, lstat, mkdir, mount, open, readdir, readFile, rename, rm, rmdir, stat, syncAll,
-  unlink, writeFile, MAX_OPEN_FILES, type Stats,
+  appendFile, FileHandle, FsError, lstat, mkdir, mount, open, readdir, readFile, readFileSync, rename, rm, rmdir, stat,
+  statSync, syncAll, unlink, writeFile, MAX_OPEN_FILES, type Stats,
 } from "./vfs.ts";
 export type { FileSystem, FsStat } from "./types.ts";

@@ -65,6 +65,10 @@ export interface FileSystem {
   syncAll(): Promise<void>;
   /** Optional fast path for whole-file reads (the image's files: a zero-copy view). */
   readFileDirect?(path: string): Promise<Uint8Array>;
+  /** Optional: stat answered at once (a file system held in memory); throws as stat rejects. */
+  statSync?(path: string): FsStat;
+  /** Optional: readFileDirect answered at once; throws as it rejects. */
+  readFileSync?(path: string): Uint8Array;
   /** Bytes total and free, when known. */
   statfs?(): Promise<{ blockSize: number; blocks: number; freeBlocks: number; files: number; freeFiles: number }>;
 }

@@ -86,12 +86,17 @@ function resolvePath(path: string, syscall: string): Resolved | null {
   return { fs, rel: slash < 0 ? "" : p.slice(slash + 1), mount: name };
 }
 
+/** An error from a file system with the operation and the full path, as Node names them. */
+function namedError(e: unknown, syscall: string, path: string): unknown {
+  // Errors from a file system name its relative path: name the operation and the full path.
+  if (e instanceof FsError && !e.detail.endsWith(`, ${syscall}`)) return new FsError(e.code, `${e.detail}, ${syscall}`, path);
+  return e;
+}
+
 /** Adds the operation and path to errors from a file system, as Node does. */
 function op<T>(syscall: string, path: string, f: () => Promise<T>): Promise<T> {
   const named = (e: unknown): never => {
-    // Errors from a file system name its relative path: name the operation and the full path.
-    if (e instanceof FsError && !e.detail.endsWith(`, ${syscall}`)) throw new FsError(e.code, `${e.detail}, ${syscall}`, path);
-    throw e;
+    throw namedError(e, syscall, path);
   };
   let started: Promise<T>;
   try {
@@ -156,10 +161,70 @@ function lstatOf(fs: FileSystem, rel: string): Promise<FsStat> {
 
 const ROOT_STAT: FsStat = { size: 0, mtimeMs: 0, mode: 0o40555, ino: 1, isFile: () => false, isDirectory: () => true };
 
-export async function stat(path: string): Promise<Stats> {
-  const r = pendingMounts === null && mounting === null ? resolveNow(path, "stat") : await resolve(path, "stat");
-  if (!r) return toStats(ROOT_STAT);
-  return toStats(await op("stat", path, () => r.fs.stat(r.rel)));
+export function stat(path: string): Promise<Stats> {
+  if (pendingMounts !== null || mounting !== null) return statAfterMount(path);
+  let r: Resolved | null;
+  try {
+    r = resolveNow(path, "stat");
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (!r) return Promise.resolve(toStats(ROOT_STAT));
+  const fs = r.fs;
+  if (fs.statSync !== undefined) {
+    // answered at once: one settled promise, no async frames
+    try {
+      return Promise.resolve(toStats(fs.statSync(r.rel)));
+    } catch (e) {
+      return Promise.reject(namedError(e, "stat", path));
+    }
+  }
+  return op("stat", path, () => fs.stat(r.rel)).then(toStats);
+}
+
+/**
+ * stat() answered at once, for file systems that hold their files in memory (the image's
+ * files under /app). Any other file system — or any path before the mounts are up — throws
+ * FsError EAGAIN without doing anything: ask stat() then. Lets a handler answer without a
+ * promise when it can (the HTTP server writes such a response without any).
+ */
+export function statSync(path: string): Stats {
+  const r = resolveSync(path, "stat");
+  if (r === null) return toStats(ROOT_STAT);
+  if (r.fs.statSync === undefined) throw cannotNow("stat", path);
+  try {
+    return toStats(r.fs.statSync(r.rel));
+  } catch (e) {
+    throw namedError(e, "stat", path);
+  }
+}
+
+/** readFile() (bytes) answered at once, where statSync() can answer; FsError EAGAIN otherwise. */
+export function readFileSync(path: string): Uint8Array {
+  const r = resolveSync(path, "open");
+  if (r === null || r.fs.readFileSync === undefined) throw cannotNow("open", path);
+  try {
+    return r.fs.readFileSync(r.rel);
+  } catch (e) {
+    throw namedError(e, "open", path);
+  }
+}
+
+function resolveSync(path: string, syscall: string): Resolved | null {
+  if (pendingMounts !== null || mounting !== null) {
+    ready().catch(() => undefined); // the mounts come up meanwhile (their errors surface in the promise API)
+    throw cannotNow(syscall, path);
+  }
+  return resolveNow(path, syscall);
+}
+
+function cannotNow(syscall: string, path: string): FsError {
+  return new FsError("EAGAIN", `not answerable at once (use the promise API), ${syscall}`, path);
+}
+
+async function statAfterMount(path: string): Promise<Stats> {
+  await ready();
+  return stat(path);
 }
 
 /** stat that reports a symlink in the last component as the link itself (Node's lstat). */
@@ -302,9 +367,29 @@ export async function open(path: string, flags = "r", mode = 0o666): Promise<Fil
 }
 
 /** The whole file; with an encoding, as a string. */
-export async function readFile(path: string): Promise<Uint8Array>;
-export async function readFile(path: string, encoding: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<string>;
-export async function readFile(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
+export function readFile(path: string): Promise<Uint8Array>;
+export function readFile(path: string, encoding: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<string>;
+export function readFile(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
+  if (pendingMounts === null && mounting === null && !encoding) {
+    let r: Resolved | null;
+    try {
+      r = resolveNow(path, "open");
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    if (r?.fs.readFileSync !== undefined) {
+      // answered at once: one settled promise, no async frames
+      try {
+        return Promise.resolve(r.fs.readFileSync(r.rel));
+      } catch (e) {
+        return Promise.reject(namedError(e, "open", path));
+      }
+    }
+  }
+  return readFileAsync(path, encoding);
+}
+
+async function readFileAsync(path: string, encoding?: "utf8" | "utf-8" | { encoding: "utf8" | "utf-8" }): Promise<Uint8Array | string> {
   const r = pendingMounts === null && mounting === null ? resolveNow(path, "open") : await resolve(path, "open");
   if (r?.fs.readFileDirect) {
     const fs = r.fs;

@@ -190,6 +190,13 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
     }
   };
   let cancelledWith: unknown = undefined;
+  let readError: ((error: unknown) => void) | null = null;
+  const failRead = (e: unknown): void => {
+    const f = readError!;
+    readError = null;
+    if (e !== cancelledWith) done(); // a cancelled read leaves the connection usable
+    f(e);
+  };
   return {
     remoteAddress: formatIpv4(socket.remoteAddress),
     remotePort: socket.remotePort,
@@ -197,6 +204,10 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
       if (e !== cancelledWith) done(); // a cancelled read leaves the connection usable
       throw e;
     }),
+    readWith: (onChunk, onError) => {
+      readError = onError;
+      socket.readWith(onChunk, failRead);
+    },
     cancelRead: (error: unknown) => {
       cancelledWith = error;
       socket.cancelRead(error);

@@ -18,6 +18,12 @@ export interface ByteStream {
    */
   cancelRead?(error: unknown): void;
   /**
+   * Optional: read() with callbacks instead of a promise — exactly one of them is called once,
+   * synchronously when the answer is already known. Lets a reader that keeps its own promise
+   * skip the stream's (one promise and one job less per read).
+   */
+  readWith?(onChunk: (chunk: Uint8Array | null) => void, onError: (error: unknown) => void): void;
+  /**
    * Optional: buffers all of `data` at once and returns true when it fits now (what write()
    * would do without waiting); otherwise writes nothing and returns false.
    */

@@ -21,8 +21,26 @@ function normalizeName(name: string): string {
   return lower;
 }
 
+/** Values already validated, with their normalized form: programs send the same ones again and again. */
+const knownValues = new Map<string, string>();
+const KNOWN_VALUES_LIMIT = 512;
+
 function normalizeValue(value: string): string {
-  let v = typeof value === "string" ? value : String(value);
+  if (typeof value === "string") {
+    const known = knownValues.get(value);
+    if (known !== undefined) return known;
+    const v = checkValue(value);
+    if (value.length <= 256) {
+      if (knownValues.size >= KNOWN_VALUES_LIMIT) knownValues.clear();
+      knownValues.set(value, v);
+    }
+    return v;
+  }
+  return checkValue(String(value));
+}
+
+function checkValue(value: string): string {
+  let v = value;
   // Regular expressions only when needed: a string scan is native, a regexp run is not cheap here.
   const n = v.length;
   if (n > 0) {
@@ -79,6 +97,13 @@ export class Headers implements Iterable<[string, string]> {
     return list.length === 1 ? list[0]! : list.join(", ");
   }
 
+  /** @internal get() for a name already in lower case (the server's own lookups). */
+  static getLower(headers: Headers, lowerName: string): string | null {
+    const list = headers.#map.get(lowerName);
+    if (list === undefined) return null;
+    return list.length === 1 ? list[0]! : list.join(", ");
+  }
+
   getSetCookie(): string[] {
     return (this.#map.get("set-cookie") ?? []).slice();
   }
@@ -110,6 +135,48 @@ export class Headers implements Iterable<[string, string]> {
 
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries();
+  }
+
+  /**
+   * @internal A record init validated into [name, value, name, value, …] (lower-case names)
+   * without building a Headers; null when two keys name the same field (those are joined,
+   * which only a Headers does). What `Response` keeps until someone asks for its headers.
+   */
+  static flatten(record: Record<string, string>): string[] | null {
+    const keys = Object.keys(record);
+    const flat: string[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      // the caches looked up here first: a call less per name and value when known
+      const name = knownNames.get(key) ?? normalizeName(key);
+      for (let j = 0; j < flat.length; j += 2) if (flat[j] === name) return null;
+      const value = record[key]!;
+      flat.push(name, (typeof value === "string" ? knownValues.get(value) : undefined) ?? normalizeValue(value));
+    }
+    return flat;
+  }
+
+  /**
+   * @internal Headers from trusted [name, value, …] pairs starting at `from` (lower-case
+   * names, checked values; repeated names kept in order, as append() keeps them).
+   */
+  static fromFields(fields: readonly unknown[], from: number): Headers {
+    const headers = new Headers();
+    const map = headers.#map;
+    for (let i = from; i < fields.length; i += 2) {
+      const name = fields[i] as string;
+      const list = map.get(name);
+      if (list === undefined) map.set(name, [fields[i + 1] as string]);
+      else list.push(fields[i + 1] as string);
+    }
+    return headers;
+  }
+
+  /** @internal Headers from a list made by flatten(). */
+  static fromFlat(flat: readonly string[]): Headers {
+    const headers = new Headers();
+    for (let i = 0; i < flat.length; i += 2) headers.#map.set(flat[i]!, [flat[i + 1]!]);
+    return headers;
   }
 
   /** Raw lines for the wire: "name: value" per value, in insertion order. */

@@ -25,12 +25,25 @@ export const STATUS_TEXT: Record<number, string> = {
 
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
+/** A plain object init (not a Headers, not an iterable of pairs). */
+function isRecord(init: HeadersInit): init is Record<string, string> {
+  return typeof init === "object" && init !== null && !(init instanceof Headers) && !(Symbol.iterator in init);
+}
+
+function hasName(flat: readonly string[], name: string): boolean {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return true;
+  return false;
+}
+
 export class Response extends Body {
   // `declare`: assigned once in the constructor, not first defined as undefined by a field
   // initializer (a second pass per Response in QuickJS).
   declare readonly status: number;
   declare readonly statusText: string;
-  declare readonly headers: Headers;
+  /** The headers once asked for (or given as a Headers or a list of pairs). */
+  #headers: Headers | null;
+  /** Headers given as a record, validated but kept flat until someone asks (Headers.flatten). */
+  #flat: string[] | null;
   get type(): "default" { return "default"; }
   get redirected(): boolean { return false; }
   get url(): string { return ""; }
@@ -46,10 +59,37 @@ export class Response extends Body {
     const statusText = init.statusText;
     if (statusText !== undefined && /[\r\n]/.test(statusText)) throw new TypeError("invalid statusText");
     this.statusText = statusText ?? STATUS_TEXT[status] ?? "";
-    this.headers = new Headers(init.headers);
-    if (typeof body === "string" && !this.headers.has("content-type")) {
-      this.headers.set("content-type", "text/plain;charset=UTF-8");
+    const h = init.headers;
+    // A record (the common case) is validated now but becomes a Headers only if asked for:
+    // the server writes it to the wire from the flat list.
+    const flat = h === undefined ? [] : isRecord(h) ? Headers.flatten(h) : null;
+    if (flat !== null) {
+      if (typeof body === "string" && !hasName(flat, "content-type")) flat.push("content-type", "text/plain;charset=UTF-8");
+      this.#flat = flat;
+      this.#headers = null;
+    } else {
+      const headers = new Headers(h);
+      if (typeof body === "string" && !headers.has("content-type")) headers.set("content-type", "text/plain;charset=UTF-8");
+      this.#flat = null;
+      this.#headers = headers;
     }
+  }
+
+  get headers(): Headers {
+    let headers = this.#headers;
+    if (headers === null) {
+      headers = this.#headers = Headers.fromFlat(this.#flat!);
+      this.#flat = null;
+    }
+    return headers;
+  }
+
+  /**
+   * @internal The headers as [name, value, …] with lower-case names if nobody has asked for
+   * `headers` (then nothing can have changed them), else null: the server's fast path.
+   */
+  static flatHeaders(response: Response): readonly string[] | null {
+    return response.#flat;
   }
 
   get ok(): boolean {

@@ -303,6 +303,9 @@ static JSValue n_checksum(ARGS)
    a JS loop costs ~44 us for a 170-character response head (BENCHMARKS.md). Lone
    surrogates come out as 3-byte sequences (ED A0..BF xx) where WHATWG wants U+FFFD:
    then null is returned and kernel/encoding.ts takes its own path. */
+/* httphead.c: the HTTP request-head parser's native fast path */
+JSValue torito_http_head(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv);
+
 static JSValue n_utf8_encode(ARGS)
 {
     size_t len;
@@ -398,6 +401,7 @@ static const JSCFunctionListEntry native_functions[] = {
     JS_CFUNC_DEF("imageFiles", 0, n_image_files),
     JS_CFUNC_DEF("checksum", 4, n_checksum),
     JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),
+    JS_CFUNC_DEF("httpHead", 5, torito_http_head),
     JS_CFUNC_DEF("memoryUsage", 0, n_memory_usage),
     JS_CFUNC_DEF("gc", 0, n_gc),
     JS_CFUNC_DEF("setHooks", 1, n_set_hooks),

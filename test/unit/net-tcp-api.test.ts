@@ -85,3 +85,36 @@ test("connect() to a port nobody listens on rejects with ECONNREFUSED; closing a
   listener.close();
   await assert.rejects(accepting, { code: "ECONNABORTED" });
 });
+
+test("readWith() calls back at once with buffered bytes, later when they arrive, with null at EOF and the error after a reset", async () => {
+  const { link, peer, socket } = await connected();
+  const got: (string | null)[] = [];
+  const errors: unknown[] = [];
+  const onChunk = (c: Uint8Array | null) => got.push(c === null ? null : new TextDecoder().decode(c));
+  const onError = (e: unknown) => errors.push(e);
+  // pending: called when the bytes arrive
+  peer.readWith(onChunk, onError);
+  assert.deepEqual(got, []);
+  await socket.write(new TextEncoder().encode("one"));
+  await link.run(() => got.length === 1);
+  assert.deepEqual(got, ["one"]);
+  // buffered: called synchronously
+  await socket.write(new TextEncoder().encode("two"));
+  await link.run(() => peer.connection.readableLength === 3);
+  peer.readWith(onChunk, onError);
+  assert.deepEqual(got, ["one", "two"]);
+  // a second pending read is refused; cancelRead fails the first and keeps the stream usable
+  peer.readWith(onChunk, onError);
+  peer.readWith(onChunk, onError);
+  assert.equal((errors[0] as { code: string }).code, "EPIPE");
+  peer.cancelRead("cancelled");
+  assert.equal(errors[1], "cancelled");
+  socket.end();
+  await link.run(() => peer.connection.atEndOfStream);
+  peer.readWith(onChunk, onError);
+  assert.deepEqual(got, ["one", "two", null]);
+  socket.abort();
+  await link.run(() => peer.connection.error !== null);
+  peer.readWith(onChunk, onError);
+  assert.equal((errors[2] as { code: string }).code, "ECONNRESET");
+});

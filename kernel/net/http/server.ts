@@ -68,6 +68,10 @@ class Timeout extends Error {}
 
 /** What a write that completed at once returns. */
 const WRITTEN: Promise<void> = Promise.resolve();
+/** What #exchange returns when the handler answered with a promise (in reader.pending). */
+const PENDING = 2;
+/** then() callback of a failed exchange: the connection closes. */
+const CLOSE = (): false => false;
 
 /** Buffered reading from a ByteStream with deadlines. */
 class Reader {
@@ -75,6 +79,14 @@ class Reader {
   start = 0;
   end = 0;
   eof = false;
+  /** The handler's answer still to come (and what goes with it), while #exchange returns PENDING. */
+  pendingResult: Promise<Response> | null = null;
+  pendingKeepAlive = false;
+  pendingBody: BodyReader | null = null;
+  /** While a head is being read: bytes after start known not to complete it. */
+  scanned = 0;
+  /** While a head is being read: when it must be complete (Date.now() clock), 0 before its first byte. */
+  headDeadline = 0;
 
   /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
   deadline = Infinity;
@@ -98,6 +110,26 @@ class Reader {
     return true;
   };
 
+  #resolveRead: ((more: boolean) => void) | null = null;
+  #rejectRead: ((e: unknown) => void) | null = null;
+  readonly #startRead = (resolve: (more: boolean) => void, reject: (e: unknown) => void): void => {
+    this.#resolveRead = resolve;
+    this.#rejectRead = reject;
+    this.stream.readWith!(this.#chunkRead, this.#failRead);
+  };
+  readonly #chunkRead = (chunk: Uint8Array | null): void => {
+    const resolve = this.#resolveRead!;
+    this.#resolveRead = this.#rejectRead = null;
+    resolve(this.#onChunk(chunk));
+  };
+  readonly #failRead = (e: unknown): void => {
+    const reject = this.#rejectRead!;
+    this.#resolveRead = this.#rejectRead = null;
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    reject(e);
+  };
+
   constructor(private readonly stream: ByteStream) {}
 
   get available(): number {
@@ -111,6 +143,11 @@ class Reader {
   fill(timeoutMs: number): Promise<boolean> {
     if (this.eof) return Promise.resolve(false);
     this.deadline = Date.now() + timeoutMs;
+    if (this.stream.readWith !== undefined && this.stream.cancelRead !== undefined) {
+      // one promise per read, ours: the stream calls back instead of settling one of its own
+      this.#cancellable = true;
+      return new Promise<boolean>(this.#startRead);
+    }
     if (this.stream.cancelRead !== undefined) {
       // expire() cancels the read itself: no promise of our own around it
       this.#cancellable = true;
@@ -221,6 +258,9 @@ export class HttpServer {
   #closed = false;
   #dateCache = { second: -1, text: "" };
   #lastGoodHost: string | null = null;
+  /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
+  #lastHeadText = "";
+  #lastHeadBytes: Uint8Array = new Uint8Array(0);
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -318,18 +358,53 @@ export class HttpServer {
     const stream = reader.guarded(this.limits.sendTimeoutMs);
     this.#track(reader);
     const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
+    const limits = this.limits;
     try {
-      for (let served = 0; served < this.limits.maxRequestsPerConnection && !this.#closed; served++) {
-        let head: RequestHead;
+      for (let served = 0; served < limits.maxRequestsPerConnection && !this.#closed; served++) {
+        // The head is read here, not in a function of its own: one async frame less per request.
+        let head: RequestHead | null | undefined;
         try {
-          const h = await this.#readHead(reader);
-          if (!h) break; // clean close or idle timeout between requests
-          head = h;
+          reader.scanned = 0;
+          reader.headDeadline = 0;
+          head = this.#scanHead(reader);
+          while (head === undefined) {
+            const waitMs = reader.headDeadline === 0 ? limits.idleTimeoutMs : reader.headDeadline - Date.now();
+            if (waitMs <= 0) throw new Timeout();
+            let more: boolean;
+            try {
+              more = await reader.fill(waitMs);
+            } catch (e) {
+              if (e instanceof Timeout && reader.headDeadline === 0) break; // idle keep-alive connection
+              throw e;
+            }
+            if (!more) {
+              if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
+              break;
+            }
+            head = this.#scanHead(reader);
+          }
         } catch (e) {
           await this.#fail(stream, e, 1);
           break;
         }
-        const keepAlive = await this.#exchange(stream, reader, head, info, served + 1 === this.limits.maxRequestsPerConnection);
+        if (!head) break; // clean close or idle timeout between requests
+        // synchronous when the handler's response was written at once
+        let keepAlive = this.#exchange(stream, reader, head, info, served + 1 === limits.maxRequestsPerConnection);
+        if (keepAlive === PENDING) {
+          // the handler's promise, awaited here rather than in a function of its own
+          const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
+          reader.pendingResult = reader.pendingBody = null;
+          let response: Response | null = null;
+          try {
+            response = await result;
+            if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
+          } catch (e) {
+            response = null;
+            keepAlive = this.#handlerFailed(stream, e, head, body);
+          }
+          if (response !== null) keepAlive = this.#respond(stream, response, head, pendingKeepAlive, body);
+        }
+        if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
         if (!keepAlive) break;
       }
       stream.end();
@@ -360,59 +435,50 @@ export class HttpServer {
     if ((lf < 0 && window.length > max) || lf > max) throw new HttpError(414, "request line too long");
   }
 
-  /** Reads one request head; null on EOF or idle timeout before its first byte. */
-  async #readHead(reader: Reader): Promise<RequestHead | null> {
+  /**
+   * The next request head if all of it is buffered, undefined if more bytes are needed
+   * (reader.scanned and reader.headDeadline carry the progress); throws HttpError.
+   */
+  #scanHead(reader: Reader): RequestHead | undefined {
     const limits = this.limits;
+    const buf = reader.buf;
+    // skip empty lines between pipelined requests (RFC 9112 §2.2)
+    while (reader.start < reader.end && (buf[reader.start] === 13 || buf[reader.start] === 10)) {
+      reader.start++;
+      reader.scanned = 0;
+    }
+    if (reader.start === reader.end) return undefined;
     // Bytes after reader.start already known not to complete the head. Relative to start,
     // because Reader.append() may move the live bytes to the front of its buffer.
-    let scanned = 0;
-    let deadline = 0; // set when the first byte of the head is seen
-    for (;;) {
-      // skip empty lines between pipelined requests (RFC 9112 §2.2)
-      while (reader.available > 0 && (reader.buf[reader.start] === 13 || reader.buf[reader.start] === 10)) {
-        reader.start++;
-        scanned = 0;
-      }
-      if (reader.available > 0) {
-        const end = findHeadEnd(reader.buf, reader.start + Math.max(scanned - 3, 0), reader.end);
-        if (end >= 0) {
-          this.#checkRequestLine(reader);
-          if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
-          const head = parseRequestHead(reader.buf, reader.start, end, limits);
-          reader.start = end;
-          return head;
-        }
-        scanned = reader.available;
-        this.#checkRequestLine(reader);
-        if (reader.available > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
-        if (deadline === 0) deadline = Date.now() + limits.headersTimeoutMs;
-      }
-      const waitMs = deadline === 0 ? limits.idleTimeoutMs : deadline - Date.now();
-      if (waitMs <= 0) throw new Timeout();
-      let more: boolean;
-      try {
-        more = await reader.fill(waitMs);
-      } catch (e) {
-        if (e instanceof Timeout && deadline === 0) return null; // idle keep-alive connection
-        throw e;
-      }
-      if (!more) {
-        if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
-        return null;
-      }
+    const end = findHeadEnd(buf, reader.start + Math.max(reader.scanned - 3, 0), reader.end);
+    if (end >= 0) {
+      this.#checkRequestLine(reader);
+      if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
+      const head = parseRequestHead(buf, reader.start, end, limits);
+      reader.start = end;
+      return head;
     }
+    reader.scanned = reader.available;
+    this.#checkRequestLine(reader);
+    if (reader.available > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
+    if (reader.headDeadline === 0) reader.headDeadline = Date.now() + limits.headersTimeoutMs;
+    return undefined;
   }
 
-  /** Serves one request; returns whether the connection stays open. */
-  async #exchange(stream: ByteStream, reader: Reader, head: RequestHead, info: { remoteAddress: string; remotePort: number }, last: boolean): Promise<boolean> {
+  /**
+   * Serves one request; returns whether the connection stays open — synchronously when the
+   * handler returned a Response (not a promise) and it was written at once.
+   */
+  #exchange(stream: ByteStream, reader: Reader, head: RequestHead, info: { remoteAddress: string; remotePort: number }, last: boolean): boolean | Promise<boolean> | typeof PENDING {
     const minor = head.minorVersion;
+    const headers = head.headers;
     let framing: BodyFraming;
+    const hostValue = Headers.getLower(headers, "host");
     try {
       framing = requestFraming(head);
       if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
-      if (minor === 1 && !head.headers.has("host")) throw new HttpError(400, "missing Host header");
+      if (minor === 1 && hostValue === null) throw new HttpError(400, "missing Host header");
       // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
-      const hostValue = head.headers.get("host");
       if (hostValue !== null && hostValue !== this.#lastGoodHost) {
         if (!/^[A-Za-z0-9.\-_~!$&'()*+,;=%]*(:\d{0,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{0,5})?$/.test(hostValue)) {
           throw new HttpError(400, "malformed Host header");
@@ -420,103 +486,167 @@ export class HttpServer {
         this.#lastGoodHost = hostValue; // clients repeat the same Host: check it once
       }
     } catch (e) {
-      await this.#fail(stream, e, minor);
-      return false;
+      return this.#fail(stream, e, minor).then(CLOSE);
     }
-    const connection = head.headers.get("connection")?.toLowerCase() ?? null;
-    let keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
+    const connection = Headers.getLower(headers, "connection")?.toLowerCase() ?? null;
+    const keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const expectContinue = head.headers.get("expect")?.toLowerCase() === "100-continue" && minor === 1;
+    const expectContinue = minor === 1 && Headers.getLower(headers, "expect")?.toLowerCase() === "100-continue";
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
-    const host = head.headers.get("host") ?? "localhost";
-    const url = head.target.startsWith("/") ? `http://${host}${head.target}` : head.target;
+    const target = head.target;
+    const url = target.charCodeAt(0) === 47 /* / */ ? `http://${hostValue ?? "localhost"}${target}` : target;
     const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
     let request: Request;
-    let response: Response;
     try {
-      request = Request.fromServer(url, head.method, head.headers, hasBody ? body.toReadable() : null);
+      request = Request.fromServer(url, head.method, headers, hasBody ? body.toReadable() : null);
     } catch (e) {
-      await this.#fail(stream, new HttpError(400, e instanceof Error ? e.message : "bad request"), minor);
+      return this.#fail(stream, new HttpError(400, e instanceof Error ? e.message : "bad request"), minor).then(CLOSE);
+    }
+    let result: Response | Promise<Response>;
+    try {
+      result = this.handler(request, info);
+    } catch (e) {
+      return this.#handlerFailed(stream, e, head, body);
+    }
+    if (result instanceof Response) return this.#respond(stream, result, head, keepAlive, body);
+    reader.pendingResult = result;
+    reader.pendingKeepAlive = keepAlive;
+    reader.pendingBody = body;
+    return PENDING;
+  }
+
+  /** The handler threw (or its promise rejected, or it returned no Response). */
+  async #handlerFailed(stream: ByteStream, e: unknown, head: RequestHead, body: BodyReader): Promise<boolean> {
+    if (body.error instanceof HttpError || body.error instanceof Timeout) {
+      await this.#fail(stream, body.error, head.minorVersion);
       return false;
     }
-    try {
-      response = await this.handler(request, info);
-      if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
-    } catch (e) {
-      if (body.error instanceof HttpError || body.error instanceof Timeout) {
-        await this.#fail(stream, body.error, minor);
-        return false;
-      }
-      this.stats.handlerErrors++;
-      this.#count(500);
-      console.error("serve: handler failed:", e);
-      response = new Response("500 Internal Server Error\n", { status: 500 });
-      keepAlive = false;
-    }
+    this.stats.handlerErrors++;
+    this.#count(500);
+    console.error("serve: handler failed:", e);
+    return this.#respond(stream, new Response("500 Internal Server Error\n", { status: 500 }), head, false, body);
+  }
 
-    // Whatever the handler left unread must be drained (or the connection closed)
-    // before the next pipelined request can be parsed.
-    keepAlive = (await this.#writeResponse(stream, response, head, keepAlive)) && (body.finished || (await body.drain()));
+  /**
+   * Writes the response, then drains what the handler left unread of the request body (or
+   * closes): the next pipelined request can only be parsed after it.
+   */
+  #respond(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean, body: BodyReader): boolean | Promise<boolean> {
+    const written = this.#writeResponse(stream, response, head, keepAlive);
+    if (written === true) return body.finished || body.drain();
+    if (written === false) return false;
+    return written.then((k) => k && (body.finished || body.drain()));
+  }
+
+  /**
+   * Writes the status line, headers and body; returns false if the connection must close.
+   * A body of known length (none, text or bytes) goes out with its head in one write and,
+   * when that fits the send buffer, without any promise: the result is then a boolean.
+   */
+  #writeResponse(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean): boolean | Promise<boolean> {
+    const minor = head.minorVersion;
+    const status = response.status;
+    const source = Body.source(response);
+    if (source.kind === "stream") return this.#writeStreamed(stream, response, source.stream, head, keepAlive);
+    const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
+    let bytes: Uint8Array | null = null;
+    if (source.kind === "text") bytes = encoder.encode(source.text);
+    else if (source.kind === "bytes") bytes = source.bytes;
+    const flat = Response.flatHeaders(response);
+    let extra = "";
+    if (flat !== null) {
+      // headers nobody asked for as a Headers: written from the constructor's flat list
+      let lines = "";
+      let hasLength = false, hasDate = false;
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i]!;
+        if (name === "content-length") {
+          if (bytes !== null) continue; // the body's real length wins (below)
+          hasLength = true;
+        } else if (name === "date") hasDate = true;
+        lines += `${name}: ${flat[i + 1]!}\r\n`;
+      }
+      if (bytes !== null) lines += `content-length: ${bytes.length}\r\n`;
+      else if (status !== 204 && status !== 304 && !hasLength) lines += "content-length: 0\r\n";
+      if (!hasDate) lines += `date: ${this.#date()}\r\n`;
+      extra = lines;
+    } else {
+      extra = this.#headerLines(response.headers, bytes, status);
+    }
+    if (!keepAlive) extra += "connection: close\r\n";
+    else if (minor === 0) extra += "connection: keep-alive\r\n";
+    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`;
+    // the same head as the last response's (same file, same second): its bytes again
+    let headBytes = this.#lastHeadBytes;
+    if (headText !== this.#lastHeadText) {
+      headBytes = this.#lastHeadBytes = encoder.encode(headText);
+      this.#lastHeadText = headText;
+    }
+    let written: Promise<void>;
+    if (noBody || bytes === null || bytes.length === 0) {
+      written = stream.write(headBytes);
+    } else if (bytes.length <= 16 * 1024) {
+      // one write for head and body: one segment for small responses
+      const all = new Uint8Array(headBytes.length + bytes.length);
+      all.set(headBytes, 0);
+      all.set(bytes, headBytes.length);
+      written = stream.write(all);
+    } else {
+      return this.#writeTwo(stream, headBytes, bytes, keepAlive);
+    }
+    if (written === WRITTEN) return keepAlive;
+    return written.then(() => keepAlive);
+  }
+
+  /** The header lines of a response with a known-length body, from its Headers. */
+  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number): string {
+    let extra = "";
+    if (bytes !== null) {
+      // the body's real length wins over a handler's header: a wrong one would desynchronise
+      // the connection (the client would read the rest as the next response)
+      if (headers.has("content-length")) headers.delete("content-length");
+      extra = `content-length: ${bytes.length}\r\n`;
+    } else if (status !== 204 && status !== 304 && !headers.has("content-length")) {
+      extra = "content-length: 0\r\n";
+    }
+    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
+    return Headers.wireLines(headers) + extra;
+  }
+
+  async #writeTwo(stream: ByteStream, headBytes: Uint8Array, bytes: Uint8Array, keepAlive: boolean): Promise<boolean> {
+    await stream.write(headBytes);
+    await stream.write(bytes);
     return keepAlive;
   }
 
-  /** Writes the status line, headers and body; returns false if the connection must close. */
-  async #writeResponse(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean): Promise<boolean> {
+  /** A response whose body is a stream: chunked for HTTP/1.1 unless the handler gave a length. */
+  async #writeStreamed(stream: ByteStream, response: Response, body: ReadableStream<Uint8Array>, head: RequestHead, keepAlive: boolean): Promise<boolean> {
     const minor = head.minorVersion;
     const status = response.status;
     const headers = response.headers;
-    const source = Body.source(response);
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
-    let bytes: Uint8Array | null = null;
     let chunked = false;
     let extra = "";
-    if (source.kind === "text") bytes = encoder.encode(source.text);
-    else if (source.kind === "bytes") bytes = source.bytes;
-    if ((source.kind === "text" || source.kind === "bytes") && headers.has("content-length")) {
-      // the body's real length wins over a handler's header: a wrong one would desynchronise
-      // the connection (the client would read the rest as the next response)
-      headers.delete("content-length");
-    }
-    const declaredLength = source.kind === "stream" && headers.has("content-length") ? Number(headers.get("content-length")) : -1;
-    if (source.kind === "stream" && declaredLength >= 0 && !(Number.isSafeInteger(declaredLength))) {
-      headers.delete("content-length");
-    }
-    if (source.kind === "stream") {
-      if (headers.has("content-length")) {
-        // the handler promised a length: checked while streaming (never more is sent)
-      } else if (minor === 1) {
-        chunked = true;
-        extra += "transfer-encoding: chunked\r\n";
-      } else {
-        keepAlive = false; // HTTP/1.0: the body ends when the connection does
-      }
-    } else if (!headers.has("content-length") && status !== 204 && status !== 304) {
-      extra += `content-length: ${bytes ? bytes.length : 0}\r\n`;
+    const declaredLength = headers.has("content-length") ? Number(headers.get("content-length")) : -1;
+    if (declaredLength >= 0 && !(Number.isSafeInteger(declaredLength))) headers.delete("content-length");
+    if (headers.has("content-length")) {
+      // the handler promised a length: checked while streaming (never more is sent)
+    } else if (minor === 1) {
+      chunked = true;
+      extra += "transfer-encoding: chunked\r\n";
+    } else {
+      keepAlive = false; // HTTP/1.0: the body ends when the connection does
     }
     if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
     if (!keepAlive) extra += "connection: close\r\n";
     else if (minor === 0) extra += "connection: keep-alive\r\n";
     const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${Headers.wireLines(headers)}${extra}\r\n`;
     const headBytes = encoder.encode(headText);
-
-    if (noBody || source.kind === "none") {
-      if (source.kind === "stream") await source.stream.cancel().catch(() => undefined);
+    if (noBody) {
+      await body.cancel().catch(() => undefined);
       await stream.write(headBytes);
-      return keepAlive;
-    }
-    if (bytes) {
-      // one write for head and body: one segment for small responses
-      if (bytes.length <= 16 * 1024) {
-        const all = new Uint8Array(headBytes.length + bytes.length);
-        all.set(headBytes, 0);
-        all.set(bytes, headBytes.length);
-        await stream.write(all);
-      } else {
-        await stream.write(headBytes);
-        await stream.write(bytes);
-      }
       return keepAlive;
     }
     // streaming body
@@ -524,7 +654,7 @@ export class HttpServer {
     const declared = headers.get("content-length");
     let sent = 0;
     try {
-      for await (const chunk of (source as { stream: ReadableStream<Uint8Array> }).stream) {
+      for await (const chunk of body) {
         if (!(chunk instanceof Uint8Array)) throw new TypeError("response body streams must yield Uint8Array chunks");
         if (chunk.length === 0) continue;
         sent += chunk.length;

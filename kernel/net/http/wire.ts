@@ -2,6 +2,7 @@
  * HTTP/1.1 message syntax (RFC 9112): the request head parser and the response head
  * writer. Pure functions over bytes and strings, shared by the server and its tests.
  */
+import { hw, isNative } from "../../hw.ts";
 import { Headers } from "../../web/headers.ts";
 
 /** A parse failure that maps to a status code (400, 414, 431, 501, 505). */
@@ -30,8 +31,10 @@ export interface HeadLimits {
 
 /** Finds the end of the head (index just past CRLFCRLF, or LF LF) or -1. */
 export function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
-  for (let i = Math.max(from, 0); i < end; i++) {
-    if (buf[i] !== 10) continue;
+  // LF by LF with the native indexOf (a loop over every byte is slow in an interpreter);
+  // a view ending at `end` when much of the buffer lies beyond it (same indices)
+  const hay = buf.length - end > 1024 ? buf.subarray(0, end) : buf;
+  for (let i = hay.indexOf(10, Math.max(from, 0)); i >= 0 && i < end; i = hay.indexOf(10, i + 1)) {
     if (i + 1 < end && buf[i + 1] === 10) return i + 2;
     if (i + 2 < end && buf[i + 1] === 13 && buf[i + 2] === 10) return i + 3;
   }
@@ -81,13 +84,50 @@ const checkedNames = new Checked(HEADER_NAME, 512);
 const checkedMethods = new Checked(METHOD, 64);
 const checkedTargets = new Checked(TARGET, 256);
 
+/** The native parser in the guest (platform/runtime/httphead.c); null on Node. */
+const nativeHead = isNative ? hw.httpHead : null;
+
+/** What each of the native parser's error codes means (-1 is index 1). */
+const HEAD_ERRORS: readonly (readonly [number, string])[] = [
+  [400, "bad request"],
+  [400, "malformed head (NUL or bare CR)"],
+  [414, "request line too long"],
+  [400, "malformed request line"],
+  [400, "malformed method"],
+  [400, "malformed request target"],
+  [505, "HTTP version not supported"],
+  [400, "malformed HTTP version"],
+  [400, "obsolete header line folding"],
+  [400, "malformed header line"],
+  [400, "malformed header name"],
+  [431, "too many header fields"],
+];
+
+/**
+ * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd): natively in
+ * the guest, by the same rules as parseRequestHeadScript (the reference).
+ */
+export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+  if (nativeHead === null) return parseRequestHeadScript(buf, start, headEnd, limits);
+  return fromNative(nativeHead(buf, start, headEnd, limits.maxRequestLineBytes, limits.maxHeaderCount), headEnd - start);
+}
+
+/** A RequestHead from httpHead()'s answer (exported for the check that both parsers agree). */
+export function fromNative(r: (string | number)[] | number, length: number): RequestHead {
+  if (typeof r === "number") {
+    const [status, message] = HEAD_ERRORS[-r] ?? HEAD_ERRORS[0]!;
+    throw new HttpError(status, message);
+  }
+  return { method: r[0] as string, target: r[1] as string, minorVersion: r[2] as number, headers: Headers.fromFields(r, 3), length };
+}
+
 /**
  * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd). The head is
  * decoded once; lines, names and values are then cut with native string operations and
  * checked with one regular expression each, remembered for the strings clients repeat —
  * per-character loops and regexp runs are the slow part of an interpreter. Leading empty lines are ignored (RFC 9112 §2.2).
  */
-export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+export function parseRequestHeadScript(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
   const text = latin1(buf, start, headEnd);
   if (hasBadBytes(text)) throw new HttpError(400, "malformed head (NUL or bare CR)");
   // Lines are cut by position in `text` (no array of lines, one slice per name and value).
@@ -150,8 +190,8 @@ export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } 
 
 /** How the request body is delimited (RFC 9112 §6.3); rejects ambiguous framing. */
 export function requestFraming(head: RequestHead): BodyFraming {
-  const te = head.headers.get("transfer-encoding");
-  const cl = head.headers.get("content-length");
+  const te = Headers.getLower(head.headers, "transfer-encoding");
+  const cl = Headers.getLower(head.headers, "content-length");
   if (te !== null) {
     if (cl !== null) throw new HttpError(400, "both Transfer-Encoding and Content-Length");
     if (head.minorVersion === 0) throw new HttpError(400, "Transfer-Encoding in an HTTP/1.0 request");

@@ -43,6 +43,16 @@ export class TcpSocket implements TcpConnectionEvents {
     return new Promise((resolve, reject) => { this.pendingRead = { resolve, reject }; });
   }
 
+  /** read() with callbacks: one of them is called once, at once when the answer is known. */
+  readWith(onChunk: (data: Uint8Array | null) => void, onError: (error: unknown) => void): void {
+    const connection = this.connection;
+    if (connection.readableLength > 0) onChunk(connection.read());
+    else if (connection.error !== null) onError(connection.error);
+    else if (connection.atEndOfStream) onChunk(null);
+    else if (this.pendingRead !== null) onError(new TcpError("EPIPE", "a read is already pending"));
+    else this.pendingRead = { resolve: onChunk, reject: onError };
+  }
+
   /** Fails a pending read() with `error` (data arriving later stays for the next read). */
   cancelRead(error: unknown): void {
     const read = this.pendingRead;

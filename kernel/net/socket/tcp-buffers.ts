@@ -3,7 +3,9 @@
  * out-of-order segment queue with a byte limit (RFC 9293 §3.10.7.4: segments beyond
  * RCV.NXT may be held for later processing).
  */
-import { seqAdd, seqDiff, seqGt, seqLe } from "./tcp-seq.ts";
+// Sequence arithmetic modulo 2^32 (tcp-seq.ts) is written out inline in this file — a < b is
+// ((a - b) | 0) < 0, a + n is ((a + n) >>> 0), a − b is ((a - b) | 0) — because a function call
+// per comparison is a large share of a segment's cost in the interpreter.
 
 /** A fixed-capacity FIFO of bytes; data is copied in once and out once. */
 export class ByteRing {
@@ -71,12 +73,12 @@ export class OutOfOrderQueue {
    */
   insert(sequence: number, payload: Uint8Array): boolean {
     if (payload.length === 0) return true;
-    const end = seqAdd(sequence, payload.length);
+    const end = ((sequence + payload.length) >>> 0);
     let index = 0;
-    while (index < this.segments.length && seqLe(this.segments[index]!.sequence, sequence)) {
+    while (index < this.segments.length && ((((this.segments[index]!.sequence) - sequence) | 0) <= 0)) {
       const held = this.segments[index]!;
       // Fully covered by what is held already: a duplicate.
-      if (seqLe(end, seqAdd(held.sequence, held.data.length))) return true;
+      if ((((end - (((held.sequence + held.data.length) >>> 0))) | 0) <= 0)) return true;
       index++;
     }
     if (this.bytes + payload.length > this.limit) return false;
@@ -92,12 +94,12 @@ export class OutOfOrderQueue {
   drainInto(receiveNext: number, ring: ByteRing | null): number {
     while (this.segments.length > 0) {
       const held = this.segments[0]!;
-      if (seqGt(held.sequence, receiveNext)) break;
-      const skip = seqDiff(receiveNext, held.sequence);
+      if ((((held.sequence - receiveNext) | 0) > 0)) break;
+      const skip = ((receiveNext - held.sequence) | 0);
       const useful = held.data.length - skip;
       if (useful > 0) {
         const written = ring === null ? useful : ring.write(held.data, skip, useful);
-        receiveNext = seqAdd(receiveNext, written);
+        receiveNext = ((receiveNext + written) >>> 0);
         if (written < useful) break; // no room: keep the rest (cannot happen within our window)
       }
       this.segments.shift();

@@ -16,7 +16,9 @@ import { ByteRing, OutOfOrderQueue } from "./tcp-buffers.ts";
 import type { TcpConfig, TcpCounters } from "./tcp-config.ts";
 import { TcpError } from "./tcp-config.ts";
 import type { CongestionController } from "./tcp-congestion.ts";
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./tcp-seq.ts";
+// Sequence arithmetic modulo 2^32 (tcp-seq.ts) is written out inline in this file — a < b is
+// ((a - b) | 0) < 0, a + n is ((a + n) >>> 0), a − b is ((a - b) | 0) — because a function call
+// per comparison is a large share of a segment's cost in the interpreter.
 import type { IpSender } from "../ip.ts";
 
 /** RFC 9293 §3.3.2 connection states (LISTEN lives in TcpStack's listeners). */
@@ -50,7 +52,7 @@ export interface TcpConnectionHost {
    * A timer changed outside input(), poll() and output() (which the stack watches itself),
    * e.g. by an app call; app calls that queue output go through markDirty() instead.
    */
-  timersChanged(): void;
+  timersChanged(connection?: TcpConnection): void;
 }
 
 /** Callbacks the app-facing layer installs; called from inside input()/poll(). */
@@ -229,7 +231,7 @@ export class TcpConnection {
     this.sendUnacknowledged = initialSequence;
     this.sendNext = initialSequence;
     this.sendMax = initialSequence;
-    this.sendBufferSequence = seqAdd(initialSequence, 1);
+    this.sendBufferSequence = ((initialSequence + 1) >>> 0);
     this.recoverSequence = initialSequence;
     this.timestampOffset = timestampOffset;
     this.windowScalingAgreed = this.host.config.windowScaling; // tentatively: the SYN offers it
@@ -245,11 +247,11 @@ export class TcpConnection {
     this.sendUnacknowledged = initialSequence;
     this.sendNext = initialSequence;
     this.sendMax = initialSequence;
-    this.sendBufferSequence = seqAdd(initialSequence, 1);
+    this.sendBufferSequence = ((initialSequence + 1) >>> 0);
     this.recoverSequence = initialSequence;
     this.timestampOffset = timestampOffset;
     this.initialReceiveSequence = synSequence;
-    this.receiveNext = seqAdd(synSequence, 1);
+    this.receiveNext = ((synSequence + 1) >>> 0);
     this.receiveWindowEdge = this.receiveNext;
     this.negotiateOptions(options);
     this.sendWindow = window; // RFC 7323 §2.2: the window in a SYN is never scaled
@@ -323,7 +325,7 @@ export class TcpConnection {
       case TcpState.Established:
       case TcpState.CloseWait:
         this.finQueued = true;
-        this.finSequence = seqAdd(this.sendBufferSequence, this.unacknowledgedLength);
+        this.finSequence = ((this.sendBufferSequence + this.unacknowledgedLength) >>> 0);
         this.host.markDirty(this);
         return;
       default:
@@ -358,12 +360,12 @@ export class TcpConnection {
     this.keepAliveProbes = probes;
     this.keepAliveProbesSent = 0;
     this.keepAliveDeadline = enabled && this.state === TcpState.Established ? now + idle : Infinity;
-    this.host.timersChanged();
+    this.host.timersChanged(this);
   }
 
   private maybeWindowUpdate(): void {
     if (this.state === TcpState.Closed || this.state === TcpState.SynSent) return;
-    const advertised = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    const advertised = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
     if (this.freeReceiveSpace() - advertised >= this.windowUpdateThreshold()) {
       this.ackNow = true;
       this.host.markDirty(this);
@@ -398,7 +400,7 @@ export class TcpConnection {
     }
 
     // RFC 7323 §5.3 PAWS: drop old duplicates whose timestamp went backwards.
-    if (this.timestampsEnabled && options.hasTimestamps && !isRst && seqLt(options.timestampValue, this.timestampRecent)) {
+    if (this.timestampsEnabled && options.hasTimestamps && !isRst && (((options.timestampValue - this.timestampRecent) | 0) < 0)) {
       this.host.counters.droppedPaws++;
       this.sendAckNow(now);
       return;
@@ -406,22 +408,22 @@ export class TcpConnection {
 
     // §3.10.7.4 first: sequence number check.
     const segmentLength = payload.length + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
-    const receiveWindow = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    const receiveWindow = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
     let acceptable: boolean;
     let zeroWindowProbe = false;
     if (segmentLength === 0) {
       acceptable = receiveWindow === 0
         ? sequence === this.receiveNext
-        : seqLe(this.receiveNext, sequence) && seqLt(sequence, seqAdd(this.receiveNext, receiveWindow));
+        : (((this.receiveNext - sequence) | 0) <= 0) && (((sequence - (((this.receiveNext + receiveWindow) >>> 0))) | 0) < 0);
     } else if (receiveWindow === 0) {
       // Only ACK/RST information is taken from a segment into a zero window.
       acceptable = sequence === this.receiveNext;
       zeroWindowProbe = acceptable;
     } else {
-      const windowEnd = seqAdd(this.receiveNext, receiveWindow);
-      const last = seqAdd(sequence, segmentLength - 1);
-      acceptable = (seqLe(this.receiveNext, sequence) && seqLt(sequence, windowEnd)) ||
-        (seqLe(this.receiveNext, last) && seqLt(last, windowEnd));
+      const windowEnd = ((this.receiveNext + receiveWindow) >>> 0);
+      const last = ((sequence + (segmentLength - 1)) >>> 0);
+      acceptable = ((((this.receiveNext - sequence) | 0) <= 0) && (((sequence - windowEnd) | 0) < 0)) ||
+        ((((this.receiveNext - last) | 0) <= 0) && (((last - windowEnd) | 0) < 0));
     }
     if (!acceptable) {
       this.host.counters.droppedOutOfWindow++;
@@ -465,13 +467,13 @@ export class TcpConnection {
     if (this.keepAliveEnabled && this.state === TcpState.Established) this.keepAliveDeadline = now + this.keepAliveIdle;
 
     // RFC 7323 §4.3: update TS.Recent when the segment covers Last.ACK.sent.
-    if (this.timestampsEnabled && options.hasTimestamps && seqLe(sequence, this.lastAckSent) &&
-        seqLe(this.lastAckSent, seqAdd(sequence, segmentLength))) {
+    if (this.timestampsEnabled && options.hasTimestamps && (((sequence - this.lastAckSent) | 0) <= 0) &&
+        (((this.lastAckSent - (((sequence + segmentLength) >>> 0))) | 0) <= 0)) {
       this.timestampRecent = options.timestampValue;
     }
 
     if (this.state === TcpState.SynReceived) {
-      if (!(seqLt(this.sendUnacknowledged, acknowledgment) && seqLe(acknowledgment, this.sendMax))) {
+      if (!((((this.sendUnacknowledged - acknowledgment) | 0) < 0) && (((acknowledgment - this.sendMax) | 0) <= 0))) {
         this.sendReset(acknowledgment, 0, false, now);
         return;
       }
@@ -499,7 +501,7 @@ export class TcpConnection {
       return;
     }
     const receiving = this.state === TcpState.Established || this.state === TcpState.FinWait1 || this.state === TcpState.FinWait2;
-    let dataEnd = seqAdd(sequence, payload.length);
+    let dataEnd = ((sequence + payload.length) >>> 0);
     if (receiving && payload.length > 0) {
       this.receiveText(sequence, payload, now);
     } else if (payload.length > 0) {
@@ -509,7 +511,7 @@ export class TcpConnection {
     // Eighth: FIN (only once everything before it arrived).
     if (isFin && receiving) {
       if (dataEnd === this.receiveNext) this.receiveFin(now);
-      else if (seqGt(dataEnd, this.receiveNext)) this.pendingFinSequence = dataEnd;
+      else if ((((dataEnd - this.receiveNext) | 0) > 0)) this.pendingFinSequence = dataEnd;
     }
     if (this.pendingFinSequence >= 0 && this.receiveNext === this.pendingFinSequence && !this.finReceived) {
       this.pendingFinSequence = -1;
@@ -521,7 +523,7 @@ export class TcpConnection {
   private inputSynSent(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, now: number): void {
     const hasAck = (flags & TCP_ACK) !== 0;
     // §3.10.7.3 first: ACK acceptability.
-    if (hasAck && (seqLe(acknowledgment, this.initialSendSequence) || seqGt(acknowledgment, this.sendMax))) {
+    if (hasAck && ((((acknowledgment - this.initialSendSequence) | 0) <= 0) || (((acknowledgment - this.sendMax) | 0) > 0))) {
       if ((flags & TCP_RST) === 0) this.sendReset(acknowledgment, 0, false, now);
       this.host.counters.droppedOutOfWindow++;
       return;
@@ -535,14 +537,14 @@ export class TcpConnection {
     }
     if ((flags & TCP_SYN) === 0) return;
     this.initialReceiveSequence = sequence;
-    this.receiveNext = seqAdd(sequence, 1);
+    this.receiveNext = ((sequence + 1) >>> 0);
     this.receiveWindowEdge = this.receiveNext;
     this.negotiateOptions(options);
     if (this.timestampsEnabled) this.timestampRecent = options.timestampValue;
-    this.receiveWindowEdge = seqAdd(this.receiveNext, Math.min(this.freeReceiveSpace(), 0xffff)); // what our SYN offered
+    this.receiveWindowEdge = ((this.receiveNext + (Math.min(this.freeReceiveSpace(), 0xffff))) >>> 0); // what our SYN offered
     if (hasAck) {
       this.sendUnacknowledged = acknowledgment;
-      if (seqLt(this.sendNext, acknowledgment)) this.sendNext = acknowledgment;
+      if ((((this.sendNext - acknowledgment) | 0) < 0)) this.sendNext = acknowledgment;
       this.sendWindow = window; // RFC 7323 §2.2: never scaled in a SYN
       this.maxSendWindow = this.sendWindow;
       this.sendWindowUpdateSequence = sequence;
@@ -570,25 +572,25 @@ export class TcpConnection {
   /** Step five of §3.10.7.4; returns false when the segment must be dropped. */
   private processAck(sequence: number, acknowledgment: number, window: number, pureAck: boolean, options: TcpOptions, now: number): boolean {
     // RFC 5961 §5.2: an ACK too old to be plausible draws a challenge ACK.
-    if (seqLt(acknowledgment, seqAdd(this.sendUnacknowledged, -Math.max(this.maxSendWindow, 1)))) {
+    if ((((acknowledgment - (((this.sendUnacknowledged + (-Math.max(this.maxSendWindow, 1))) >>> 0))) | 0) < 0)) {
       this.sendChallengeAck(now);
       return false;
     }
-    if (seqGt(acknowledgment, this.sendMax)) {
+    if ((((acknowledgment - this.sendMax) | 0) > 0)) {
       this.host.counters.droppedOutOfWindow++;
       this.sendAckNow(now);
       return false;
     }
     const scaledWindow = window << this.sendWindowShift;
-    if (seqGt(acknowledgment, this.sendUnacknowledged)) {
+    if ((((acknowledgment - this.sendUnacknowledged) | 0) > 0)) {
       this.acknowledge(acknowledgment, options, now);
     } else if (acknowledgment === this.sendUnacknowledged && pureAck && scaledWindow === this.sendWindow &&
         this.sendMax !== this.sendUnacknowledged) {
       this.duplicateAck(now);
     }
     // Window update (§3.10.7.4, SND.WL1/SND.WL2 rule).
-    if (seqLt(this.sendWindowUpdateSequence, sequence) ||
-        (this.sendWindowUpdateSequence === sequence && seqLe(this.sendWindowUpdateAck, acknowledgment))) {
+    if ((((this.sendWindowUpdateSequence - sequence) | 0) < 0) ||
+        (this.sendWindowUpdateSequence === sequence && (((this.sendWindowUpdateAck - acknowledgment) | 0) <= 0))) {
       const opened = this.sendWindow === 0 && scaledWindow > 0;
       this.sendWindow = scaledWindow;
       this.sendWindowUpdateSequence = sequence;
@@ -603,28 +605,28 @@ export class TcpConnection {
   }
 
   private acknowledge(acknowledgment: number, options: TcpOptions, now: number): void {
-    const acked = seqDiff(acknowledgment, this.sendUnacknowledged);
+    const acked = ((acknowledgment - this.sendUnacknowledged) | 0);
     // Which parts are acknowledged: SYN, data, FIN.
     const ring = this.sendBuffer;
     if (ring !== null) {
-      const dataAcked = Math.min(Math.max(0, seqDiff(acknowledgment, this.sendBufferSequence)), ring.length);
+      const dataAcked = Math.min(Math.max(0, ((acknowledgment - this.sendBufferSequence) | 0)), ring.length);
       if (dataAcked > 0) {
         ring.consume(dataAcked);
-        this.sendBufferSequence = seqAdd(this.sendBufferSequence, dataAcked);
+        this.sendBufferSequence = ((this.sendBufferSequence + dataAcked) >>> 0);
       }
-    } else if (seqGt(acknowledgment, this.sendBufferSequence)) {
+    } else if ((((acknowledgment - this.sendBufferSequence) | 0) > 0)) {
       this.sendBufferSequence = acknowledgment;
     }
     this.sampleRoundTrip(options, now);
     this.sendUnacknowledged = acknowledgment;
-    if (seqLt(this.sendNext, acknowledgment)) this.sendNext = acknowledgment;
+    if ((((this.sendNext - acknowledgment) | 0) < 0)) this.sendNext = acknowledgment;
     this.retransmitCount = 0;
 
     // Congestion control (RFC 6582 §3.2 step 3).
     if (this.inRecovery) {
-      if (seqGe(acknowledgment, this.recoverSequence)) {
+      if ((((acknowledgment - this.recoverSequence) | 0) >= 0)) {
         this.inRecovery = false;
-        this.congestion.onRecoveryEnd(seqDiff(this.sendMax, acknowledgment), this.maxSegment);
+        this.congestion.onRecoveryEnd(((this.sendMax - acknowledgment) | 0), this.maxSegment);
       } else {
         // Partial ACK: retransmit the next unacknowledged segment at once.
         this.congestion.onPartialAck(acked, this.maxSegment);
@@ -642,7 +644,7 @@ export class TcpConnection {
     }
 
     // Our FIN acknowledged?
-    if (this.finQueued && seqGt(acknowledgment, this.finSequence)) {
+    if (this.finQueued && (((acknowledgment - this.finSequence) | 0) > 0)) {
       switch (this.state) {
         case TcpState.FinWait1:
           this.state = TcpState.FinWait2;
@@ -668,10 +670,10 @@ export class TcpConnection {
       return;
     }
     // RFC 6582 §3.2 step 2: enter only if the ACK covers more than "recover".
-    if (this.duplicateAcks === 3 && seqGt(this.sendUnacknowledged, this.recoverSequence)) {
+    if (this.duplicateAcks === 3 && (((this.sendUnacknowledged - this.recoverSequence) | 0) > 0)) {
       this.inRecovery = true;
       this.recoverSequence = this.sendMax;
-      this.congestion.onFastRetransmit(seqDiff(this.sendMax, this.sendUnacknowledged), this.maxSegment);
+      this.congestion.onFastRetransmit(((this.sendMax - this.sendUnacknowledged) | 0), this.maxSegment);
       this.host.counters.fastRetransmits++;
       this.retransmitFirst(now);
     }
@@ -681,10 +683,10 @@ export class TcpConnection {
   private retransmitFirst(now: number): void {
     const ring = this.sendBuffer;
     if (ring === null) return;
-    const offset = seqDiff(this.sendUnacknowledged, this.sendBufferSequence);
+    const offset = ((this.sendUnacknowledged - this.sendBufferSequence) | 0);
     if (offset < 0) return;
     const length = Math.min(this.maxSegment, ring.length - offset);
-    const fin = this.finQueued && seqAdd(this.sendUnacknowledged, Math.max(length, 0)) === this.finSequence;
+    const fin = this.finQueued && ((this.sendUnacknowledged + (Math.max(length, 0))) >>> 0) === this.finSequence;
     if (length <= 0 && !fin) return;
     this.timedAt = -1; // Karn
     this.host.counters.retransmissions++;
@@ -698,7 +700,7 @@ export class TcpConnection {
     if (this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) {
       sample = ((this.timestampNow(now) - options.timestampEcho) >>> 0);
       if (sample > 0x7fffffff) sample = -1;
-    } else if (this.timedAt >= 0 && seqGe(this.sendUnacknowledged, this.timedSequence)) {
+    } else if (this.timedAt >= 0 && (((this.sendUnacknowledged - this.timedSequence) | 0) >= 0)) {
       sample = now - this.timedAt;
       this.timedAt = -1;
     }
@@ -717,9 +719,9 @@ export class TcpConnection {
 
   private receiveText(sequence: number, payload: Uint8Array, now: number): void {
     let offset = 0;
-    if (seqLt(sequence, this.receiveNext)) offset = seqDiff(this.receiveNext, sequence);
-    const start = seqAdd(sequence, offset);
-    const windowRoom = Math.max(0, seqDiff(this.receiveWindowEdge, start));
+    if ((((sequence - this.receiveNext) | 0) < 0)) offset = ((this.receiveNext - sequence) | 0);
+    const start = ((sequence + offset) >>> 0);
+    const windowRoom = Math.max(0, ((this.receiveWindowEdge - start) | 0));
     const length = Math.min(payload.length - offset, windowRoom, this.freeReceiveSpace());
     if (length <= 0) {
       this.ackNow = true;
@@ -733,10 +735,10 @@ export class TcpConnection {
     }
     const hadHole = !this.outOfOrder.isEmpty;
     if (this.discardReceived) {
-      this.receiveNext = seqAdd(this.receiveNext, length);
+      this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
       this.receiveBuffer!.write(payload, offset, length);
-      this.receiveNext = seqAdd(this.receiveNext, length);
+      this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {
       this.receiveNext = this.outOfOrder.drainInto(this.receiveNext, this.discardReceived ? null : this.receiveBuffer);
@@ -756,7 +758,7 @@ export class TcpConnection {
       return;
     }
     this.finReceived = true;
-    this.receiveNext = seqAdd(this.receiveNext, 1);
+    this.receiveNext = ((this.receiveNext + 1) >>> 0);
     this.ackNow = true;
     switch (this.state) {
       case TcpState.SynReceived:
@@ -808,13 +810,13 @@ export class TcpConnection {
     }
     const ring = this.sendBuffer;
     while (ring !== null) {
-      const offset = seqDiff(this.sendNext, this.sendBufferSequence);
+      const offset = ((this.sendNext - this.sendBufferSequence) | 0);
       if (offset < 0) break;
       const available = ring.length - offset;
       // The FIN sits right after the last data byte; it is pending until SND.NXT passes it.
-      const finPending = this.finQueued && seqLe(this.sendNext, this.finSequence);
+      const finPending = this.finQueued && (((this.sendNext - this.finSequence) | 0) <= 0);
       if (available <= 0 && !finPending) break;
-      const flight = seqDiff(this.sendNext, this.sendUnacknowledged);
+      const flight = ((this.sendNext - this.sendUnacknowledged) | 0);
       const usable = Math.max(0, Math.min(this.sendWindow, this.congestion.window) - flight);
       const length = Math.max(0, Math.min(available, this.maxSegment, usable));
       const finDue = finPending && length === available;
@@ -829,15 +831,15 @@ export class TcpConnection {
       let flags = TCP_ACK;
       if (length > 0 && length === available) flags |= TCP_PSH;
       if (finDue) flags |= TCP_FIN;
-      const resend = seqLt(this.sendNext, this.sendMax);
+      const resend = (((this.sendNext - this.sendMax) | 0) < 0);
       if (resend) this.host.counters.retransmissions++;
       if (!this.transmit(this.sendNext, flags, ring, offset, length, now)) break;
       if (this.timedAt < 0 && !resend && !this.timestampsEnabled) {
         this.timedAt = now;
-        this.timedSequence = seqAdd(this.sendNext, length);
+        this.timedSequence = ((this.sendNext + length) >>> 0);
       }
-      this.sendNext = seqAdd(this.sendNext, length + (finDue ? 1 : 0));
-      if (seqGt(this.sendNext, this.sendMax)) this.sendMax = this.sendNext;
+      this.sendNext = ((this.sendNext + (length + (finDue ? 1 : 0))) >>> 0);
+      if ((((this.sendNext - this.sendMax) | 0) > 0)) this.sendMax = this.sendNext;
       if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
       this.persistDeadline = Infinity;
       if (finDue) {
@@ -848,7 +850,7 @@ export class TcpConnection {
     }
     // Data waiting with nothing in flight and no window: arm the persist timer (§3.8.6.1).
     if (ring !== null && this.sendUnacknowledged === this.sendMax && this.persistDeadline === Infinity) {
-      const offset = seqDiff(this.sendNext, this.sendBufferSequence);
+      const offset = ((this.sendNext - this.sendBufferSequence) | 0);
       if (ring.length - offset > 0) {
         this.persistDeadline = now + this.persistInterval();
       }
@@ -873,8 +875,8 @@ export class TcpConnection {
     this.transmit(this.initialSendSequence, flags, null, 0, 0, now);
     h.maxSegmentSize = -1;
     h.windowScale = -1;
-    this.sendNext = seqAdd(this.initialSendSequence, 1);
-    if (seqGt(this.sendNext, this.sendMax)) this.sendMax = this.sendNext;
+    this.sendNext = ((this.initialSendSequence + 1) >>> 0);
+    if ((((this.sendNext - this.sendMax) | 0) > 0)) this.sendMax = this.sendNext;
     if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
   }
 
@@ -912,15 +914,15 @@ export class TcpConnection {
     const free = this.freeReceiveSpace();
     if (isSyn) {
       const field = Math.min(free, 0xffff);
-      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = seqAdd(this.receiveNext, field);
+      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + field) >>> 0);
       return field;
     }
-    const current = Math.max(0, seqDiff(this.receiveWindowEdge, this.receiveNext));
+    const current = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
     let window = free - current >= this.windowUpdateThreshold() ? free : Math.min(current, free);
     if (window < current) window = current; // never shrink the right edge (§3.8.6.2.2)
     const field = Math.min(window >>> this.receiveWindowShift, 0xffff);
-    const edge = seqAdd(this.receiveNext, field << this.receiveWindowShift);
-    if (seqGt(edge, this.receiveWindowEdge)) this.receiveWindowEdge = edge;
+    const edge = ((this.receiveNext + (field << this.receiveWindowShift)) >>> 0);
+    if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
     return field;
   }
 
@@ -1021,7 +1023,7 @@ export class TcpConnection {
       return;
     }
     this.retransmitCount++;
-    if (!synPhase) this.congestion.onTimeout(seqDiff(this.sendMax, this.sendUnacknowledged), this.maxSegment);
+    if (!synPhase) this.congestion.onTimeout(((this.sendMax - this.sendUnacknowledged) | 0), this.maxSegment);
     this.retransmitTimeout = Math.min(this.retransmitTimeout * 2, this.host.config.maxRetransmitTimeout);
     this.inRecovery = false;
     this.duplicateAcks = 0;
@@ -1044,7 +1046,7 @@ export class TcpConnection {
       this.noDelay = saved;
       this.maxSendWindow = savedMax;
     } else {
-      this.transmit(seqAdd(this.sendUnacknowledged, -1), TCP_ACK, null, 0, 0, now);
+      this.transmit(((this.sendUnacknowledged + (-1)) >>> 0), TCP_ACK, null, 0, 0, now);
     }
     this.persistBackoff++;
     if (this.sendUnacknowledged === this.sendMax) this.persistDeadline = now + this.persistInterval();
@@ -1059,7 +1061,7 @@ export class TcpConnection {
       return;
     }
     this.keepAliveProbesSent++;
-    this.transmit(seqAdd(this.sendUnacknowledged, -1), TCP_ACK, null, 0, 0, now);
+    this.transmit(((this.sendUnacknowledged + (-1)) >>> 0), TCP_ACK, null, 0, 0, now);
     this.keepAliveDeadline = now + this.keepAliveInterval;
   }
 

@@ -1,6 +1,7 @@
 /**
  * Sequence-number arithmetic modulo 2^32 (RFC 9293 §3.4): comparisons look at the sign of
  * the 32-bit difference, so they hold across wrap-around for distances below 2^31.
+ * The TCP hot path (tcp.ts, tcp-connection.ts, tcp-buffers.ts) writes these out inline.
  */
 
 /** a < b in sequence space. */

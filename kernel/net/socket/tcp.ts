@@ -27,14 +27,16 @@
 import type { IpSender, TransportInput } from "../ip.ts";
 import { PROTOCOL_TCP } from "../ip.ts";
 import {
-  createTcpOptions, fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, tcpAcknowledgment, tcpChecksum,
-  tcpDestinationPort, tcpFlags, tcpHeaderLength, tcpHeaderValid, tcpSequence, tcpSourcePort, tcpWindow,
+  createTcpOptions, fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_HEADER_LENGTH, TCP_RST, TCP_SYN,
   parseTcpOptions, type TcpHeaderFields, writeTcpHeader,
 } from "../wire/tcp.ts";
+import { finishChecksum, sumWords } from "../wire/checksum.ts";
 import { createTcpCounters, DEFAULT_TCP_CONFIG, type TcpConfig, type TcpCounters, TcpError } from "./tcp-config.ts";
 import { TcpConnection, type TcpConnectionHost, TcpState } from "./tcp-connection.ts";
 import { TupleHasher } from "./tcp-isn.ts";
-import { seqAdd, seqGt } from "./tcp-seq.ts";
+// Sequence arithmetic modulo 2^32 (tcp-seq.ts) is written out inline in this file — a < b is
+// ((a - b) | 0) < 0, a + n is ((a + n) >>> 0), a − b is ((a - b) | 0) — because a function call
+// per comparison is a large share of a segment's cost in the interpreter.
 
 /** A listening port: its SYN queue (half-open) and accept queue (established, not accepted). */
 export class TcpListener {
@@ -62,7 +64,10 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
   private readonly dirty = new Set<TcpConnection>();
-  /** The earliest deadline of all connections, exact unless deadlineStale (see pollAt). */
+  /**
+   * A lower bound of every connection's deadline (never later than the earliest), exact after
+   * a rescan; deadlineStale asks for a rescan (see pollAt).
+   */
   private earliestDeadline = Infinity;
   private deadlineStale = false;
   private readonly hasher: TupleHasher;
@@ -162,7 +167,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     for (const connection of this.dirty) {
       this.dirty.delete(connection);
       connection.output(now);
-      this.deadlineStale = true;
+      this.noteDeadline(connection);
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
@@ -172,6 +177,16 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       }
     }
     this.rescanDeadlines();
+  }
+
+  /**
+   * After an event that may have moved `connection`'s timers: lowers the bound to its deadline.
+   * A timer that moved later leaves the bound early, which only costs one walk over the
+   * connections when it passes (poll() then rescans) — instead of a walk after every event.
+   */
+  private noteDeadline(connection: TcpConnection): void {
+    const deadline = connection.deadline;
+    if (deadline < this.earliestDeadline) this.earliestDeadline = deadline;
   }
 
   /** Recomputes the earliest deadline of all connections. */
@@ -195,41 +210,53 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified = false): void {
     const counters = this.counters;
     counters.segmentsReceived++;
-    this.deadlineStale = true; // whatever this segment does may move a timer
-    if (!tcpHeaderValid(segment)) {
+    // The fixed header's fields are read here rather than through wire/tcp.ts's accessors
+    // (tcpHeaderValid, tcpFlags, …): a call per field is a large part of a segment's cost.
+    const length = segment.length;
+    const headerLength = length >= TCP_HEADER_LENGTH ? (segment[12]! >> 4) * 4 : 0;
+    if (headerLength < TCP_HEADER_LENGTH || headerLength > length) {
       counters.droppedMalformed++;
       return;
     }
-    if (!checksumVerified && tcpChecksum(source, destination, segment) !== 0) {
-      counters.droppedChecksum++;
-      return;
+    if (!checksumVerified) {
+      const pseudo = (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff) + PROTOCOL_TCP + length;
+      if (finishChecksum(sumWords(segment, 0, length, pseudo)) !== 0) {
+        counters.droppedChecksum++;
+        return;
+      }
     }
     const options = this.options;
-    if (!parseTcpOptions(segment, options)) {
+    if (headerLength === TCP_HEADER_LENGTH) {
+      options.maxSegmentSize = -1;
+      options.windowScale = -1;
+      options.sackPermitted = false;
+      options.hasTimestamps = false;
+    } else if (!parseTcpOptions(segment, options)) {
       counters.droppedMalformed++;
       return;
     }
-    const flags = tcpFlags(segment);
-    const sourcePort = tcpSourcePort(segment);
-    const destinationPort = tcpDestinationPort(segment);
+    const flags = segment[13]!;
+    const sourcePort = (segment[0]! << 8) | segment[1]!;
+    const destinationPort = (segment[2]! << 8) | segment[3]!;
     if (sourcePort === 0 || destinationPort === 0 || (flags & TCP_SYN && flags & TCP_FIN) || (flags & TCP_SYN && flags & TCP_RST)) {
       counters.droppedMalformed++;
       return;
     }
-    const sequence = tcpSequence(segment);
-    const acknowledgment = tcpAcknowledgment(segment);
-    const window = tcpWindow(segment);
-    const payload = segment.subarray(tcpHeaderLength(segment));
+    const sequence = ((segment[4]! << 24) | (segment[5]! << 16) | (segment[6]! << 8) | segment[7]!) >>> 0;
+    const acknowledgment = ((segment[8]! << 24) | (segment[9]! << 16) | (segment[10]! << 8) | segment[11]!) >>> 0;
+    const window = (segment[14]! << 8) | segment[15]!;
+    const payload = segment.subarray(headerLength);
 
     let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
-        this.listeners.has(destinationPort) && seqGt(sequence, connection.receiveNext)) {
+        this.listeners.has(destinationPort) && (((sequence - connection.receiveNext) | 0) > 0)) {
       // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection may reopen it.
       connection.terminate(null);
       connection = undefined;
     }
     if (connection !== undefined) {
       connection.input(sequence, acknowledgment, flags, window, options, payload, now);
+      this.noteDeadline(connection); // whatever this segment did may have moved its timers
       return;
     }
     const listener = this.listeners.get(destinationPort);
@@ -244,7 +271,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     if (flags & TCP_ACK) {
       this.sendReset(destination, destinationPort, source, sourcePort, acknowledgment, 0, TCP_RST);
     } else {
-      this.sendReset(destination, destinationPort, source, sourcePort, 0, seqAdd(sequence, segmentLength), TCP_RST | TCP_ACK);
+      this.sendReset(destination, destinationPort, source, sourcePort, 0, ((sequence + segmentLength) >>> 0), TCP_RST | TCP_ACK);
     }
   }
 
@@ -270,6 +297,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       this.hasher.hash(destination, listener.port, source, sourcePort, 2),
       sequence, window, this.options, now,
     );
+    this.noteDeadline(connection);
   }
 
   private sendReset(source: number, sourcePort: number, destination: number, destinationPort: number, sequence: number, acknowledgment: number, flags: number): void {
@@ -312,11 +340,12 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   markDirty(connection: TcpConnection): void {
     this.dirty.add(connection);
-    this.deadlineStale = true;
+    this.noteDeadline(connection);
   }
 
-  timersChanged(): void {
-    this.deadlineStale = true;
+  timersChanged(connection?: TcpConnection): void {
+    if (connection !== undefined) this.noteDeadline(connection);
+    else this.deadlineStale = true;
   }
 
   completeHandshake(connection: TcpConnection): boolean {

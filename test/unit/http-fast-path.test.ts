@@ -1,0 +1,213 @@
+// The HTTP server's fast paths, byte for byte, over an in-memory ByteStream that offers
+// everything the guest's TCP streams offer (readWith, cancelRead, tryWrite): responses of
+// known length written with their head in one write, headers written from a Response's
+// flat record, synchronous handlers, pipelining, and writes that must wait.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { HttpServer, type Handler } from "../../kernel/net/http/server.ts";
+import type { ByteStream, StreamListener } from "../../kernel/net/stream.ts";
+import { Headers } from "../../kernel/web/headers.ts";
+import { Request } from "../../kernel/web/request.ts";
+import { Response } from "../../kernel/web/response.ts";
+
+/** One in-memory connection: the test pushes request bytes and reads what the server wrote. */
+class MemoryStream implements ByteStream {
+  readonly remoteAddress = "10.0.0.1";
+  readonly remotePort = 4000;
+  readonly writes: Uint8Array[] = [];
+  ended = false;
+  closed = false;
+  /** Bytes tryWrite accepts at once (then the writes that wait complete on flush()). */
+  room = Infinity;
+  readonly #queue: (Uint8Array | null)[] = [];
+  #pending: { ok: (c: Uint8Array | null) => void; fail: (e: unknown) => void } | null = null;
+  readonly #waiting: (() => void)[] = [];
+
+  push(data: string | null): void {
+    const chunk = data === null ? null : new TextEncoder().encode(data);
+    const p = this.#pending;
+    if (p) {
+      this.#pending = null;
+      p.ok(chunk);
+    } else this.#queue.push(chunk);
+  }
+  readWith(ok: (c: Uint8Array | null) => void, fail: (e: unknown) => void): void {
+    if (this.#queue.length > 0) ok(this.#queue.shift()!);
+    else this.#pending = { ok, fail };
+  }
+  read(): Promise<Uint8Array | null> {
+    return new Promise((ok, fail) => this.readWith(ok, fail));
+  }
+  cancelRead(error: unknown): void {
+    const p = this.#pending;
+    this.#pending = null;
+    p?.fail(error);
+  }
+  tryWrite(data: Uint8Array): boolean {
+    if (data.length > this.room) return false;
+    this.room -= data.length;
+    this.writes.push(data.slice());
+    return true;
+  }
+  write(data: Uint8Array): Promise<void> {
+    if (this.tryWrite(data)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.push(() => {
+      this.writes.push(data.slice());
+      resolve();
+    }));
+  }
+  /** Lets the writes that wait complete. */
+  flush(): void {
+    this.room = Infinity;
+    for (const w of this.#waiting.splice(0)) w();
+  }
+  end(): void { this.ended = true; }
+  close(): void { this.closed = true; }
+  text(): string {
+    return this.writes.map((w) => new TextDecoder("latin1").decode(w)).join("").replace(/\r\ndate: [^\r]+/g, "\r\ndate: D");
+  }
+}
+
+function listener(streams: MemoryStream[]): StreamListener {
+  let next = 0;
+  let wake: (() => void) | null = null;
+  return {
+    port: 80,
+    accept: () => next < streams.length ? Promise.resolve(streams[next++]!) : new Promise((resolve) => { wake = () => resolve(null); }),
+    close: () => wake?.(),
+  };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+async function exchange(handler: Handler, requests: string[], setup?: (s: MemoryStream) => void): Promise<MemoryStream> {
+  const stream = new MemoryStream();
+  setup?.(stream);
+  const server = new HttpServer(listener([stream]), handler);
+  await tick();
+  for (const r of requests) {
+    stream.push(r);
+    await tick();
+  }
+  server.close();
+  return stream;
+}
+
+const GET = (path: string, extra = "") => `GET ${path} HTTP/1.1\r\nHost: example\r\n${extra}\r\n`;
+
+test("a record of headers goes to the wire as given, with the body's real length, a Date, and the body in the same write", async () => {
+  const body = new Uint8Array([60, 104, 49, 62, 0xff]);
+  const s = await exchange(() => new Response(body, { headers: { "Content-Type": "text/html", ETag: '"1-2"', "content-length": "999" } }), [GET("/")]);
+  assert.equal(s.writes.length, 1, "head and body in one write");
+  assert.equal(s.text(), 'HTTP/1.1 200 OK\r\ncontent-type: text/html\r\netag: "1-2"\r\ncontent-length: 5\r\ndate: D\r\n\r\n<h1>\xff');
+  assert.deepEqual(s.writes[0]!.subarray(-5), body);
+});
+
+test("a string body gets its default Content-Type and its UTF-8 length; HEAD gets the head only", async () => {
+  const handler: Handler = () => new Response("héllo");
+  const s = await exchange(handler, [GET("/"), "HEAD / HTTP/1.1\r\nHost: example\r\n\r\n"]);
+  assert.equal(s.text(),
+    "HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: 6\r\ndate: D\r\n\r\nh\xc3\xa9llo" +
+    "HTTP/1.1 200 OK\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: 6\r\ndate: D\r\n\r\n");
+});
+
+test("a handler's own Date and a HEAD answer's Content-Length are kept; 204/304 get no Content-Length", async () => {
+  let n = 0;
+  const handler: Handler = () => [
+    new Response(null, { headers: { date: "Sun, 06 Nov 1994 08:49:37 GMT", "content-length": "42" } }),
+    new Response(null, { status: 304, headers: { etag: '"x"' } }),
+    new Response(null, { status: 204 }),
+  ][n++]!;
+  const s = await exchange(handler, [GET("/a"), GET("/b"), GET("/c")]);
+  const raw = s.writes.map((w) => new TextDecoder().decode(w)).join("").replace(/date: (?!Sun, 06 Nov 1994)[^\r]+/g, "date: D");
+  assert.equal(raw,
+    "HTTP/1.1 200 OK\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\ncontent-length: 42\r\n\r\n" +
+    "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ndate: D\r\n\r\n" +
+    "HTTP/1.1 204 No Content\r\ndate: D\r\n\r\n");
+});
+
+test("headers changed through response.headers after construction are the ones written", async () => {
+  const handler: Handler = () => {
+    const r = new Response("x", { headers: { "x-a": "1", "x-b": "2" } });
+    r.headers.delete("x-a");
+    r.headers.append("x-b", "3");
+    r.headers.set("set-cookie", "k=v");
+    return r;
+  };
+  const s = await exchange(handler, [GET("/")]);
+  assert.equal(s.text(), "HTTP/1.1 200 OK\r\nx-b: 2, 3\r\ncontent-type: text/plain;charset=UTF-8\r\nset-cookie: k=v\r\ncontent-length: 1\r\ndate: D\r\n\r\nx");
+});
+
+test("keys naming the same field are joined as a Headers joins them; Headers and pair lists still work", async () => {
+  let n = 0;
+  const handler: Handler = () => [
+    new Response("", { headers: { "X-Twice": "a", "x-twice": "b" } }),
+    new Response("", { headers: new Headers([["x-h", "1"]]) }),
+    new Response("", { headers: [["x-p", "2"]] }),
+  ][n++]!;
+  const s = await exchange(handler, [GET("/1") + GET("/2") + GET("/3")]);
+  assert.equal(s.text(),
+    "HTTP/1.1 200 OK\r\nx-twice: a, b\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: 0\r\ndate: D\r\n\r\n" +
+    "HTTP/1.1 200 OK\r\nx-h: 1\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: 0\r\ndate: D\r\n\r\n" +
+    "HTTP/1.1 200 OK\r\nx-p: 2\r\ncontent-type: text/plain;charset=UTF-8\r\ncontent-length: 0\r\ndate: D\r\n\r\n");
+});
+
+test("invalid header names and values in a record still throw from the Response constructor", () => {
+  assert.throws(() => new Response("", { headers: { "bad name": "x" } }), TypeError);
+  assert.throws(() => new Response("", { headers: { ok: "a\r\nb" } }), TypeError);
+});
+
+test("pipelined requests to a synchronous handler are answered in order, the last with connection: close", async () => {
+  const handler: Handler = (req: Request) => new Response(new URL(req.url).pathname);
+  const s = await exchange(handler, [GET("/one") + GET("/two") + "GET /three HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n"]);
+  const text = s.text();
+  assert.deepEqual([...text.matchAll(/\r\n\r\n(\/[a-z]+)/g)].map((m) => m[1]), ["/one", "/two", "/three"]);
+  assert.match(text, /connection: close\r\n\r\n\/three$/);
+  assert.ok(s.ended && s.closed);
+});
+
+test("a response that does not fit the send buffer waits, and the connection goes on afterwards", async () => {
+  const big = "y".repeat(3000);
+  const stream = new MemoryStream();
+  stream.room = 100;
+  const server = new HttpServer(listener([stream]), async () => new Response(big));
+  await tick();
+  stream.push(GET("/"));
+  await tick();
+  assert.equal(stream.writes.length, 0, "nothing fits yet");
+  stream.flush();
+  await tick();
+  stream.push(GET("/again"));
+  await tick();
+  server.close();
+  assert.equal(stream.text().split(big).length, 3, "both responses whole");
+});
+
+test("an idle connection times out through cancelRead and is closed without a response", async () => {
+  const stream = new MemoryStream();
+  const server = new HttpServer(listener([stream]), () => new Response("x"), { idleTimeoutMs: 50 });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.ok(stream.closed);
+  assert.equal(stream.writes.length, 0);
+  server.close();
+});
+
+test("a half-sent head gets 408 after the header timeout", async () => {
+  const stream = new MemoryStream();
+  const server = new HttpServer(listener([stream]), () => new Response("x"), { headersTimeoutMs: 50 });
+  await tick();
+  stream.push("GET / HTTP/1.1\r\nHo");
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.match(stream.text(), /^HTTP\/1\.1 408 /);
+  assert.ok(stream.closed);
+  server.close();
+});
+
+test("Response.headers is a Headers made from the record on first use", () => {
+  const r = new Response(new Uint8Array(1), { headers: { "X-One": "1", accept: " a " } });
+  assert.ok(r.headers instanceof Headers);
+  assert.equal(r.headers, r.headers);
+  assert.deepEqual([...r.headers], [["accept", "a"], ["x-one", "1"]]);
+  assert.equal(Response.flatHeaders(r), null);
+  assert.deepEqual(Response.flatHeaders(new Response(null, { headers: { A: "1" } })), ["a", "1"]);
+});
