@@ -75,7 +75,7 @@ export function spawnGuest(command: string, args: string[], spawner?: (c: string
 }
 
 /** Boots a guest on user networking and measures launch → first HTTP 200 with a tight connect loop. */
-function bootToFirst200(o: RunOptions, port: number, path: string, timeoutMs = 60_000): Promise<{ ms: number; servingMs: number; guest: Guest }> {
+export function bootToFirst200(o: RunOptions, port: number, path: string, timeoutMs = 60_000): Promise<{ ms: number; servingMs: number; guest: Guest }> {
   return bootArgsToFirst200(qemuArgs(o), port, path, timeoutMs);
 }
 

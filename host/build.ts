@@ -153,7 +153,20 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
       outfile: join(cwd, "app.js"),
       absWorkingDir: cwd,
       logLevel: "silent",
-      plugins: [toritoResolvePlugin(repo)],
+      plugins: [
+        toritoResolvePlugin(repo),
+        {
+          // The app's module is run for its effects, always: inside this package (package.json's
+          // "sideEffects" list) esbuild would otherwise drop an app outside the listed folders.
+          name: "torito-entry",
+          setup(build) {
+            // stdin's sourcefile, as esbuild names the importer (against the working or resolve dir)
+            const importers = new Set([join(cwd, "torito-entry.js"), join(repo, "torito-entry.js")]);
+            build.onResolve({ filter: /.*/ }, (args) =>
+              importers.has(args.importer) && args.path === entry ? { path: resolve(entry), sideEffects: true } : undefined);
+          },
+        },
+      ],
     });
   } catch (e) {
     const errors = (e as BuildFailure).errors;

@@ -150,6 +150,20 @@ describe("--dry-run", () => {
 });
 
 describe("running fixture images under QEMU", () => {
+  test("an app inside this package but outside its sideEffects folders still runs (torito build keeps the entry)", () => {
+    const dir = mkdtempSync(join(repo, "build", "entry-test-"));
+    try {
+      writeFileSync(join(dir, "app.ts"), 'console.log("the app ran");\n');
+      const built = torito(["build", join(dir, "app.ts"), "-o", join(dir, "app.elf")]);
+      assert.equal(built.status, 0, built.stderr);
+      const r = torito(["run", join(dir, "app.elf")]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, "the app ran\n");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("console output reaches stdout and exit 0 is passed through", () => {
     const r = torito(["run", images.hello, "--mem", "8M"]);
     assert.equal(r.stdout, "hi\n");
