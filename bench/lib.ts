@@ -78,7 +78,7 @@ export function parseWrk(out: string): WrkResult {
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
     p50: /50%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
-    p99: /99%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
+    p99: /^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "n/a",
     requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
     errors,
   };
