@@ -180,8 +180,27 @@ static int drain_jobs(JSContext *ctx)
     return ran;
 }
 
+/* QuickJS runs its cycle collector when allocations pass 1.5x what its last collection left
+   live; with the heap near its hard limit that point can lie beyond the limit, and the core
+   would run out of memory holding garbage. Between turns (no JavaScript on the stack) this
+   collects once the heap is 3/4 full and has grown by 1/16 of the limit since the last
+   collection made here; `mark` is that level, per core (it lives on the core's loop stack). */
+static void collect_under_pressure(JSContext *ctx, size_t *mark)
+{
+    size_t limit, used, peak;
+    heap_usage(&limit, &used, &peak);
+    if (used < *mark)
+        *mark = used;
+    if (used < limit / 4 * 3 || used < *mark + limit / 16)
+        return;
+    JS_RunGC(JS_GetRuntime(ctx));
+    heap_usage(&limit, &used, &peak);
+    *mark = used;
+}
+
 void loop_run(JSContext *ctx, JSValue module_promise)
 {
+    size_t gc_mark = 0;
     JS_SetHostPromiseRejectionTracker(JS_GetRuntime(ctx), rejection_tracker, NULL);
     uint64_t fired = 0;
     for (;;) {
@@ -202,6 +221,7 @@ void loop_run(JSContext *ctx, JSValue module_promise)
             JS_FreeValue(ctx, r);
         }
         ran += drain_jobs(ctx);
+        collect_under_pressure(ctx, &gc_mark);
         if (ran)
             continue;                     /* microtasks may have started new work */
         if (next == -2 && this_core_id() != 0) {

@@ -18,6 +18,7 @@ const images = testImages("examples", {
   fault: "test/fixtures/apps/fault.ts",
   encoding: "test/fixtures/apps/encoding.ts",
   chatty: "test/fixtures/apps/chatty.ts",
+  cyclic: "test/fixtures/apps/cyclic-garbage.ts",
 });
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 
@@ -112,6 +113,12 @@ for (const accel of accels) {
         for (let k = 0; k < m[1].length; k++) sum = (sum * 31 + m[1].charCodeAt(k)) >>> 0;
         assert.equal(sum.toString(16).padStart(8, "0"), m[3], `line ${i} is damaged: ${JSON.stringify(line)}`);
       });
+    });
+
+    test("cyclic garbage with the heap 60 % full of live data is collected before the heap runs out", () => {
+      const r = run(images.cyclic, accel, ["--mem", "12M"]);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^cyclic garbage: survived with \d+ live arrays; peak \d+% of the heap$/m);
     });
 
     test("a runaway guest is stopped by --timeout with exit code 124", () => {
