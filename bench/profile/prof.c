@@ -106,18 +106,13 @@ static JSValue prof_now(JSContext *ctx, JSValueConst this_val, int argc, JSValue
 /* Same code as platform/runtime/native.c's n_checksum and n_utf8_encode. */
 static JSValue prof_checksum(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
 {
-    size_t offset, len, elem;
-    JSValue buf = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &len, &elem);
-    if (JS_IsException(buf)) return JS_EXCEPTION;
-    size_t size;
-    const uint8_t *p = JS_GetArrayBuffer(ctx, &size, buf);
-    JS_FreeValue(ctx, buf);
+    uint8_t *p;
+    size_t len;
     uint32_t start, end;
     double initial;
-    if (!p || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) || JS_ToFloat64(ctx, &initial, argv[3]))
+    if (typed_array_bytes(ctx, argv[0], &p, &len) || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) || JS_ToFloat64(ctx, &initial, argv[3]))
         return JS_EXCEPTION;
     if (start > end || end > len) return JS_ThrowRangeError(ctx, "checksum range");
-    p += offset;
     uint64_t sum = 0;
     size_t i = start;
     for (; i + 8 <= end; i += 8) { uint64_t w; memcpy(&w, p + i, 8); sum += (w & 0xffffffffu) + (w >> 32); }

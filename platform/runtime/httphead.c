@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "quickjs.h"
+#include "jsbytes.h"
 
 enum {
     HEAD_BAD_BYTES = -1,        /* NUL, or CR not followed by LF */
@@ -169,15 +170,10 @@ JSValue torito_http_head(JSContext *ctx, JSValueConst this_val, int argc, JSValu
 {
     (void)this_val;
     (void)argc;
-    size_t offset, len, elem;
-    JSValue buf = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &len, &elem);
-    if (JS_IsException(buf))
-        return JS_EXCEPTION;
-    size_t size;
-    const uint8_t *p = JS_GetArrayBuffer(ctx, &size, buf);
-    JS_FreeValue(ctx, buf);
+    uint8_t *p;
+    size_t len;
     uint32_t start, end, max_line, max_count;
-    if (!p || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) ||
+    if (typed_array_bytes(ctx, argv[0], &p, &len) || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) ||
         JS_ToUint32(ctx, &max_line, argv[3]) || JS_ToUint32(ctx, &max_count, argv[4]))
         return JS_EXCEPTION;
     if (start > end || end > len)
@@ -185,7 +181,7 @@ JSValue torito_http_head(JSContext *ctx, JSValueConst this_val, int argc, JSValu
     JSValue out = JS_NewArray(ctx);
     if (JS_IsException(out))
         return out;
-    int r = parse(ctx, p + offset, start, end, max_line, max_count, out);
+    int r = parse(ctx, p, start, end, max_line, max_count, out);
     if (r == -100) {
         JS_FreeValue(ctx, out);
         return JS_ThrowOutOfMemory(ctx);

@@ -4,6 +4,7 @@
  * TypeScript.
  */
 #include "runtime.h"
+#include "jsbytes.h"
 
 #define ARGS JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv
 
@@ -46,16 +47,11 @@ static JSValue n_write(ARGS)
         JS_FreeCString(ctx, s);
         return JS_UNDEFINED;
     }
-    size_t offset, len, elem;
-    JSValue buf = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &len, &elem);
-    if (JS_IsException(buf))
+    uint8_t *p;
+    size_t len;
+    if (typed_array_bytes(ctx, argv[0], &p, &len))
         return JS_EXCEPTION;
-    size_t size;
-    uint8_t *p = JS_GetArrayBuffer(ctx, &size, buf);
-    JS_FreeValue(ctx, buf);
-    if (!p && len)
-        return JS_EXCEPTION;
-    console_write(p + offset, len);
+    console_write(p, len);
     return JS_UNDEFINED;
 }
 
@@ -266,20 +262,15 @@ static JSValue n_image_files(ARGS)
    ~37 us per 1500-byte segment, half of TCP's per-segment time (BENCHMARKS.md). */
 static JSValue n_checksum(ARGS)
 {
-    size_t offset, len, elem;
-    JSValue buf = JS_GetTypedArrayBuffer(ctx, argv[0], &offset, &len, &elem);
-    if (JS_IsException(buf))
-        return JS_EXCEPTION;
-    size_t size;
-    const uint8_t *p = JS_GetArrayBuffer(ctx, &size, buf);
-    JS_FreeValue(ctx, buf);
+    uint8_t *p;
+    size_t len;
     uint32_t start, end;
     double initial;
-    if (!p || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) || JS_ToFloat64(ctx, &initial, argv[3]))
+    if (typed_array_bytes(ctx, argv[0], &p, &len) || JS_ToUint32(ctx, &start, argv[1]) || JS_ToUint32(ctx, &end, argv[2]) ||
+        JS_ToFloat64(ctx, &initial, argv[3]))
         return JS_EXCEPTION;
     if (start > end || end > len)
         return JS_ThrowRangeError(ctx, "checksum range %u..%u outside %zu bytes", start, end, len);
-    p += offset;
     uint64_t sum = 0;
     size_t i = start;
     for (; i + 8 <= end; i += 8) {
