@@ -10,7 +10,12 @@
  *   - 63 exact-size bins for blocks up to 1 KiB, then one bin per power of two; a bitmap
  *     of non-empty bins finds the smallest usable bin in two instructions;
  *   - the untouched rest of the region (the "top") grows and shrinks as blocks next to it
- *     are allocated and freed.
+ *     are allocated and freed;
+ *   - freed blocks of up to QUICK_LIMIT bytes first go to a short LIFO list per size (at
+ *     most QUICK_DEPTH each) and stay marked in use, so the next request of that size
+ *     takes one back without binning, splitting or merging: QuickJS frees and allocates
+ *     objects of a few sizes all the time. An allocation that finds no room empties these
+ *     lists into the bins (merging) and tries again.
  * No locks: a heap belongs to one core, and nothing migrates.
  */
 #ifdef MALLOC_HOST_TEST
@@ -25,6 +30,9 @@
 #define MIN_BLOCK   32ul
 #define SMALL_LIMIT 1024ul
 #define NUM_BINS    128
+#define QUICK_LIMIT 256ul            /* block sizes kept on quick lists: 32 ... 256 */
+#define QUICK_LISTS (QUICK_LIMIT / 16 + 1)
+#define QUICK_DEPTH 64               /* blocks per quick list: at most 240 KiB held in all */
 
 struct free_block {
     size_t header;
@@ -36,6 +44,8 @@ struct heap {
     size_t used, peak;             /* bytes in allocated blocks, headers included */
     uint64_t bitmap[NUM_BINS / 64];
     struct free_block *bins[NUM_BINS];
+    struct free_block *quick[QUICK_LISTS];     /* by size / 16; linked through `next` */
+    unsigned quick_count[QUICK_LISTS];
 };
 
 static struct heap heaps[TORITO_MAX_CORES];
@@ -165,6 +175,27 @@ static void *heap_alloc(struct heap *h, size_t n)
     return (void *)(b + 8);
 }
 
+static void heap_free(struct heap *h, void *p);
+
+/* Returns every quick-listed block to the bins (merging); true if there were any. */
+static int quick_flush(struct heap *h)
+{
+    int any = 0;
+    for (unsigned i = 0; i < QUICK_LISTS; i++) {
+        struct free_block *b = h->quick[i];
+        h->quick[i] = NULL;
+        h->quick_count[i] = 0;
+        while (b) {
+            struct free_block *next = b->next;
+            h->used += block_size(b);          /* heap_free takes it off again */
+            heap_free(h, (void *)((uintptr_t)b + 8));
+            b = next;
+            any = 1;
+        }
+    }
+    return any;
+}
+
 static void heap_free(struct heap *h, void *p)
 {
     uintptr_t b = (uintptr_t)header_of(p);
@@ -219,7 +250,20 @@ static void out_of_memory(size_t n)
 
 void *malloc(size_t n)
 {
-    void *p = heap_alloc(this_heap(), n);
+    struct heap *h = this_heap();
+    if (n <= QUICK_LIMIT - 8) {
+        size_t size = request_size(n);
+        struct free_block *b = h->quick[size / 16];
+        if (b) {
+            h->quick[size / 16] = b->next;
+            h->quick_count[size / 16]--;
+            account(h, size);
+            return (void *)((uintptr_t)b + 8);
+        }
+    }
+    void *p = heap_alloc(h, n);
+    if (!p && quick_flush(h))
+        p = heap_alloc(h, n);
     if (!p)
         out_of_memory(n);
     return p;
@@ -227,9 +271,21 @@ void *malloc(size_t n)
 
 void free(void *p)
 {
-    if (p)
-        heap_free(this_heap(), p);
+    if (!p)
+        return;
+    struct heap *h = this_heap();
+    struct free_block *b = (struct free_block *)header_of(p);
+    size_t size = block_size(b);
+    if (size <= QUICK_LIMIT && h->quick_count[size / 16] < QUICK_DEPTH) {
+        b->next = h->quick[size / 16];         /* the block stays marked in use */
+        h->quick[size / 16] = b;
+        h->quick_count[size / 16]++;
+        h->used -= size;
+        return;
+    }
+    heap_free(h, p);
 }
+
 
 void *calloc(size_t count, size_t n)
 {

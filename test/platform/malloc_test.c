@@ -78,12 +78,24 @@ int main(int argc, char **argv)
     size_t limit, used, peak;
     heap_usage(&limit, &used, &peak);
     if (used != 0) { fprintf(stderr, "heap not empty after freeing everything: %zu\n", used); return 1; }
+    /* small freed blocks wait on the quick lists, marked in use, until an allocation needs room */
+    if (!quick_flush(&heaps[0])) { fprintf(stderr, "no small block was kept on a quick list\n"); return 1; }
     if (heaps[0].top != heaps[0].start) { fprintf(stderr, "free blocks did not coalesce back into the top\n"); return 1; }
     /* the hard limit: allocation beyond the region fails and reports */
     void *big = t_malloc(region);
     if (big || oom_calls != 1) { fprintf(stderr, "allocation beyond the limit did not fail cleanly\n"); return 1; }
     void *all = t_malloc(limit - 64);
     if (!all) { fprintf(stderr, "could not allocate the whole region\n"); return 1; }
+    /* blocks held on the quick lists go back to the heap when a request needs their room */
+    t_free(all);
+    void *small[QUICK_DEPTH];
+    for (int i = 0; i < QUICK_DEPTH; i++)
+        small[i] = t_malloc(200);
+    for (int i = 0; i < QUICK_DEPTH; i++)
+        t_free(small[i]);
+    if (heaps[0].quick_count[208 / 16] != QUICK_DEPTH) { fprintf(stderr, "freed small blocks were not quick-listed\n"); return 1; }
+    all = t_malloc(limit - 64);
+    if (!all || oom_calls != 1) { fprintf(stderr, "quick-listed blocks were not returned for a large request\n"); return 1; }
     printf("malloc stress: ok (%u allocations, peak %zu KiB)\n", ids, peak >> 10);
     return 0;
 }
