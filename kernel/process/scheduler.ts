@@ -131,10 +131,12 @@ let refedTimers = 0;
 /** Holds taken through keepAlive() by other kernel units (e.g. a listening socket). */
 let keepAliveHolds = 0;
 interface Poller {
-  poll: (firedVectors: number) => unknown;
+  poll: (firedVectors: number, now: number) => unknown;
   onIdle: (() => boolean) | undefined;
 }
-const pollers: Poller[] = [];
+/** Never modified in place: adding or removing a poller replaces the array, so a turn walks
+ *  the one it started with, and sees a change by comparing references, without a copy. */
+let pollers: readonly Poller[] = [];
 let pendingVectors = 0;
 /** Handlers of interrupt lines 1..31 (vector 32+line); line 0 is the LAPIC timer. */
 const lineHandlers: ((() => void) | undefined)[] = new Array(32).fill(undefined);
@@ -276,18 +278,18 @@ export interface PollerOptions {
 
 /**
  * Registers a device poller, called once per scheduler pass with the interrupt vector mask
- * (bit n = vector 32+n) that fired since the previous pass. It returns `false` when it found
- * no work (it must then not have queued microtasks); anything else counts as work. While any
- * poller is registered the VM stays alive; the core halts only when every poller has been
- * idle for the spin period and has an `onIdle`. Returns the function that unregisters it.
+ * (bit n = vector 32+n) that fired since the previous pass and hw.now() sampled for the pass
+ * (no timer callback ran since). It returns `false` when it found no work (it must then not
+ * have queued microtasks); anything else counts as work. While any poller is registered the
+ * VM stays alive; the core halts only when every poller has been idle for the spin period
+ * and has an `onIdle`. Returns the function that unregisters it.
  */
-export function addPoller(poll: (firedVectors: number) => unknown, options: PollerOptions = {}): () => void {
+export function addPoller(poll: (firedVectors: number, now: number) => unknown, options: PollerOptions = {}): () => void {
   const entry: Poller = { poll, onIdle: options.onIdle };
-  pollers.push(entry);
+  pollers = [...pollers, entry];
   idleSince = -1;
   return () => {
-    const i = pollers.indexOf(entry);
-    if (i >= 0) pollers.splice(i, 1);
+    if (pollers.includes(entry)) pollers = pollers.filter((p) => p !== entry);
   };
 }
 
@@ -330,9 +332,11 @@ export function keepAlive(): () => void {
 export function turn(firedVectors: number): number {
   turns++;
   pendingVectors |= firedVectors;
+  // The clock for this turn's pollers: the batch's instant when the batch starts here.
+  let now = -1;
   if (!batchActive) {
     batchActive = true;
-    batchNow = hw.now();
+    batchNow = now = hw.now();
     batchSeqLimit = nextSeq;
   }
 
@@ -364,24 +368,28 @@ export function turn(firedVectors: number): number {
       }
     }
   }
-  if (pollers.length > 0) {
-    // Copy: a poller may unregister itself or others. A poller that did work may have queued
-    // microtasks, so the answer is "again" even if the last poller just left: a wait or an
-    // exit is only ever returned by a turn that ran no JavaScript callback with effects.
-    const list = pollers.slice();
-    let busy = vectors !== 0 || list.length !== pollers.length;
-    for (const p of list) if (p.poll(vectors) !== false) busy = true;
-    if (busy || pollers.length !== list.length) {
+  const list = pollers;
+  const n = list.length;
+  if (n > 0) {
+    // A batch that began in an earlier turn ran timer callbacks since its instant.
+    if (now < 0) now = hw.now();
+    // A poller may unregister itself or others (`pollers` then is another array). A poller
+    // that did work may have queued microtasks, so the answer is "again" even if the last
+    // poller just left: a wait or an exit is only ever returned by a turn that ran no
+    // JavaScript callback with effects. Indexed loops: for-of allocates an iterator.
+    let busy = vectors !== 0;
+    for (let i = 0; i < n; i++) if (list[i]!.poll(vectors, now) !== false) busy = true;
+    if (busy || pollers !== list) {
       idleSince = -1;
-      return batchNow;
+      return now;
     }
-    if (idleSince < 0) idleSince = batchNow;
-    if (batchNow - idleSince < spinMs) return batchNow;
-    for (const p of list) if (p.onIdle === undefined) return batchNow;
+    if (idleSince < 0) idleSince = now;
+    if (now - idleSince < spinMs) return now;
+    for (let i = 0; i < n; i++) if (list[i]!.onIdle === undefined) return now;
     let raced = false;
-    for (const p of list) if (p.onIdle!()) raced = true;
+    for (let i = 0; i < n; i++) if (list[i]!.onIdle!()) raced = true;
     idleSince = -1;
-    if (raced) return batchNow;
+    if (raced) return now;
     halts++;
     return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
   }
