@@ -69,6 +69,8 @@ let holds = 0;
 let removePoller: (() => void) | null = null;
 let wakeup: ReturnType<typeof setTimeout> | null = null;
 let wakeupAt = Infinity;
+/** The earliest deadline the last pass found (what pollAt() would say while nothing runs). */
+let idleUntil = -Infinity;
 
 /** Called by the devices unit: how to find this core's network device. */
 export function setNetDeviceFinder(finder: () => DrivableNetDevice | null): void {
@@ -144,8 +146,14 @@ if (mqPairs > 0 && cores.id === 0) {
  * reclaims transmit buffers), so this pass does not poll the device again: it runs what the
  * stack queued for itself (looped-back packets, TCP output) and the timers that are due.
  */
-function poll(_vectors: number, now: number): boolean {
+function poll(_vectors: number, now: number, quiet: boolean): boolean {
   const s = stack!;
+  // Nothing ran since the last pass found the stack idle: only its next deadline can make
+  // work. The interface's clock still advances, for the frames the driver delivers next.
+  if (quiet && now < idleUntil) {
+    s.iface.setClock(now);
+    return false;
+  }
   s.iface.pollLocal(now);
   const dhcp = s.dhcp;
   if (dhcp !== null) dhcp.poll(now);
@@ -162,6 +170,7 @@ function poll(_vectors: number, now: number): boolean {
   if (at < next) next = at;
   at = s.tcp.pollAt();
   if (at < next) next = at;
+  idleUntil = next;
   if (next <= now) return true;
   // A deadline in the future: make sure a halted core wakes for it.
   if (next !== wakeupAt) {

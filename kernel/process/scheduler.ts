@@ -14,7 +14,9 @@
  *    timer run before the next timer, as in Node >= 11.
  * 2. Interrupts and pollers. When the batch is exhausted, the handler of every interrupt
  *    line that fired since the last pass runs (drivers acknowledge their device there), then
- *    every registered poller runs once with the interrupt vectors that fired.
+ *    every registered poller runs once with the interrupt vectors that fired. A pass after an
+ *    idle one with no JavaScript in between is *quiet*: pollers may skip work that only
+ *    JavaScript can create (addPoller), which makes spinning while idle cheap.
  * 3. What next:
  *    - some poller did work (returned anything but `false`), or an interrupt fired
  *                                     -> return now: poll again at once (busy polling);
@@ -131,7 +133,7 @@ let refedTimers = 0;
 /** Holds taken through keepAlive() by other kernel units (e.g. a listening socket). */
 let keepAliveHolds = 0;
 interface Poller {
-  poll: (firedVectors: number, now: number) => unknown;
+  poll: (firedVectors: number, now: number, quiet: boolean) => unknown;
   onIdle: (() => boolean) | undefined;
 }
 /** Never modified in place: adding or removing a poller replaces the array, so a turn walks
@@ -146,6 +148,12 @@ export const SPIN_MS_DEFAULT = 2;
 let spinMs = SPIN_MS_DEFAULT;
 /** hw.now() when every poller was first seen idle, or -1 while there is work. */
 let idleSince = -1;
+/**
+ * The last pass found every poller idle and no JavaScript has run since: no timer, no
+ * interrupt handler, no onIdle, no microtask (the C loop says), no poller added or removed.
+ * The next pass is then *quiet* (see addPoller).
+ */
+let lastPassIdle = false;
 let halts = 0;
 let interruptsHandled = 0;
 let turns = 0;
@@ -278,18 +286,26 @@ export interface PollerOptions {
 
 /**
  * Registers a device poller, called once per scheduler pass with the interrupt vector mask
- * (bit n = vector 32+n) that fired since the previous pass and hw.now() sampled for the pass
- * (no timer callback ran since). It returns `false` when it found no work (it must then not
- * have queued microtasks); anything else counts as work. While any poller is registered the
- * VM stays alive; the core halts only when every poller has been idle for the spin period
- * and has an `onIdle`. Returns the function that unregisters it.
+ * (bit n = vector 32+n) that fired since the previous pass, hw.now() sampled for the pass
+ * (no timer callback ran since) and whether the pass is *quiet*: the previous pass found
+ * every poller idle and no JavaScript ran since (no timer, interrupt handler, microtask, or
+ * poller before this one in this pass that found work). A poller whose work only JavaScript
+ * or the clock can create (a network stack's queues and timers, as opposed to a device's
+ * rings) may then answer from what its previous pass found. It returns `false` when it found
+ * no work (it must then not have queued microtasks); anything else counts as work. While any
+ * poller is registered the VM stays alive; the core halts only when every poller has been
+ * idle for the spin period and has an `onIdle`. Returns the function that unregisters it.
  */
-export function addPoller(poll: (firedVectors: number, now: number) => unknown, options: PollerOptions = {}): () => void {
+export function addPoller(poll: (firedVectors: number, now: number, quiet: boolean) => unknown, options: PollerOptions = {}): () => void {
   const entry: Poller = { poll, onIdle: options.onIdle };
   pollers = [...pollers, entry];
   idleSince = -1;
+  lastPassIdle = false;
   return () => {
-    if (pollers.includes(entry)) pollers = pollers.filter((p) => p !== entry);
+    if (pollers.includes(entry)) {
+      pollers = pollers.filter((p) => p !== entry);
+      lastPassIdle = false;
+    }
   };
 }
 
@@ -328,10 +344,15 @@ export function keepAlive(): () => void {
 
 // ---- the loop hook -------------------------------------------------------------------
 
-/** One scheduler step for the C loop; see the policy at the top of this file. */
-export function turn(firedVectors: number): number {
+/**
+ * One scheduler step for the C loop; see the policy at the top of this file. `ranJobs`:
+ * whether microtasks ran since the previous turn (the C loop knows; other callers leave the
+ * default, which never makes a pass quiet).
+ */
+export function turn(firedVectors: number, ranJobs = true): number {
   turns++;
   pendingVectors |= firedVectors;
+  if (ranJobs) lastPassIdle = false;
   // The clock for this turn's pollers: the batch's instant when the batch starts here.
   let now = -1;
   if (!batchActive) {
@@ -343,6 +364,7 @@ export function turn(firedVectors: number): number {
   const t = heap[0];
   if (t !== undefined && t.deadline <= batchNow && t.seq < batchSeqLimit) {
     heapRemove(t);
+    lastPassIdle = false;
     if (!t.repeat) {
       t.active = false;
       knownById.delete(t.id);
@@ -378,17 +400,20 @@ export function turn(firedVectors: number): number {
     // poller just left: a wait or an exit is only ever returned by a turn that ran no
     // JavaScript callback with effects. Indexed loops: for-of allocates an iterator.
     let busy = vectors !== 0;
-    for (let i = 0; i < n; i++) if (list[i]!.poll(vectors, now) !== false) busy = true;
+    for (let i = 0; i < n; i++) if (list[i]!.poll(vectors, now, lastPassIdle && !busy) !== false) busy = true;
     if (busy || pollers !== list) {
       idleSince = -1;
+      lastPassIdle = false;
       return now;
     }
+    lastPassIdle = true;
     if (idleSince < 0) idleSince = now;
     if (now - idleSince < spinMs) return now;
     for (let i = 0; i < n; i++) if (list[i]!.onIdle === undefined) return now;
     let raced = false;
     for (let i = 0; i < n; i++) if (list[i]!.onIdle!()) raced = true;
     idleSince = -1;
+    lastPassIdle = false;
     if (raced) return now;
     halts++;
     return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;

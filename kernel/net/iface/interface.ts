@@ -225,6 +225,11 @@ export class Ipv4Interface implements IpSender {
     return received;
   }
 
+  /** Advances the clock input is stamped with, for a pass that skips pollLocal() (frames a device delivers on its own between polls use it). */
+  setClock(now: number): void {
+    this.now = now;
+  }
+
   /** The next time poll() has work (Infinity when none; now when looped-back packets wait); frames arriving also need a poll. */
   pollAt(): number {
     if (this.loopback.length > 0) return this.now;
