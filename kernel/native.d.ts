@@ -121,13 +121,14 @@ declare global {
 export interface LoopHooks {
   /**
    * One turn of the scheduler: fire due timers, poll devices. `firedVectors` is the mask
-   * returned by the last idle(). Returns what the loop should do once microtasks are drained:
+   * returned by the last idle(); `ranJobs` whether microtasks ran since the previous turn.
+   * Returns what the loop should do once microtasks are drained:
    *   a deadline >= 0 (ms, now() clock) to idle until (or to poll again at once if it has passed),
    *   -1 to idle until an interrupt with no deadline,
    *   -2 when nothing is left to wait for: the VM powers off with code 0 (like Node).
    * Exceptions thrown from here are uncaught errors: the runtime reports them and exits 1.
    */
-  turn(firedVectors: number): number;
+  turn(firedVectors: number, ranJobs: boolean): number;
   /** Formats an uncaught error or rejection reason for the console, with the stack
    *  source-mapped to TypeScript files and lines. Must not throw. */
   formatError(error: unknown): string;

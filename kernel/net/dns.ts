@@ -82,6 +82,8 @@ export class DnsResolver {
   private readonly random: () => number;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly byId = new Map<number, Query>();
+  /** No query in flight times out before this (a lower bound, exact after poll() walked). */
+  private nextDeadline = Infinity;
   private readonly byName = new Map<string, Query>();
   private socket: UdpSocket | null = null;
   private now = 0;
@@ -142,23 +144,31 @@ export class DnsResolver {
         this.receive(datagram.source, datagram.data);
       }
     }
+    if (now < this.nextDeadline) return;
+    let next = Infinity;
     for (const query of this.byId.values()) {
-      if (query.deadline > now) continue;
+      if (query.deadline > now) {
+        if (query.deadline < next) next = query.deadline;
+        continue;
+      }
       if (query.attempts >= this.attempts) {
         this.counters.timeouts++;
         this.finish(query, new DnsLookupError(query.hostName, "timeout"));
       } else {
         query.server++;
         this.send(query);
+        if (query.deadline < next) next = query.deadline;
       }
     }
+    this.nextDeadline = next;
   }
 
-  /** The next retransmission deadline (Infinity when nothing is in flight). */
+  /**
+   * The next retransmission deadline (Infinity when nothing is in flight). May be early
+   * (another query finished since), never late: a poll at that time finds the exact one.
+   */
   pollAt(): number {
-    let next = Infinity;
-    for (const query of this.byId.values()) if (query.deadline < next) next = query.deadline;
-    return next;
+    return this.nextDeadline;
   }
 
   /** Names in the cache (live or not yet evicted). */
@@ -193,6 +203,7 @@ export class DnsResolver {
     }
     query.attempts++;
     query.deadline = this.now + this.timeout;
+    if (query.deadline < this.nextDeadline) this.nextDeadline = query.deadline;
     const bytes = emitDnsQuery(query.id, query.queryName, DNS_TYPE_A);
     if (typeof bytes === "string") { this.finish(query, new DnsLookupError(query.hostName, "bad-name")); return; }
     const server = this.servers[query.server % this.servers.length]!;
@@ -263,6 +274,7 @@ export class DnsResolver {
 
   private finish(query: Query, outcome: number[] | DnsLookupError): void {
     this.byId.delete(query.id);
+    if (this.byId.size === 0) this.nextDeadline = Infinity;
     this.byName.delete(query.hostName);
     for (const waiter of query.waiters) {
       if (outcome instanceof DnsLookupError) waiter.reject(outcome);

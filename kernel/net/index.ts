@@ -27,7 +27,7 @@ import { UdpLayer } from "./socket/udp.ts";
 import { TextEncoder } from "../encoding.ts";
 import type { ByteStream, StreamListener } from "./stream.ts";
 
-/** A network device; real drivers poll themselves while a receive handler is installed. */
+/** A network device that polls itself (delivers frames from a poller of its own) while a receive handler is installed, as the virtio driver does. */
 export type DrivableNetDevice = NetDevice;
 
 interface Stack {
@@ -69,6 +69,8 @@ let holds = 0;
 let removePoller: (() => void) | null = null;
 let wakeup: ReturnType<typeof setTimeout> | null = null;
 let wakeupAt = Infinity;
+/** The earliest deadline the last pass found (what pollAt() would say while nothing runs). */
+let idleUntil = -Infinity;
 
 /** Called by the devices unit: how to find this core's network device. */
 export function setNetDeviceFinder(finder: () => DrivableNetDevice | null): void {
@@ -103,7 +105,7 @@ function up(): Stack {
       receiveHandler = handler !== null && steering !== null ? steering.receive : handler;
       if (holds > 0) device.setReceiveHandler(receiveHandler);
     },
-    poll: () => device.poll(),
+    poll: () => device.poll(), // unused by poll() below: the driver polls itself
   };
   const iface = new Ipv4Interface(gated);
   // Cores sharing one address pick local ports from disjoint slices (kernel/net/multiqueue.ts).
@@ -139,15 +141,36 @@ if (mqPairs > 0 && cores.id === 0) {
   });
 }
 
-/** One pass over the stack (the driver's own poller delivers frames); false when idle. */
-function poll(): boolean {
+/**
+ * One pass over the stack; false when idle. The driver's own poller delivers frames (and
+ * reclaims transmit buffers), so this pass does not poll the device again: it runs what the
+ * stack queued for itself (looped-back packets, TCP output) and the timers that are due.
+ */
+function poll(_vectors: number, now: number, quiet: boolean): boolean {
   const s = stack!;
-  const now = hw.now();
-  s.iface.poll(now);
-  s.dhcp?.poll(now);
+  // Nothing ran since the last pass found the stack idle: only its next deadline can make
+  // work. The interface's clock still advances, for the frames the driver delivers next.
+  if (quiet && now < idleUntil) {
+    s.iface.setClock(now);
+    return false;
+  }
+  s.iface.pollLocal(now);
+  const dhcp = s.dhcp;
+  if (dhcp !== null) dhcp.poll(now);
   s.resolver.poll(now);
   s.tcp.poll(now);
-  const next = Math.min(s.iface.pollAt(), s.dhcp?.pollAt() ?? Infinity, s.resolver.pollAt(), s.tcp.pollAt());
+  // The earliest deadline, compared by hand (Math.min is a native call).
+  let next = s.iface.pollAt();
+  let at: number;
+  if (dhcp !== null) {
+    at = dhcp.pollAt();
+    if (at < next) next = at;
+  }
+  at = s.resolver.pollAt();
+  if (at < next) next = at;
+  at = s.tcp.pollAt();
+  if (at < next) next = at;
+  idleUntil = next;
   if (next <= now) return true;
   // A deadline in the future: make sure a halted core wakes for it.
   if (next !== wakeupAt) {

@@ -14,7 +14,9 @@
  *    timer run before the next timer, as in Node >= 11.
  * 2. Interrupts and pollers. When the batch is exhausted, the handler of every interrupt
  *    line that fired since the last pass runs (drivers acknowledge their device there), then
- *    every registered poller runs once with the interrupt vectors that fired.
+ *    every registered poller runs once with the interrupt vectors that fired. A pass after an
+ *    idle one with no JavaScript in between is *quiet*: pollers may skip work that only
+ *    JavaScript can create (addPoller), which makes spinning while idle cheap.
  * 3. What next:
  *    - some poller did work (returned anything but `false`), or an interrupt fired
  *                                     -> return now: poll again at once (busy polling);
@@ -131,10 +133,12 @@ let refedTimers = 0;
 /** Holds taken through keepAlive() by other kernel units (e.g. a listening socket). */
 let keepAliveHolds = 0;
 interface Poller {
-  poll: (firedVectors: number) => unknown;
+  poll: (firedVectors: number, now: number, quiet: boolean) => unknown;
   onIdle: (() => boolean) | undefined;
 }
-const pollers: Poller[] = [];
+/** Never modified in place: adding or removing a poller replaces the array, so a turn walks
+ *  the one it started with, and sees a change by comparing references, without a copy. */
+let pollers: readonly Poller[] = [];
 let pendingVectors = 0;
 /** Handlers of interrupt lines 1..31 (vector 32+line); line 0 is the LAPIC timer. */
 const lineHandlers: ((() => void) | undefined)[] = new Array(32).fill(undefined);
@@ -144,6 +148,12 @@ export const SPIN_MS_DEFAULT = 2;
 let spinMs = SPIN_MS_DEFAULT;
 /** hw.now() when every poller was first seen idle, or -1 while there is work. */
 let idleSince = -1;
+/**
+ * The last pass found every poller idle and no JavaScript has run since: no timer, no
+ * interrupt handler, no onIdle, no microtask (the C loop says), no poller added or removed.
+ * The next pass is then *quiet* (see addPoller).
+ */
+let lastPassIdle = false;
 let halts = 0;
 let interruptsHandled = 0;
 let turns = 0;
@@ -276,18 +286,26 @@ export interface PollerOptions {
 
 /**
  * Registers a device poller, called once per scheduler pass with the interrupt vector mask
- * (bit n = vector 32+n) that fired since the previous pass. It returns `false` when it found
+ * (bit n = vector 32+n) that fired since the previous pass, hw.now() sampled for the pass
+ * (no timer callback ran since) and whether the pass is *quiet*: the previous pass found
+ * every poller idle and no JavaScript ran since (no timer, interrupt handler, microtask, or
+ * poller before this one in this pass that found work). A poller whose work only JavaScript
+ * or the clock can create (a network stack's queues and timers, as opposed to a device's
+ * rings) may then answer from what its previous pass found. It returns `false` when it found
  * no work (it must then not have queued microtasks); anything else counts as work. While any
  * poller is registered the VM stays alive; the core halts only when every poller has been
  * idle for the spin period and has an `onIdle`. Returns the function that unregisters it.
  */
-export function addPoller(poll: (firedVectors: number) => unknown, options: PollerOptions = {}): () => void {
+export function addPoller(poll: (firedVectors: number, now: number, quiet: boolean) => unknown, options: PollerOptions = {}): () => void {
   const entry: Poller = { poll, onIdle: options.onIdle };
-  pollers.push(entry);
+  pollers = [...pollers, entry];
   idleSince = -1;
+  lastPassIdle = false;
   return () => {
-    const i = pollers.indexOf(entry);
-    if (i >= 0) pollers.splice(i, 1);
+    if (pollers.includes(entry)) {
+      pollers = pollers.filter((p) => p !== entry);
+      lastPassIdle = false;
+    }
   };
 }
 
@@ -326,19 +344,27 @@ export function keepAlive(): () => void {
 
 // ---- the loop hook -------------------------------------------------------------------
 
-/** One scheduler step for the C loop; see the policy at the top of this file. */
-export function turn(firedVectors: number): number {
+/**
+ * One scheduler step for the C loop; see the policy at the top of this file. `ranJobs`:
+ * whether microtasks ran since the previous turn (the C loop knows; other callers leave the
+ * default, which never makes a pass quiet).
+ */
+export function turn(firedVectors: number, ranJobs = true): number {
   turns++;
   pendingVectors |= firedVectors;
+  if (ranJobs) lastPassIdle = false;
+  // The clock for this turn's pollers: the batch's instant when the batch starts here.
+  let now = -1;
   if (!batchActive) {
     batchActive = true;
-    batchNow = hw.now();
+    batchNow = now = hw.now();
     batchSeqLimit = nextSeq;
   }
 
   const t = heap[0];
   if (t !== undefined && t.deadline <= batchNow && t.seq < batchSeqLimit) {
     heapRemove(t);
+    lastPassIdle = false;
     if (!t.repeat) {
       t.active = false;
       knownById.delete(t.id);
@@ -364,24 +390,31 @@ export function turn(firedVectors: number): number {
       }
     }
   }
-  if (pollers.length > 0) {
-    // Copy: a poller may unregister itself or others. A poller that did work may have queued
-    // microtasks, so the answer is "again" even if the last poller just left: a wait or an
-    // exit is only ever returned by a turn that ran no JavaScript callback with effects.
-    const list = pollers.slice();
-    let busy = vectors !== 0 || list.length !== pollers.length;
-    for (const p of list) if (p.poll(vectors) !== false) busy = true;
-    if (busy || pollers.length !== list.length) {
+  const list = pollers;
+  const n = list.length;
+  if (n > 0) {
+    // A batch that began in an earlier turn ran timer callbacks since its instant.
+    if (now < 0) now = hw.now();
+    // A poller may unregister itself or others (`pollers` then is another array). A poller
+    // that did work may have queued microtasks, so the answer is "again" even if the last
+    // poller just left: a wait or an exit is only ever returned by a turn that ran no
+    // JavaScript callback with effects. Indexed loops: for-of allocates an iterator.
+    let busy = vectors !== 0;
+    for (let i = 0; i < n; i++) if (list[i]!.poll(vectors, now, lastPassIdle && !busy) !== false) busy = true;
+    if (busy || pollers !== list) {
       idleSince = -1;
-      return batchNow;
+      lastPassIdle = false;
+      return now;
     }
-    if (idleSince < 0) idleSince = batchNow;
-    if (batchNow - idleSince < spinMs) return batchNow;
-    for (const p of list) if (p.onIdle === undefined) return batchNow;
+    lastPassIdle = true;
+    if (idleSince < 0) idleSince = now;
+    if (now - idleSince < spinMs) return now;
+    for (let i = 0; i < n; i++) if (list[i]!.onIdle === undefined) return now;
     let raced = false;
-    for (const p of list) if (p.onIdle!()) raced = true;
+    for (let i = 0; i < n; i++) if (list[i]!.onIdle!()) raced = true;
     idleSince = -1;
-    if (raced) return batchNow;
+    lastPassIdle = false;
+    if (raced) return now;
     halts++;
     return heap.length > 0 ? heap[0]!.deadline : TURN_WAIT_INTERRUPT;
   }

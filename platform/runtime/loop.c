@@ -203,24 +203,28 @@ void loop_run(JSContext *ctx, JSValue module_promise)
     size_t gc_mark = 0;
     JS_SetHostPromiseRejectionTracker(JS_GetRuntime(ctx), rejection_tracker, NULL);
     uint64_t fired = 0;
+    int jobs = 0;                         /* microtasks run since the last turn */
     for (;;) {
         int ran = drain_jobs(ctx);
+        jobs += ran;
         JSPromiseStateEnum state = JS_PromiseState(ctx, module_promise);
         if (state == JS_PROMISE_REJECTED)
             fatal_error(ctx, "Uncaught ", JS_PromiseResult(ctx, module_promise));
 
         double next = -2;
         if (JS_IsFunction(ctx, hook_turn)) {
-            JSValue arg = JS_NewFloat64(ctx, (double)fired);
-            JSValue r = JS_Call(ctx, hook_turn, JS_UNDEFINED, 1, &arg);
+            JSValue args[2] = { JS_NewFloat64(ctx, (double)fired), JS_NewBool(ctx, jobs != 0) };
+            JSValue r = JS_Call(ctx, hook_turn, JS_UNDEFINED, 2, args);
             fired = 0;
+            jobs = 0;
             if (JS_IsException(r))
                 fatal_error(ctx, "Uncaught ", JS_GetException(ctx));
             if (JS_ToFloat64(ctx, &next, r))
                 next = -2;
             JS_FreeValue(ctx, r);
         }
-        ran += drain_jobs(ctx);
+        jobs = drain_jobs(ctx);
+        ran += jobs;
         collect_under_pressure(ctx, &gc_mark);
         if (ran)
             continue;                     /* microtasks may have started new work */

@@ -171,6 +171,36 @@ test("a poller that leaves still gets one more turn, for the microtasks it queue
   assert.deepEqual(log, ["late timer"]);
 });
 
+test("a pass is quiet only after an idle pass with no JavaScript since", () => {
+  const quiet: boolean[] = [];
+  let work = false;
+  const stopDevice = addPoller(() => work);
+  const stop = addPoller((_mask, _now, q) => quiet.push(q) && false);
+  turn(0, false); // the pollers were just added
+  turn(0, false); // quiet
+  turn(0, true); // microtasks ran
+  turn(0, false);
+  turn(0); // a caller that does not know: never quiet
+  turn(0, false);
+  work = true;
+  turn(0, false); // the first poller found work: the second is not quiet
+  work = false;
+  turn(0, false); // nor the pass after one with work
+  turn(0, false);
+  turn(1 << 5, false); // an interrupt fired
+  turn(0, false); // nor the pass after it
+  const t = setTimeout(() => undefined, 1);
+  clock += 1;
+  turn(0, false); // the timer fires (no poll)
+  turn(0, false); // the pass after a timer
+  turn(0, false);
+  clearTimeout(t);
+  assert.deepEqual(quiet, [false, true, false, true, false, true, false, false, true, false, false, false, true]);
+  stop();
+  stopDevice();
+  turn(0);
+});
+
 test("keepAlive holds the VM in an interrupt wait until released", () => {
   const release = keepAlive();
   assert.equal(turn(0), TURN_WAIT_INTERRUPT);

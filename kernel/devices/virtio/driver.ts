@@ -40,7 +40,18 @@ export abstract class VirtioDriver {
   interrupts = 0;
   protected readonly queues: Virtqueue<number>[] = [];
   private removePoller: (() => void) | null = null;
-  private readonly pollFn = (): boolean => this.pollOnce();
+  /** The poller: one call per scheduler pass, which is all an idle pass costs beyond reading the used indexes. */
+  private readonly pollFn = (): boolean => {
+    let used = false;
+    const queues = this.queues;
+    for (let i = 0; i < queues.length && !used; i++) used = queues[i]!.hasUsed();
+    const did = used && this.broken === null && this.service();
+    if (this.broken !== null || !this.busy()) {
+      this.removePoller?.();
+      this.removePoller = null;
+    }
+    return did;
+  };
   private readonly idleFn = (): boolean => this.armInterrupts();
 
   /** A queue pair driven on a core that does not own the device (see above). */
@@ -110,7 +121,11 @@ export abstract class VirtioDriver {
     return n;
   }
 
-  /** Polls the driver's queues once; returns whether anything completed. */
+  /**
+   * Polls the driver's queues once; returns whether anything completed. Called only when
+   * some queue has used buffers (an idle scheduler pass skips it): consuming them must be
+   * the only work it does.
+   */
   protected abstract service(): boolean;
 
   /** Whether the driver still waits for the device (keeps its poller registered). */
@@ -127,15 +142,6 @@ export abstract class VirtioDriver {
     if (this.removePoller === null && this.broken === null) {
       this.removePoller = addPoller(this.pollFn, this.interruptLine >= 0 || (this.remote && this.remoteWakeable) ? { onIdle: this.idleFn } : {});
     }
-  }
-
-  private pollOnce(): boolean {
-    const did = this.broken === null && this.service();
-    if (this.broken !== null || !this.busy()) {
-      this.removePoller?.();
-      this.removePoller = null;
-    }
-    return did;
   }
 
   private armInterrupts(): boolean {

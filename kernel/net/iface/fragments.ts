@@ -47,6 +47,8 @@ interface PartialDatagram {
 export class FragmentReassembler {
   private readonly datagrams = new Map<string, PartialDatagram>();
   private bufferedBytes = 0;
+  /** No datagram times out before this (a lower bound, exact after poll() walked). */
+  private nextDeadline = Infinity;
   private readonly maxDatagrams: number;
   private readonly maxBytes: number;
   private readonly timeout: number;
@@ -83,6 +85,7 @@ export class FragmentReassembler {
       if (this.datagrams.size >= this.maxDatagrams) { this.drop("fragment-no-room", 1); return null; }
       datagram = { pieces: [], received: 0, totalLength: -1, deadline: now + this.timeout };
       this.datagrams.set(key, datagram);
+      if (datagram.deadline < this.nextDeadline) this.nextDeadline = datagram.deadline;
     }
     // The last fragment fixes the length; nothing may lie beyond it, and it may not change.
     if (last) {
@@ -121,27 +124,37 @@ export class FragmentReassembler {
     for (const piece of pieces) whole.set(piece.data, piece.start);
     this.bufferedBytes -= datagram.received;
     this.datagrams.delete(key);
+    if (this.datagrams.size === 0) this.nextDeadline = Infinity;
     this.reassembled++;
     return whole;
   }
 
-  /** Abandons datagrams whose time is up (RFC 791 §3.2 reassembly timer). */
+  /**
+   * Abandons datagrams whose time is up (RFC 791 §3.2 reassembly timer). Returns at once
+   * until the earliest deadline: the event loop calls this on every pass.
+   */
   poll(now: number): void {
+    if (now < this.nextDeadline) return;
+    let next = Infinity;
     for (const [key, datagram] of this.datagrams) {
       if (datagram.deadline <= now) this.discard(key, datagram, "fragment-timeout");
+      else if (datagram.deadline < next) next = datagram.deadline;
     }
+    this.nextDeadline = next;
   }
 
-  /** The next reassembly deadline (Infinity when none). */
+  /**
+   * The next reassembly deadline (Infinity when none). May be early (another datagram
+   * completed or was dropped since), never late: a poll at that time finds the exact one.
+   */
   pollAt(): number {
-    let next = Infinity;
-    for (const datagram of this.datagrams.values()) if (datagram.deadline < next) next = datagram.deadline;
-    return next;
+    return this.nextDeadline;
   }
 
   private discard(key: string, datagram: PartialDatagram, reason: FragmentDropReason): void {
     this.bufferedBytes -= datagram.received;
     this.datagrams.delete(key);
+    if (this.datagrams.size === 0) this.nextDeadline = Infinity;
     this.drop(reason, datagram.pieces.length + (reason === "fragment-timeout" ? 0 : 1));
   }
 }

@@ -203,11 +203,21 @@ export class Ipv4Interface implements IpSender {
   /** Receives pending frames, then runs ARP retries, reassembly timeouts and announcements. Returns frames received. */
   poll(now: number): number {
     this.now = now;
-    let received = this.device.poll();
+    return this.device.poll() + this.pollLocal(now);
+  }
+
+  /**
+   * poll() without asking the device for frames, for a device that delivers them on its own
+   * (a virtio driver polls itself): looped-back packets, ARP retries, reassembly timeouts and
+   * announcements. Returns looped-back frames received.
+   */
+  pollLocal(now: number): number {
+    this.now = now;
+    let received = 0;
     if (this.loopback.length > 0) {
       const frames = this.loopback.splice(0, this.loopback.length);
       for (const frame of frames) this.receiveFrame(frame);
-      received += frames.length;
+      received = frames.length;
     }
     this.neighbors.poll(now);
     this.fragments.poll(now);
@@ -215,10 +225,19 @@ export class Ipv4Interface implements IpSender {
     return received;
   }
 
+  /** Advances the clock input is stamped with, for a pass that skips pollLocal() (frames a device delivers on its own between polls use it). */
+  setClock(now: number): void {
+    this.now = now;
+  }
+
   /** The next time poll() has work (Infinity when none; now when looped-back packets wait); frames arriving also need a poll. */
   pollAt(): number {
     if (this.loopback.length > 0) return this.now;
-    return Math.min(this.neighbors.pollAt(), this.fragments.pollAt(), this.nextAnnouncementAt);
+    // Compared by hand: Math.min is a native call.
+    let next = this.neighbors.pollAt();
+    const fragments = this.fragments.pollAt();
+    if (fragments < next) next = fragments;
+    return this.nextAnnouncementAt < next ? this.nextAnnouncementAt : next;
   }
 
   // ───────────────────────────── send path ─────────────────────────────

@@ -41,6 +41,8 @@ export class NeighborCache {
   private readonly entries = new Map<number, NeighborEntry>();
   private readonly pending = new Map<number, PendingResolution>();
   private pendingTotal = 0;
+  /** No pending resolution is due before this (a lower bound, exact after poll() walked). */
+  private nextDueAt = Infinity;
   private readonly entryLifetime: number;
   private readonly maxEntries: number;
   private readonly requestInterval: number;
@@ -98,6 +100,7 @@ export class NeighborCache {
     const waiting = this.pending.get(address);
     if (waiting !== undefined) {
       this.pending.delete(address);
+      if (this.pending.size === 0) this.nextDueAt = Infinity;
       this.pendingTotal -= waiting.packets.length;
       for (const packet of waiting.packets) this.deliver(entry.mac, packet);
     }
@@ -109,6 +112,7 @@ export class NeighborCache {
     if (this.lookup(address, now) !== null || this.pending.has(address)) return;
     if (this.pendingTotal >= this.maxPendingTotal) return;
     this.pending.set(address, { packets: [], requestsSent: 1, nextRequestAt: now + this.requestInterval });
+    this.noteDue(now + this.requestInterval);
     this.requestResolution(address);
   }
 
@@ -119,6 +123,7 @@ export class NeighborCache {
       if (this.pendingTotal >= this.maxPendingTotal) return "neighbor-queue-full";
       waiting = { packets: [], requestsSent: 1, nextRequestAt: now + this.requestInterval };
       this.pending.set(address, waiting);
+      this.noteDue(waiting.nextRequestAt);
       this.requestResolution(address);
     }
     if (waiting.packets.length >= this.maxPendingPerNeighbor || this.pendingTotal >= this.maxPendingTotal) {
@@ -129,10 +134,18 @@ export class NeighborCache {
     return "queued";
   }
 
-  /** Retries requests that are due and gives up on addresses that never answered. */
+  /**
+   * Retries requests that are due and gives up on addresses that never answered. Returns at
+   * once until the earliest retry is due: the event loop calls this on every pass.
+   */
   poll(now: number): void {
+    if (now < this.nextDueAt) return;
+    let next = Infinity;
     for (const [address, waiting] of this.pending) {
-      if (waiting.nextRequestAt > now) continue;
+      if (waiting.nextRequestAt > now) {
+        if (waiting.nextRequestAt < next) next = waiting.nextRequestAt;
+        continue;
+      }
       if (waiting.requestsSent >= this.maxRequests) {
         this.pending.delete(address);
         this.pendingTotal -= waiting.packets.length;
@@ -141,15 +154,18 @@ export class NeighborCache {
       }
       waiting.requestsSent++;
       waiting.nextRequestAt = now + this.requestInterval;
+      if (waiting.nextRequestAt < next) next = waiting.nextRequestAt;
       this.requestResolution(address);
     }
+    this.nextDueAt = next;
   }
 
-  /** The next time poll() has work (Infinity when nothing is being resolved). */
+  /**
+   * The next time poll() has work (Infinity when nothing is being resolved). May be early
+   * (another address resolved since), never late: a poll at that time finds the exact one.
+   */
   pollAt(): number {
-    let next = Infinity;
-    for (const waiting of this.pending.values()) if (waiting.nextRequestAt < next) next = waiting.nextRequestAt;
-    return next;
+    return this.nextDueAt;
   }
 
   /** Forgets every entry and drops every queued packet (address change). */
@@ -158,6 +174,11 @@ export class NeighborCache {
     this.droppedUnresolved += this.pendingTotal;
     this.pending.clear();
     this.pendingTotal = 0;
+    this.nextDueAt = Infinity;
+  }
+
+  private noteDue(at: number): void {
+    if (at < this.nextDueAt) this.nextDueAt = at;
   }
 
   private evictOne(): void {

@@ -164,10 +164,13 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
 
   /** Runs pending output and every expired timer. */
   poll(now: number): void {
-    for (const connection of this.dirty) {
-      this.dirty.delete(connection);
-      connection.output(now);
-      this.noteDeadline(connection);
+    // Iterating even an empty Set allocates an iterator: not on every idle pass.
+    if (this.dirty.size !== 0) {
+      for (const connection of this.dirty) {
+        this.dirty.delete(connection);
+        connection.output(now);
+        this.noteDeadline(connection);
+      }
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
