@@ -18,8 +18,11 @@ export type BodySource =
   | { kind: "text"; text: string }
   | { kind: "stream"; stream: ReadableStream<Uint8Array> };
 
+/** The source of every body-less Request and Response (never modified: a body's source is replaced, not changed). */
+const NONE: BodySource = { kind: "none" };
+
 export function sourceOf(init: BodyInit | undefined): BodySource {
-  if (init === null || init === undefined) return { kind: "none" };
+  if (init === null || init === undefined) return NONE;
   if (typeof init === "string") return { kind: "text", text: init };
   if (init instanceof Uint8Array) return { kind: "bytes", bytes: init };
   if (init instanceof ArrayBuffer) return { kind: "bytes", bytes: new Uint8Array(init) };

@@ -53,6 +53,12 @@ function checkValue(value: string): string {
   return v;
 }
 
+/**
+ * What flatten() made of frozen records (a program that sends the same headers again and
+ * again can keep them in a frozen object, validated once).
+ */
+const frozenFlat = new WeakMap<object, readonly string[]>();
+
 export class Headers implements Iterable<[string, string]> {
   /** lower-case name -> values in order */
   #map = new Map<string, string[]>();
@@ -141,8 +147,11 @@ export class Headers implements Iterable<[string, string]> {
    * @internal A record init validated into [name, value, name, value, …] (lower-case names)
    * without building a Headers; null when two keys name the same field (those are joined,
    * which only a Headers does). What `Response` keeps until someone asks for its headers.
+   * The list of a frozen record is the same each time: callers must not modify it.
    */
-  static flatten(record: Record<string, string>): string[] | null {
+  static flatten(record: Record<string, string>): readonly string[] | null {
+    const known = frozenFlat.get(record);
+    if (known !== undefined) return known;
     const keys = Object.keys(record);
     const flat: string[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -153,6 +162,8 @@ export class Headers implements Iterable<[string, string]> {
       const value = record[key]!;
       flat.push(name, (typeof value === "string" ? knownValues.get(value) : undefined) ?? normalizeValue(value));
     }
+    // a frozen record cannot change: its list is kept and shared (never modified by its users)
+    if (Object.isFrozen(record)) frozenFlat.set(record, flat);
     return flat;
   }
 

@@ -203,6 +203,28 @@ test("a half-sent head gets 408 after the header timeout", async () => {
   server.close();
 });
 
+test("a frozen record is validated once and shared, never modified; its heads follow status, length and connection", async () => {
+  const record = Object.freeze({ "Content-Type": "text/html", ETag: '"1"' });
+  const a = new Response(new Uint8Array(2), { headers: record });
+  assert.equal(Response.flatHeaders(new Response(null, { headers: record })), Response.flatHeaders(a), "one list for both");
+  const text = new Response("hé", { headers: Object.freeze({ etag: '"2"' }) });
+  assert.deepEqual(Response.flatHeaders(text), ["etag", '"2"', "content-type", "text/plain;charset=UTF-8"]);
+  assert.deepEqual(Response.flatHeaders(new Response(null, { headers: Object.freeze({ etag: '"2"' }) })), ["etag", '"2"']);
+  a.headers.set("x-later", "1");
+  assert.deepEqual(Response.flatHeaders(new Response(null, { headers: record })), ["content-type", "text/html", "etag", '"1"']);
+  assert.throws(() => new Response(null, { headers: Object.freeze({ "bad name": "1" }) }), TypeError);
+
+  const bodies = [new Uint8Array(2), new Uint8Array(2), new Uint8Array(3), new Uint8Array(3)];
+  const statuses = [200, 200, 200, 203];
+  let n = 0;
+  const s = await exchange(() => new Response(bodies[n], { status: statuses[n++], headers: record }),
+    [GET("/"), GET("/"), GET("/"), GET("/", "Connection: close\r\n")]);
+  const head = (status: string, length: number, close = "") => `HTTP/1.1 ${status}\r\ncontent-type: text/html\r\netag: "1"\r\ncontent-length: ${length}\r\ndate: D\r\n${close}\r\n`;
+  assert.equal(s.text(),
+    head("200 OK", 2) + "\0\0" + head("200 OK", 2) + "\0\0" + head("200 OK", 3) + "\0\0\0" +
+    head("203 ", 3, "connection: close\r\n") + "\0\0\0");
+});
+
 test("Response.headers is a Headers made from the record on first use", () => {
   const r = new Response(new Uint8Array(1), { headers: { "X-One": "1", accept: " a " } });
   assert.ok(r.headers instanceof Headers);

@@ -261,6 +261,12 @@ export class HttpServer {
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
   #lastHeadBytes: Uint8Array = new Uint8Array(0);
+  /**
+   * What the last head from #writeResponse was made of: the same flat header list (a frozen
+   * record's, shared by its responses) with the same status, length, connection and date
+   * gives the same bytes, without building the text again.
+   */
+  #lastHeadFrom = { flat: null as readonly string[] | null, status: 0, statusText: "", minor: 0, keepAlive: false, length: 0, date: "" };
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -555,34 +561,23 @@ export class HttpServer {
     if (source.kind === "text") bytes = encoder.encode(source.text);
     else if (source.kind === "bytes") bytes = source.bytes;
     const flat = Response.flatHeaders(response);
-    let extra = "";
-    if (flat !== null) {
-      // headers nobody asked for as a Headers: written from the constructor's flat list
-      let lines = "";
-      let hasLength = false, hasDate = false;
-      for (let i = 0; i < flat.length; i += 2) {
-        const name = flat[i]!;
-        if (name === "content-length") {
-          if (bytes !== null) continue; // the body's real length wins (below)
-          hasLength = true;
-        } else if (name === "date") hasDate = true;
-        lines += `${name}: ${flat[i + 1]!}\r\n`;
-      }
-      if (bytes !== null) lines += `content-length: ${bytes.length}\r\n`;
-      else if (status !== 204 && status !== 304 && !hasLength) lines += "content-length: 0\r\n";
-      if (!hasDate) lines += `date: ${this.#date()}\r\n`;
-      extra = lines;
+    const length = bytes === null ? -1 : bytes.length;
+    const date = this.#date();
+    const from = this.#lastHeadFrom;
+    let headBytes: Uint8Array;
+    if (flat !== null && flat === from.flat && status === from.status && response.statusText === from.statusText &&
+      minor === from.minor && keepAlive === from.keepAlive && length === from.length && date === from.date) {
+      // the same shared header list as the last response's, all else equal: the same head
+      headBytes = this.#lastHeadBytes;
     } else {
-      extra = this.#headerLines(response.headers, bytes, status);
-    }
-    if (!keepAlive) extra += "connection: close\r\n";
-    else if (minor === 0) extra += "connection: keep-alive\r\n";
-    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`;
-    // the same head as the last response's (same file, same second): its bytes again
-    let headBytes = this.#lastHeadBytes;
-    if (headText !== this.#lastHeadText) {
-      headBytes = this.#lastHeadBytes = encoder.encode(headText);
-      this.#lastHeadText = headText;
+      headBytes = this.#head(response, flat, bytes, minor, keepAlive, date);
+      from.flat = flat;
+      from.status = status;
+      from.statusText = response.statusText;
+      from.minor = minor;
+      from.keepAlive = keepAlive;
+      from.length = length;
+      from.date = date;
     }
     let written: Promise<void>;
     if (noBody || bytes === null || bytes.length === 0) {
@@ -600,8 +595,42 @@ export class HttpServer {
     return written.then(() => keepAlive);
   }
 
+  /** The bytes of a response head for a body of known length (`bytes`, or none). */
+  #head(response: Response, flat: readonly string[] | null, bytes: Uint8Array | null, minor: number, keepAlive: boolean, date: string): Uint8Array {
+    const status = response.status;
+    let extra = "";
+    if (flat !== null) {
+      // headers nobody asked for as a Headers: written from the constructor's flat list
+      let lines = "";
+      let hasLength = false, hasDate = false;
+      for (let i = 0; i < flat.length; i += 2) {
+        const name = flat[i]!;
+        if (name === "content-length") {
+          if (bytes !== null) continue; // the body's real length wins (below)
+          hasLength = true;
+        } else if (name === "date") hasDate = true;
+        lines += `${name}: ${flat[i + 1]!}\r\n`;
+      }
+      if (bytes !== null) lines += `content-length: ${bytes.length}\r\n`;
+      else if (status !== 204 && status !== 304 && !hasLength) lines += "content-length: 0\r\n";
+      if (!hasDate) lines += `date: ${date}\r\n`;
+      extra = lines;
+    } else {
+      extra = this.#headerLines(response.headers, bytes, status, date);
+    }
+    if (!keepAlive) extra += "connection: close\r\n";
+    else if (minor === 0) extra += "connection: keep-alive\r\n";
+    const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`;
+    // the same head as the last response's (same file, same second): its bytes again
+    if (headText !== this.#lastHeadText) {
+      this.#lastHeadBytes = encoder.encode(headText);
+      this.#lastHeadText = headText;
+    }
+    return this.#lastHeadBytes;
+  }
+
   /** The header lines of a response with a known-length body, from its Headers. */
-  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number): string {
+  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number, date: string): string {
     let extra = "";
     if (bytes !== null) {
       // the body's real length wins over a handler's header: a wrong one would desynchronise
@@ -611,7 +640,7 @@ export class HttpServer {
     } else if (status !== 204 && status !== 304 && !headers.has("content-length")) {
       extra = "content-length: 0\r\n";
     }
-    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
+    if (!headers.has("date")) extra += `date: ${date}\r\n`;
     return Headers.wireLines(headers) + extra;
   }
 
