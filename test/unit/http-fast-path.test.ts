@@ -166,6 +166,42 @@ test("pipelined requests to a synchronous handler are answered in order, the las
   assert.ok(s.ended && s.closed);
 });
 
+test("synchronous and promised answers, bodies and a head split over reads take turns on one connection; the request limit closes it", async () => {
+  const handler: Handler = async (req: Request) => new Response(`${req.method} ${new URL(req.url).pathname} ${await req.text()}`);
+  const sync: Handler = (req: Request) => req.method === "POST" ? handler(req, { remoteAddress: "", remotePort: 0 }) : new Response(new URL(req.url).pathname);
+  const stream = new MemoryStream();
+  const server = new HttpServer(listener([stream]), sync, { maxRequestsPerConnection: 4 });
+  await tick();
+  stream.push(GET("/a") + "POST /b HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\n\r\nhe");
+  await tick();
+  stream.push("llo" + GET("/c").slice(0, 7));
+  await tick();
+  stream.push(GET("/c").slice(7) + GET("/d") + GET("/e"));
+  await tick();
+  const bodies = [...stream.text().matchAll(/\r\n\r\n([^H]*)/g)].map((m) => m[1]);
+  assert.deepEqual(bodies, ["/a", "POST /b hello", "/c", "/d"]);
+  assert.match(stream.text(), /connection: close\r\n\r\n\/d$/);
+  assert.ok(stream.ended && stream.closed);
+  assert.equal(server.stats.activeConnections, 0);
+  server.close();
+});
+
+test("a connection closed in the middle of a head gets 400; one closed between requests none", async () => {
+  const cut = new MemoryStream(), clean = new MemoryStream();
+  const server = new HttpServer(listener([cut, clean]), () => new Response("x"));
+  await tick();
+  cut.push(GET("/") + "GET / HT");
+  cut.push(null);
+  clean.push(GET("/"));
+  clean.push(null);
+  await tick();
+  assert.match(cut.text(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nxHTTP\/1\.1 400 /);
+  assert.match(clean.text(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nx$/);
+  assert.ok(cut.closed && clean.closed && clean.ended);
+  assert.equal(server.stats.activeConnections, 0);
+  server.close();
+});
+
 test("a response that does not fit the send buffer waits, and the connection goes on afterwards", async () => {
   const big = "y".repeat(3000);
   const stream = new MemoryStream();

@@ -130,6 +130,22 @@ class Reader {
     reject(e);
   };
 
+  #thenRead: (() => void) | null = null;
+  #thenFail: ((e: unknown) => void) | null = null;
+  readonly #chunkThen = (chunk: Uint8Array | null): void => {
+    const done = this.#thenRead!;
+    this.#thenRead = this.#thenFail = null;
+    this.#onChunk(chunk);
+    done();
+  };
+  readonly #failThen = (e: unknown): void => {
+    const fail = this.#thenFail!;
+    this.#thenRead = this.#thenFail = null;
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    fail(e);
+  };
+
   constructor(private readonly stream: ByteStream) {}
 
   get available(): number {
@@ -163,6 +179,24 @@ class Reader {
         reject(e);
       });
     });
+  }
+
+  /**
+   * fill() with callbacks: `onRead` once more bytes (or EOF: `eof`) are in, `onError` on a
+   * failure or Timeout; at once when the stream can answer at once. Without a promise when
+   * the stream reads by callback and can cancel a read.
+   */
+  fillThen(timeoutMs: number, onRead: () => void, onError: (e: unknown) => void): void {
+    const stream = this.stream;
+    if (this.eof || stream.readWith === undefined || stream.cancelRead === undefined) {
+      this.fill(timeoutMs).then(onRead, onError);
+      return;
+    }
+    this.deadline = Date.now() + timeoutMs;
+    this.#cancellable = true;
+    this.#thenRead = onRead;
+    this.#thenFail = onError;
+    stream.readWith(this.#chunkThen, this.#failThen);
   }
 
   /** When the pending write times out, or Infinity. */
@@ -252,6 +286,27 @@ class Reader {
   }
 }
 
+/** A connection being served: its state between the steps of HttpServer.#run. */
+interface Connection {
+  readonly raw: ByteStream;
+  readonly reader: Reader;
+  /** raw with deadlines on writes (Reader.guarded) */
+  readonly stream: ByteStream;
+  readonly info: { remoteAddress: string; remotePort: number };
+  /** requests begun */
+  served: number;
+  /** #run is on the stack: a read answered at once is taken up by its loop, not by a call of its own */
+  running: boolean;
+  /** a read was answered while #run was on the stack */
+  answered: boolean;
+  /** why the last read failed (Timeout or the stream's error), until #run has dealt with it */
+  readError: unknown;
+  finished: boolean;
+  /** the callbacks of the connection's head reads (Reader.fillThen) */
+  readonly onRead: () => void;
+  readonly onReadError: (e: unknown) => void;
+}
+
 export class HttpServer {
   readonly limits: ServerLimits;
   readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
@@ -302,10 +357,7 @@ export class HttpServer {
       }
       this.stats.activeConnections++;
       this.#streams.add(stream);
-      void this.#serveConnection(stream).finally(() => {
-        this.stats.activeConnections--;
-        this.#streams.delete(stream);
-      });
+      this.#serveConnection(stream);
     }
   }
 
@@ -359,67 +411,126 @@ export class HttpServer {
     }
   }
 
-  async #serveConnection(raw: ByteStream): Promise<void> {
+  #serveConnection(raw: ByteStream): void {
     const reader = new Reader(raw);
     const stream = reader.guarded(this.limits.sendTimeoutMs);
     this.#track(reader);
-    const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
-    const limits = this.limits;
+    const c: Connection = {
+      raw, reader, stream, info: { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort },
+      served: 0, running: false, answered: false, readError: null, finished: false,
+      onRead: () => {
+        if (c.running) c.answered = true;
+        else this.#run(c);
+      },
+      onReadError: (e: unknown) => {
+        c.readError = e;
+        if (c.running) c.answered = true;
+        else this.#run(c);
+      },
+    };
+    this.#run(c);
+  }
+
+  /**
+   * Serves the connection's requests for as long as each can be answered at once: a head
+   * buffered, a handler that returns a Response, a write that fits. Bytes are waited for by
+   * a callback from the stream (no promise, no async frame per request); whatever else
+   * waits — a handler's promise, a request body, a write under back-pressure, an error
+   * response — continues in #serveAsync, which comes back here.
+   */
+  #run(c: Connection): void {
+    const reader = c.reader, limits = this.limits;
+    c.running = true;
     try {
-      for (let served = 0; served < limits.maxRequestsPerConnection && !this.#closed; served++) {
-        // The head is read here, not in a function of its own: one async frame less per request.
-        let head: RequestHead | null | undefined;
+      for (;;) {
+        if (c.served >= limits.maxRequestsPerConnection || this.#closed) return this.#finish(c, true);
+        let head: RequestHead | undefined;
         try {
-          reader.scanned = 0;
-          reader.headDeadline = 0;
+          if (c.readError !== null) {
+            const e = c.readError;
+            c.readError = null;
+            if (e instanceof Timeout && reader.headDeadline === 0) return this.#finish(c, true); // idle keep-alive connection
+            throw e;
+          }
           head = this.#scanHead(reader);
-          while (head === undefined) {
+          if (head === undefined) {
+            if (reader.eof) {
+              if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
+              return this.#finish(c, true); // clean close between requests
+            }
             const waitMs = reader.headDeadline === 0 ? limits.idleTimeoutMs : reader.headDeadline - Date.now();
             if (waitMs <= 0) throw new Timeout();
-            let more: boolean;
-            try {
-              more = await reader.fill(waitMs);
-            } catch (e) {
-              if (e instanceof Timeout && reader.headDeadline === 0) break; // idle keep-alive connection
-              throw e;
-            }
-            if (!more) {
-              if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
-              break;
-            }
-            head = this.#scanHead(reader);
+            c.answered = false;
+            reader.fillThen(waitMs, c.onRead, c.onReadError);
+            if (!c.answered) return; // the stream calls back later
+            continue;
           }
         } catch (e) {
-          await this.#fail(stream, e, 1);
-          break;
+          void this.#fail(c.stream, e, 1).then(() => this.#finish(c, true));
+          return;
         }
-        if (!head) break; // clean close or idle timeout between requests
+        // the next head starts with nothing scanned and no deadline
+        reader.scanned = 0;
+        reader.headDeadline = 0;
         // synchronous when the handler's response was written at once
-        let keepAlive = this.#exchange(stream, reader, head, info, served + 1 === limits.maxRequestsPerConnection);
-        if (keepAlive === PENDING) {
-          // the handler's promise, awaited here rather than in a function of its own
-          const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
-          reader.pendingResult = reader.pendingBody = null;
-          let response: Response | null = null;
-          try {
-            response = await result;
-            if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
-          } catch (e) {
-            response = null;
-            keepAlive = this.#handlerFailed(stream, e, head, body);
-          }
-          if (response !== null) keepAlive = this.#respond(stream, response, head, pendingKeepAlive, body);
+        const keepAlive = this.#exchange(c.stream, reader, head, c.info, ++c.served === limits.maxRequestsPerConnection);
+        if (keepAlive === false) return this.#finish(c, true);
+        if (keepAlive !== true) {
+          void this.#serveAsync(c, head, keepAlive);
+          return;
         }
-        if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
-        if (!keepAlive) break;
       }
-      stream.end();
     } catch {
-      // connection reset or write failure: drop it
+      this.#finish(c, false); // connection reset or write failure: drop it
     } finally {
-      this.#untrack(reader);
-      stream.close();
+      c.running = false;
     }
+  }
+
+  /** The rest of an exchange that waits (see #run); then the connection's next request. */
+  async #serveAsync(c: Connection, head: RequestHead, exchanged: Promise<boolean> | typeof PENDING): Promise<void> {
+    try {
+      let keepAlive: boolean | Promise<boolean> | typeof PENDING = exchanged;
+      if (keepAlive === PENDING) {
+        // the handler's promise, awaited here rather than in a function of its own
+        const reader = c.reader;
+        const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
+        reader.pendingResult = reader.pendingBody = null;
+        let response: Response | null = null;
+        try {
+          response = await result;
+          if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
+        } catch (e) {
+          response = null;
+          keepAlive = this.#handlerFailed(c.stream, e, head, body);
+        }
+        if (response !== null) keepAlive = this.#respond(c.stream, response, head, pendingKeepAlive, body);
+      }
+      if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
+      if (!keepAlive) {
+        this.#finish(c, true);
+        return;
+      }
+    } catch {
+      this.#finish(c, false); // connection reset or write failure: drop it
+      return;
+    }
+    this.#run(c);
+  }
+
+  /** Closes the connection (ending it first when `clean`) and forgets it; once. */
+  #finish(c: Connection, clean: boolean): void {
+    if (c.finished) return;
+    c.finished = true;
+    try {
+      if (clean) c.stream.end();
+    } catch {
+      // gone
+    }
+    this.#untrack(c.reader);
+    c.stream.close();
+    this.stats.activeConnections--;
+    this.#streams.delete(c.raw);
   }
 
   async #fail(stream: ByteStream, e: unknown, minorVersion: number): Promise<void> {
