@@ -15,7 +15,7 @@ import { Request } from "../../web/request.ts";
 import { Response, STATUS_TEXT } from "../../web/response.ts";
 import { ReadableStream } from "../../web/streams.ts";
 import type { ByteStream, StreamListener } from "../stream.ts";
-import { findHeadEnd, httpDate, HttpError, parseRequestHead, requestFraming, type BodyFraming, type RequestHead } from "./wire.ts";
+import { findHeadEnd, httpDate, HttpError, NO_FRAMING, parseRequestHead, requestFraming, type BodyFraming, type RequestHead } from "./wire.ts";
 
 export type Handler = (request: Request, info: { remoteAddress: string; remotePort: number }) => Response | Promise<Response>;
 
@@ -946,7 +946,7 @@ class BodyReader {
 }
 
 /** The body of every request without one (never read from: its error stays null, drain() is true). */
-const NO_BODY = new BodyReader(null as unknown as Reader, { kind: "none" }, DEFAULT_LIMITS, null as unknown as ByteStream, false);
+const NO_BODY = new BodyReader(null as unknown as Reader, NO_FRAMING, DEFAULT_LIMITS, null as unknown as ByteStream, false);
 
 /** Joins byte chunks (re-exported for handlers that collect bodies). */
 export { concatChunks };

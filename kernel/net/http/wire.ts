@@ -188,6 +188,9 @@ export function parseRequestHeadScript(buf: Uint8Array, start: number, headEnd: 
 
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
 
+/** The framing of every request without a body (shared: nobody modifies a framing). */
+export const NO_FRAMING: BodyFraming = { kind: "none" };
+
 /** How the request body is delimited (RFC 9112 §6.3); rejects ambiguous framing. */
 export function requestFraming(head: RequestHead): BodyFraming {
   const te = Headers.getLower(head.headers, "transfer-encoding");
@@ -207,9 +210,9 @@ export function requestFraming(head: RequestHead): BodyFraming {
       throw new HttpError(400, "malformed Content-Length");
     }
     const length = Number(values[0]);
-    return length === 0 ? { kind: "none" } : { kind: "length", length };
+    return length === 0 ? NO_FRAMING : { kind: "length", length };
   }
-  return { kind: "none" };
+  return NO_FRAMING;
 }
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
