@@ -23,7 +23,6 @@ export const STATUS_TEXT: Record<number, string> = {
   505: "HTTP Version Not Supported",
 };
 
-const NULL_BODY = new Set([101, 204, 205, 304]);
 /** The flat header list of a Response given no headers (shared, never modified). */
 const NO_FIELDS: readonly string[] = [];
 
@@ -53,10 +52,11 @@ export class Response extends Body {
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
     super(body);
     const status = init.status ?? 200;
-    if (!Number.isInteger(status) || status < 200 || status > 599) {
+    // (comparisons rather than Number.isInteger and a Set: no native call per Response)
+    if (typeof status !== "number" || !(status >= 200 && status <= 599) || status % 1 !== 0) {
       throw new RangeError(`Response status must be an integer from 200 to 599, got ${status}`);
     }
-    if (body !== null && NULL_BODY.has(status)) throw new TypeError(`a ${status} response cannot have a body`);
+    if (body !== null && (status === 204 || status === 205 || status === 304)) throw new TypeError(`a ${status} response cannot have a body`);
     this.status = status;
     const statusText = init.statusText;
     if (statusText !== undefined && /[\r\n]/.test(statusText)) throw new TypeError("invalid statusText");

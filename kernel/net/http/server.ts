@@ -666,11 +666,9 @@ export class HttpServer {
     const minor = head.minorVersion;
     const status = response.status;
     const source = Body.source(response);
-    if (source.kind === "stream") return this.#writeStreamed(stream, response, source.stream, head, keepAlive);
+    if (source instanceof ReadableStream) return this.#writeStreamed(stream, response, source, head, keepAlive);
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
-    let bytes: Uint8Array | null = null;
-    if (source.kind === "text") bytes = encoder.encode(source.text);
-    else if (source.kind === "bytes") bytes = source.bytes;
+    const bytes = typeof source === "string" ? encoder.encode(source) : source;
     const flat = Response.flatHeaders(response);
     const length = bytes === null ? -1 : bytes.length;
     const date = this.#date();
