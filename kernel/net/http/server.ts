@@ -214,6 +214,8 @@ class Reader {
       remoteAddress: stream.remoteAddress,
       remotePort: stream.remotePort,
       read: () => stream.read(),
+      // without a deadline: it never waits
+      tryWrite: stream.tryWrite?.bind(stream),
       end: () => stream.end(),
       close: () => stream.close(),
       write: (data) => {
@@ -569,7 +571,8 @@ export class HttpServer {
     // because Reader.append() may move the live bytes to the front of its buffer.
     const end = findHeadEnd(buf, reader.start + Math.max(reader.scanned - 3, 0), reader.end);
     if (end >= 0) {
-      this.#checkRequestLine(reader);
+      // (a whole head no longer than the request line limit cannot hold a line above it)
+      if (end - reader.start > limits.maxRequestLineBytes) this.#checkRequestLine(reader);
       if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
       const head = parseRequestHead(buf, reader.start, end, limits);
       reader.start = end;
@@ -688,18 +691,17 @@ export class HttpServer {
       from.length = length;
       from.date = date;
     }
-    let written: Promise<void>;
-    if (noBody || bytes === null || bytes.length === 0) {
-      written = stream.write(headBytes);
-    } else if (bytes.length <= 16 * 1024) {
+    let out = headBytes;
+    if (!noBody && bytes !== null && bytes.length > 0) {
+      if (bytes.length > 16 * 1024) return this.#writeTwo(stream, headBytes, bytes, keepAlive);
       // one write for head and body: one segment for small responses
-      const all = new Uint8Array(headBytes.length + bytes.length);
-      all.set(headBytes, 0);
-      all.set(bytes, headBytes.length);
-      written = stream.write(all);
-    } else {
-      return this.#writeTwo(stream, headBytes, bytes, keepAlive);
+      out = new Uint8Array(headBytes.length + bytes.length);
+      out.set(headBytes, 0);
+      out.set(bytes, headBytes.length);
     }
+    // fits the send buffer now: done, without a call through write()
+    if (stream.tryWrite !== undefined && stream.tryWrite(out)) return keepAlive;
+    const written = stream.write(out);
     if (written === WRITTEN) return keepAlive;
     return written.then(() => keepAlive);
   }
