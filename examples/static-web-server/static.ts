@@ -217,7 +217,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     const size = stat.size;
     let start = 0, end = size - 1, status = 200;
     const rangeHeader = request.headers.get("range");
-    const ifRange = request.headers.get("if-range");
+    const ifRange = rangeHeader === null ? null : request.headers.get("if-range"); // (no lookup when it cannot matter)
     if (rangeHeader !== null && (ifRange === null || ifRange === etag || ifRange === lastModified)) {
       const range = parseRange(rangeHeader, size);
       if (range === "unsatisfiable") {
