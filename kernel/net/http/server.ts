@@ -313,7 +313,8 @@ export class HttpServer {
   readonly limits: ServerLimits;
   readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
   #closed = false;
-  #dateCache = { second: -1, text: "" };
+  /** The Date header's text for the second [from, until) of the clock. */
+  #dateCache = { from: 0, until: 0, text: "" };
   #lastGoodHost: string | null = null;
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
@@ -380,9 +381,13 @@ export class HttpServer {
 
   #date(): string {
     const now = Date.now();
-    const second = Math.floor(now / 1000);
-    if (second !== this.#dateCache.second) this.#dateCache = { second, text: httpDate(now) };
-    return this.#dateCache.text;
+    let cache = this.#dateCache;
+    // (comparisons only while the second lasts: no Math.floor per request)
+    if (now >= cache.until || now < cache.from) {
+      const from = now - (now % 1000);
+      cache = this.#dateCache = { from, until: from + 1000, text: httpDate(now) };
+    }
+    return cache.text;
   }
 
   #errorResponse(status: number, message: string, minorVersion: number): Uint8Array {
@@ -655,7 +660,7 @@ export class HttpServer {
    */
   #respond(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean, body: BodyReader): boolean | Promise<boolean> {
     const written = this.#writeResponse(stream, response, head, keepAlive);
-    if (written === true) return body.finished || body.drain();
+    if (written === true) return body === NO_BODY || body.finished || body.drain();
     if (written === false) return false;
     return written.then((k) => k && (body.finished || body.drain()));
   }
