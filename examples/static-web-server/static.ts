@@ -73,6 +73,11 @@ export function parseRange(header: string, size: number): { start: number; end: 
   return { start, end };
 }
 
+/** The response for bytes start..end of a small file's `body` (all of it for a 200). */
+function piece(body: Uint8Array, status: number, start: number, end: number, headers: Readonly<Record<string, string>>): Response {
+  return new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
+}
+
 /** What is derived from a file's path and stat alone, kept while size and mtime stay the same. */
 interface FileFacts {
   size: number;
@@ -82,6 +87,9 @@ interface FileFacts {
   lastModified: string;
   /** The whole file once read, for files up to CACHED_FILE_LIMIT (same size and mtime: same bytes, as the ETag assumes). */
   body: Uint8Array | null;
+  /** The headers of a 200 and of a 304, frozen: a Response validates a frozen record once. */
+  headers: Readonly<Record<string, string>>;
+  notModified: Readonly<Record<string, string>>;
 }
 
 /** Files up to this size are kept in memory after their first read, up to CACHE_BYTES in all. */
@@ -125,7 +133,12 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     let f = facts.get(path);
     if (f === undefined || f.size !== size || f.mtimeMs !== mtimeMs) {
       if (f?.body) cachedBytes -= f.body.length;
-      f = { size, mtimeMs, type: contentType(path), etag: etagOf(size, mtimeMs), lastModified: httpDate(mtimeMs), body: null };
+      const type = contentType(path), etag = etagOf(size, mtimeMs), lastModified = httpDate(mtimeMs);
+      f = {
+        size, mtimeMs, type, etag, lastModified, body: null,
+        headers: Object.freeze({ "content-type": type, etag, "last-modified": lastModified, "accept-ranges": "bytes" }),
+        notModified: Object.freeze({ etag, "last-modified": lastModified }),
+      };
       if (facts.size >= 256) {
         facts.clear();
         cachedBytes = 0;
@@ -194,22 +207,17 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     const file = factsOf(path, stat.size, stat.mtimeMs);
     const etag = file.etag;
     const lastModified = file.lastModified;
-    const headers: Record<string, string> = {
-      "content-type": file.type,
-      etag,
-      "last-modified": lastModified,
-      "accept-ranges": "bytes",
-    };
+    let headers = file.headers;
     const inm = request.headers.get("if-none-match");
     const ims = request.headers.get("if-modified-since");
     if (inm !== null ? inm.split(",").some((t) => t.trim() === etag || t.trim() === "*")
       : ims !== null && Date.parse(ims) >= Math.floor(stat.mtimeMs / 1000) * 1000) {
-      return new Response(null, { status: 304, headers: { etag, "last-modified": lastModified } });
+      return new Response(null, { status: 304, headers: file.notModified });
     }
     const size = stat.size;
     let start = 0, end = size - 1, status = 200;
     const rangeHeader = request.headers.get("range");
-    const ifRange = request.headers.get("if-range");
+    const ifRange = rangeHeader === null ? null : request.headers.get("if-range"); // (no lookup when it cannot matter)
     if (rangeHeader !== null && (ifRange === null || ifRange === etag || ifRange === lastModified)) {
       const range = parseRange(rangeHeader, size);
       if (range === "unsatisfiable") {
@@ -218,7 +226,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
       if (range) {
         ({ start, end } = range);
         status = 206;
-        headers["content-range"] = `bytes ${start}-${end}/${size}`;
+        headers = { ...headers, "content-range": `bytes ${start}-${end}/${size}` };
       }
     }
     const length = Math.max(0, end - start + 1);
@@ -227,15 +235,15 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     }
     if (size <= WHOLE_FILE_LIMIT) {
       // small files in one piece (for packed files a view of the image: no copy at all)
-      const piece = (body: Uint8Array) => new Response(status === 206 ? body.subarray(start, end + 1) : body, { status, headers });
       const body = file.body ?? bodyNow(path, file);
-      return body !== null ? piece(body) : bodyOf(path, file).then(piece);
+      if (body !== null) return piece(body, status, start, end, headers);
+      return bodyOf(path, file).then((bytes) => piece(bytes, status, start, end, headers));
     }
     return streamed(path, start, end, status, headers);
   }
 
   /** Big files stream in chunks: memory per request stays bounded whatever the file size. */
-  async function streamed(path: string, start: number, end: number, status: number, headers: Record<string, string>): Promise<Response> {
+  async function streamed(path: string, start: number, end: number, status: number, headers: Readonly<Record<string, string>>): Promise<Response> {
     const handle = await fs.open(path, "r");
     let position = start;
     const stream = new ReadableStream<Uint8Array>({

@@ -11,19 +11,16 @@ export type BodyInit = string | Uint8Array | ArrayBuffer | ReadableStream<Uint8A
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** What a body is, for the server's fast path. */
-export type BodySource =
-  | { kind: "none" }
-  | { kind: "bytes"; bytes: Uint8Array }
-  | { kind: "text"; text: string }
-  | { kind: "stream"; stream: ReadableStream<Uint8Array> };
+/**
+ * What a body holds, for the server's fast path: its text, its bytes, its stream, or null.
+ * Kept as given (an ArrayBuffer as a view of it): no record of its own per body.
+ */
+export type BodySource = string | Uint8Array | ReadableStream<Uint8Array> | null;
 
 export function sourceOf(init: BodyInit | undefined): BodySource {
-  if (init === null || init === undefined) return { kind: "none" };
-  if (typeof init === "string") return { kind: "text", text: init };
-  if (init instanceof Uint8Array) return { kind: "bytes", bytes: init };
-  if (init instanceof ArrayBuffer) return { kind: "bytes", bytes: new Uint8Array(init) };
-  if (init instanceof ReadableStream) return { kind: "stream", stream: init };
+  if (init === null || init === undefined) return null;
+  if (typeof init === "string" || init instanceof Uint8Array || init instanceof ReadableStream) return init;
+  if (init instanceof ArrayBuffer) return new Uint8Array(init);
   throw new TypeError("unsupported body type (use a string, Uint8Array, ArrayBuffer or ReadableStream)");
 }
 
@@ -57,16 +54,15 @@ export abstract class Body {
 
   get body(): ReadableStream<Uint8Array> | null {
     const s = this.#source;
-    if (s.kind === "none") return null;
-    if (s.kind === "stream") return s.stream;
-    const bytes = s.kind === "text" ? encoder.encode(s.text) : s.bytes;
+    if (s === null || s instanceof ReadableStream) return s;
+    const bytes = typeof s === "string" ? encoder.encode(s) : s;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
         controller.enqueue(bytes);
         controller.close();
       },
     });
-    this.#source = { kind: "stream", stream };
+    this.#source = stream;
     return stream;
   }
 
@@ -74,20 +70,16 @@ export abstract class Body {
     if (this.#used) throw new TypeError("body already used");
     this.#used = true;
     const s = this.#source;
-    switch (s.kind) {
-      case "none": return new Uint8Array(0);
-      case "bytes": return s.bytes;
-      case "text": return encoder.encode(s.text);
-      case "stream": {
-        const chunks: Uint8Array[] = [];
-        let total = 0;
-        for await (const chunk of s.stream) {
-          chunks.push(chunk);
-          total += chunk.length;
-        }
-        return concatChunks(chunks, total);
-      }
+    if (s === null) return new Uint8Array(0);
+    if (typeof s === "string") return encoder.encode(s);
+    if (s instanceof Uint8Array) return s;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of s) {
+      chunks.push(chunk);
+      total += chunk.length;
     }
+    return concatChunks(chunks, total);
   }
 
   async arrayBuffer(): Promise<ArrayBuffer> {
@@ -98,9 +90,10 @@ export abstract class Body {
   }
 
   async text(): Promise<string> {
-    if (this.#source.kind === "text" && !this.#used) {
+    const s = this.#source;
+    if (typeof s === "string" && !this.#used) {
       this.#used = true;
-      return this.#source.text;
+      return s;
     }
     return decoder.decode(await this.bytes());
   }

@@ -53,14 +53,23 @@ function checkValue(value: string): string {
   return v;
 }
 
+/**
+ * What flatten() made of frozen records (a program that sends the same headers again and
+ * again can keep them in a frozen object, validated once).
+ */
+const frozenFlat = new WeakMap<object, readonly string[]>();
+
 export class Headers implements Iterable<[string, string]> {
-  /** lower-case name -> values in order */
-  #map = new Map<string, string[]>();
+  /**
+   * lower-case name -> its value, or its values in order once there are several (one array
+   * per repeated name, not per field: most fields come once)
+   */
+  #map = new Map<string, string | string[]>();
 
   constructor(init?: HeadersInit) {
     if (init === undefined) return;
     if (init instanceof Headers) {
-      for (const [name, values] of init.#map) this.#map.set(name, values.slice());
+      for (const [name, values] of init.#map) this.#map.set(name, typeof values === "string" ? values : values.slice());
     } else if (Symbol.iterator in Object(init)) {
       for (const pair of init as Iterable<readonly [string, string]>) {
         if (pair.length !== 2) throw new TypeError("Headers: each init entry must be a [name, value] pair");
@@ -74,9 +83,11 @@ export class Headers implements Iterable<[string, string]> {
 
   /** Adds a value, keeping existing ones (trusted internal path: no validation). */
   static appendRaw(headers: Headers, lowerName: string, value: string): void {
-    const list = headers.#map.get(lowerName);
-    if (list) list.push(value);
-    else headers.#map.set(lowerName, [value]);
+    const map = headers.#map;
+    const known = map.get(lowerName);
+    if (known === undefined) map.set(lowerName, value);
+    else if (typeof known === "string") map.set(lowerName, [known, value]);
+    else known.push(value);
   }
 
   append(name: string, value: string): void {
@@ -84,7 +95,7 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   set(name: string, value: string): void {
-    this.#map.set(normalizeName(name), [normalizeValue(value)]);
+    this.#map.set(normalizeName(name), normalizeValue(value));
   }
 
   delete(name: string): void {
@@ -92,20 +103,21 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   get(name: string): string | null {
-    const list = this.#map.get(name.toLowerCase());
-    if (list === undefined) return null;
-    return list.length === 1 ? list[0]! : list.join(", ");
+    const values = this.#map.get(name.toLowerCase());
+    if (values === undefined) return null;
+    return typeof values === "string" ? values : values.join(", ");
   }
 
   /** @internal get() for a name already in lower case (the server's own lookups). */
   static getLower(headers: Headers, lowerName: string): string | null {
-    const list = headers.#map.get(lowerName);
-    if (list === undefined) return null;
-    return list.length === 1 ? list[0]! : list.join(", ");
+    const values = headers.#map.get(lowerName);
+    if (values === undefined) return null;
+    return typeof values === "string" ? values : values.join(", ");
   }
 
   getSetCookie(): string[] {
-    return (this.#map.get("set-cookie") ?? []).slice();
+    const values = this.#map.get("set-cookie");
+    return values === undefined ? [] : typeof values === "string" ? [values] : values.slice();
   }
 
   has(name: string): boolean {
@@ -120,7 +132,8 @@ export class Headers implements Iterable<[string, string]> {
     const names = [...this.#map.keys()].sort();
     for (const name of names) {
       const values = this.#map.get(name)!;
-      if (name === "set-cookie") for (const v of values) yield [name, v];
+      if (typeof values === "string") yield [name, values];
+      else if (name === "set-cookie") for (const v of values) yield [name, v];
       else yield [name, values.join(", ")];
     }
   }
@@ -141,8 +154,11 @@ export class Headers implements Iterable<[string, string]> {
    * @internal A record init validated into [name, value, name, value, …] (lower-case names)
    * without building a Headers; null when two keys name the same field (those are joined,
    * which only a Headers does). What `Response` keeps until someone asks for its headers.
+   * The list of a frozen record is the same each time: callers must not modify it.
    */
-  static flatten(record: Record<string, string>): string[] | null {
+  static flatten(record: Record<string, string>): readonly string[] | null {
+    const known = frozenFlat.get(record);
+    if (known !== undefined) return known;
     const keys = Object.keys(record);
     const flat: string[] = [];
     for (let i = 0; i < keys.length; i++) {
@@ -153,6 +169,8 @@ export class Headers implements Iterable<[string, string]> {
       const value = record[key]!;
       flat.push(name, (typeof value === "string" ? knownValues.get(value) : undefined) ?? normalizeValue(value));
     }
+    // a frozen record cannot change: its list is kept and shared (never modified by its users)
+    if (Object.isFrozen(record)) frozenFlat.set(record, flat);
     return flat;
   }
 
@@ -165,9 +183,10 @@ export class Headers implements Iterable<[string, string]> {
     const map = headers.#map;
     for (let i = from; i < fields.length; i += 2) {
       const name = fields[i] as string;
-      const list = map.get(name);
-      if (list === undefined) map.set(name, [fields[i + 1] as string]);
-      else list.push(fields[i + 1] as string);
+      const known = map.get(name);
+      if (known === undefined) map.set(name, fields[i + 1] as string);
+      else if (typeof known === "string") map.set(name, [known, fields[i + 1] as string]);
+      else known.push(fields[i + 1] as string);
     }
     return headers;
   }
@@ -175,7 +194,7 @@ export class Headers implements Iterable<[string, string]> {
   /** @internal Headers from a list made by flatten(). */
   static fromFlat(flat: readonly string[]): Headers {
     const headers = new Headers();
-    for (let i = 0; i < flat.length; i += 2) headers.#map.set(flat[i]!, [flat[i + 1]!]);
+    for (let i = 0; i < flat.length; i += 2) headers.#map.set(flat[i]!, flat[i + 1]!);
     return headers;
   }
 
@@ -183,8 +202,9 @@ export class Headers implements Iterable<[string, string]> {
   static wireLines(headers: Headers): string {
     let out = "";
     for (const [name, values] of headers.#map) {
-      if (name === "set-cookie") for (const v of values) out += `${name}: ${v}\r\n`;
-      else out += `${name}: ${values.length === 1 ? values[0] : values.join(", ")}\r\n`;
+      if (typeof values === "string") out += `${name}: ${values}\r\n`;
+      else if (name === "set-cookie") for (const v of values) out += `${name}: ${v}\r\n`;
+      else out += `${name}: ${values.join(", ")}\r\n`;
     }
     return out;
   }

@@ -13,8 +13,8 @@ export interface RequestInit {
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NORMALIZED = new Set(["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"]);
 
-/** Headers the next constructor call takes over instead of copying (Request.fromServer). */
-let adopting: Headers | null = null;
+/** The server's request for the next constructor call (Request.fromServer), taken as it is. */
+const fromServer = { pending: false, method: "", headers: null as Headers | null, body: null as ReadableStream<Uint8Array> | null };
 
 export class Request extends Body {
   // `declare`: assigned once in the constructor (no field initializer pass per request)
@@ -23,21 +23,31 @@ export class Request extends Body {
   declare readonly headers: Headers;
   declare readonly signal: AbortSignal | null;
 
-  constructor(input: string | Request, init: RequestInit = {}) {
+  constructor(input: string | Request, init?: RequestInit) {
+    const server = fromServer;
+    if (server.pending) {
+      // checked by the server's parser, and the headers are this request's alone: no copy
+      server.pending = false;
+      super(server.body);
+      this.method = server.method;
+      this.url = input as string;
+      this.headers = server.headers!;
+      this.signal = null;
+      server.headers = server.body = null;
+      return;
+    }
+    init ??= {};
     const from = input instanceof Request ? input : null;
     super(init.body !== undefined ? init.body : from ? from.body : null);
-    const adopted = adopting;
-    adopting = null;
     let method = init.method ?? from?.method ?? "GET";
-    // (a method from the server's parser already passed the same check)
-    if (adopted === null && !METHOD.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
+    if (!METHOD.test(method)) throw new TypeError(`invalid method: ${JSON.stringify(method)}`);
     if (!NORMALIZED.has(method) && NORMALIZED.has(method.toUpperCase())) method = method.toUpperCase();
     if ((method === "GET" || method === "HEAD") && init.body != null) {
       throw new TypeError("a GET or HEAD request cannot have a body");
     }
     this.method = method;
     this.url = from ? from.url : String(input);
-    this.headers = adopted ?? new Headers(init.headers ?? from?.headers);
+    this.headers = new Headers(init.headers ?? from?.headers);
     this.signal = init.signal ?? from?.signal ?? null;
   }
 
@@ -46,11 +56,12 @@ export class Request extends Body {
    * token) and `headers` is a fresh object nobody else holds, so it is taken over, not copied.
    */
   static fromServer(url: string, method: string, headers: Headers, body: ReadableStream<Uint8Array> | null): Request {
-    adopting = headers;
-    try {
-      return new Request(url, { method, body });
-    } finally {
-      adopting = null;
-    }
+    if (method !== "GET" && !NORMALIZED.has(method) && NORMALIZED.has(method.toUpperCase())) method = method.toUpperCase();
+    const server = fromServer;
+    server.pending = true;
+    server.method = method;
+    server.headers = headers;
+    server.body = body;
+    return new Request(url);
   }
 }

@@ -23,7 +23,8 @@ export const STATUS_TEXT: Record<number, string> = {
   505: "HTTP Version Not Supported",
 };
 
-const NULL_BODY = new Set([101, 204, 205, 304]);
+/** The flat header list of a Response given no headers (shared, never modified). */
+const NO_FIELDS: readonly string[] = [];
 
 /** A plain object init (not a Headers, not an iterable of pairs). */
 function isRecord(init: HeadersInit): init is Record<string, string> {
@@ -43,7 +44,7 @@ export class Response extends Body {
   /** The headers once asked for (or given as a Headers or a list of pairs). */
   #headers: Headers | null;
   /** Headers given as a record, validated but kept flat until someone asks (Headers.flatten). */
-  #flat: string[] | null;
+  #flat: readonly string[] | null;
   get type(): "default" { return "default"; }
   get redirected(): boolean { return false; }
   get url(): string { return ""; }
@@ -51,10 +52,11 @@ export class Response extends Body {
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
     super(body);
     const status = init.status ?? 200;
-    if (!Number.isInteger(status) || status < 200 || status > 599) {
+    // (comparisons rather than Number.isInteger and a Set: no native call per Response)
+    if (typeof status !== "number" || !(status >= 200 && status <= 599) || status % 1 !== 0) {
       throw new RangeError(`Response status must be an integer from 200 to 599, got ${status}`);
     }
-    if (body !== null && NULL_BODY.has(status)) throw new TypeError(`a ${status} response cannot have a body`);
+    if (body !== null && (status === 204 || status === 205 || status === 304)) throw new TypeError(`a ${status} response cannot have a body`);
     this.status = status;
     const statusText = init.statusText;
     if (statusText !== undefined && /[\r\n]/.test(statusText)) throw new TypeError("invalid statusText");
@@ -62,10 +64,10 @@ export class Response extends Body {
     const h = init.headers;
     // A record (the common case) is validated now but becomes a Headers only if asked for:
     // the server writes it to the wire from the flat list.
-    const flat = h === undefined ? [] : isRecord(h) ? Headers.flatten(h) : null;
+    // (a frozen record's list is shared: a copy when something is added)
+    const flat = h === undefined ? NO_FIELDS : isRecord(h) ? Headers.flatten(h) : null;
     if (flat !== null) {
-      if (typeof body === "string" && !hasName(flat, "content-type")) flat.push("content-type", "text/plain;charset=UTF-8");
-      this.#flat = flat;
+      this.#flat = typeof body === "string" && !hasName(flat, "content-type") ? flat.concat("content-type", "text/plain;charset=UTF-8") : flat;
       this.#headers = null;
     } else {
       const headers = new Headers(h);

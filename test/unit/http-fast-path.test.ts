@@ -166,6 +166,42 @@ test("pipelined requests to a synchronous handler are answered in order, the las
   assert.ok(s.ended && s.closed);
 });
 
+test("synchronous and promised answers, bodies and a head split over reads take turns on one connection; the request limit closes it", async () => {
+  const handler: Handler = async (req: Request) => new Response(`${req.method} ${new URL(req.url).pathname} ${await req.text()}`);
+  const sync: Handler = (req: Request) => req.method === "POST" ? handler(req, { remoteAddress: "", remotePort: 0 }) : new Response(new URL(req.url).pathname);
+  const stream = new MemoryStream();
+  const server = new HttpServer(listener([stream]), sync, { maxRequestsPerConnection: 4 });
+  await tick();
+  stream.push(GET("/a") + "POST /b HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\n\r\nhe");
+  await tick();
+  stream.push("llo" + GET("/c").slice(0, 7));
+  await tick();
+  stream.push(GET("/c").slice(7) + GET("/d") + GET("/e"));
+  await tick();
+  const bodies = [...stream.text().matchAll(/\r\n\r\n([^H]*)/g)].map((m) => m[1]);
+  assert.deepEqual(bodies, ["/a", "POST /b hello", "/c", "/d"]);
+  assert.match(stream.text(), /connection: close\r\n\r\n\/d$/);
+  assert.ok(stream.ended && stream.closed);
+  assert.equal(server.stats.activeConnections, 0);
+  server.close();
+});
+
+test("a connection closed in the middle of a head gets 400; one closed between requests none", async () => {
+  const cut = new MemoryStream(), clean = new MemoryStream();
+  const server = new HttpServer(listener([cut, clean]), () => new Response("x"));
+  await tick();
+  cut.push(GET("/") + "GET / HT");
+  cut.push(null);
+  clean.push(GET("/"));
+  clean.push(null);
+  await tick();
+  assert.match(cut.text(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nxHTTP\/1\.1 400 /);
+  assert.match(clean.text(), /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nx$/);
+  assert.ok(cut.closed && clean.closed && clean.ended);
+  assert.equal(server.stats.activeConnections, 0);
+  server.close();
+});
+
 test("a response that does not fit the send buffer waits, and the connection goes on afterwards", async () => {
   const big = "y".repeat(3000);
   const stream = new MemoryStream();
@@ -201,6 +237,28 @@ test("a half-sent head gets 408 after the header timeout", async () => {
   assert.match(stream.text(), /^HTTP\/1\.1 408 /);
   assert.ok(stream.closed);
   server.close();
+});
+
+test("a frozen record is validated once and shared, never modified; its heads follow status, length and connection", async () => {
+  const record = Object.freeze({ "Content-Type": "text/html", ETag: '"1"' });
+  const a = new Response(new Uint8Array(2), { headers: record });
+  assert.equal(Response.flatHeaders(new Response(null, { headers: record })), Response.flatHeaders(a), "one list for both");
+  const text = new Response("hé", { headers: Object.freeze({ etag: '"2"' }) });
+  assert.deepEqual(Response.flatHeaders(text), ["etag", '"2"', "content-type", "text/plain;charset=UTF-8"]);
+  assert.deepEqual(Response.flatHeaders(new Response(null, { headers: Object.freeze({ etag: '"2"' }) })), ["etag", '"2"']);
+  a.headers.set("x-later", "1");
+  assert.deepEqual(Response.flatHeaders(new Response(null, { headers: record })), ["content-type", "text/html", "etag", '"1"']);
+  assert.throws(() => new Response(null, { headers: Object.freeze({ "bad name": "1" }) }), TypeError);
+
+  const bodies = [new Uint8Array(2), new Uint8Array(2), new Uint8Array(3), new Uint8Array(3)];
+  const statuses = [200, 200, 200, 203];
+  let n = 0;
+  const s = await exchange(() => new Response(bodies[n], { status: statuses[n++], headers: record }),
+    [GET("/"), GET("/"), GET("/"), GET("/", "Connection: close\r\n")]);
+  const head = (status: string, length: number, close = "") => `HTTP/1.1 ${status}\r\ncontent-type: text/html\r\netag: "1"\r\ncontent-length: ${length}\r\ndate: D\r\n${close}\r\n`;
+  assert.equal(s.text(),
+    head("200 OK", 2) + "\0\0" + head("200 OK", 2) + "\0\0" + head("200 OK", 3) + "\0\0\0" +
+    head("203 ", 3, "connection: close\r\n") + "\0\0\0");
 });
 
 test("Response.headers is a Headers made from the record on first use", () => {

@@ -15,7 +15,7 @@ import { Request } from "../../web/request.ts";
 import { Response, STATUS_TEXT } from "../../web/response.ts";
 import { ReadableStream } from "../../web/streams.ts";
 import type { ByteStream, StreamListener } from "../stream.ts";
-import { findHeadEnd, httpDate, HttpError, parseRequestHead, requestFraming, type BodyFraming, type RequestHead } from "./wire.ts";
+import { findHeadEnd, httpDate, HttpError, NO_FRAMING, parseRequestHead, requestFraming, type BodyFraming, type RequestHead } from "./wire.ts";
 
 export type Handler = (request: Request, info: { remoteAddress: string; remotePort: number }) => Response | Promise<Response>;
 
@@ -130,6 +130,22 @@ class Reader {
     reject(e);
   };
 
+  #thenRead: (() => void) | null = null;
+  #thenFail: ((e: unknown) => void) | null = null;
+  readonly #chunkThen = (chunk: Uint8Array | null): void => {
+    const done = this.#thenRead!;
+    this.#thenRead = this.#thenFail = null;
+    this.#onChunk(chunk);
+    done();
+  };
+  readonly #failThen = (e: unknown): void => {
+    const fail = this.#thenFail!;
+    this.#thenRead = this.#thenFail = null;
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    fail(e);
+  };
+
   constructor(private readonly stream: ByteStream) {}
 
   get available(): number {
@@ -165,6 +181,24 @@ class Reader {
     });
   }
 
+  /**
+   * fill() with callbacks: `onRead` once more bytes (or EOF: `eof`) are in, `onError` on a
+   * failure or Timeout; at once when the stream can answer at once. Without a promise when
+   * the stream reads by callback and can cancel a read.
+   */
+  fillThen(timeoutMs: number, onRead: () => void, onError: (e: unknown) => void): void {
+    const stream = this.stream;
+    if (this.eof || stream.readWith === undefined || stream.cancelRead === undefined) {
+      this.fill(timeoutMs).then(onRead, onError);
+      return;
+    }
+    this.deadline = Date.now() + timeoutMs;
+    this.#cancellable = true;
+    this.#thenRead = onRead;
+    this.#thenFail = onError;
+    stream.readWith(this.#chunkThen, this.#failThen);
+  }
+
   /** When the pending write times out, or Infinity. */
   writeDeadline = Infinity;
   #rejectWrite: ((e: unknown) => void) | null = null;
@@ -180,6 +214,8 @@ class Reader {
       remoteAddress: stream.remoteAddress,
       remotePort: stream.remotePort,
       read: () => stream.read(),
+      // without a deadline: it never waits
+      tryWrite: stream.tryWrite?.bind(stream),
       end: () => stream.end(),
       close: () => stream.close(),
       write: (data) => {
@@ -252,15 +288,43 @@ class Reader {
   }
 }
 
+/** A connection being served: its state between the steps of HttpServer.#run. */
+interface Connection {
+  readonly raw: ByteStream;
+  readonly reader: Reader;
+  /** raw with deadlines on writes (Reader.guarded) */
+  readonly stream: ByteStream;
+  readonly info: { remoteAddress: string; remotePort: number };
+  /** requests begun */
+  served: number;
+  /** #run is on the stack: a read answered at once is taken up by its loop, not by a call of its own */
+  running: boolean;
+  /** a read was answered while #run was on the stack */
+  answered: boolean;
+  /** why the last read failed (Timeout or the stream's error), until #run has dealt with it */
+  readError: unknown;
+  finished: boolean;
+  /** the callbacks of the connection's head reads (Reader.fillThen) */
+  readonly onRead: () => void;
+  readonly onReadError: (e: unknown) => void;
+}
+
 export class HttpServer {
   readonly limits: ServerLimits;
   readonly stats: ServerStats = { connections: 0, activeConnections: 0, requests: 0, rejected: {}, handlerErrors: 0 };
   #closed = false;
-  #dateCache = { second: -1, text: "" };
+  /** The Date header's text for the second [from, until) of the clock. */
+  #dateCache = { from: 0, until: 0, text: "" };
   #lastGoodHost: string | null = null;
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
   #lastHeadBytes: Uint8Array = new Uint8Array(0);
+  /**
+   * What the last head from #writeResponse was made of: the same flat header list (a frozen
+   * record's, shared by its responses) with the same status, length, connection and date
+   * gives the same bytes, without building the text again.
+   */
+  #lastHeadFrom = { flat: null as readonly string[] | null, status: 0, statusText: "", minor: 0, keepAlive: false, length: 0, date: "" };
   #streams = new Set<ByteStream>();
   #readers = new Set<Reader>();
   #sweep: ReturnType<typeof setInterval> | null = null;
@@ -296,10 +360,7 @@ export class HttpServer {
       }
       this.stats.activeConnections++;
       this.#streams.add(stream);
-      void this.#serveConnection(stream).finally(() => {
-        this.stats.activeConnections--;
-        this.#streams.delete(stream);
-      });
+      this.#serveConnection(stream);
     }
   }
 
@@ -320,9 +381,13 @@ export class HttpServer {
 
   #date(): string {
     const now = Date.now();
-    const second = Math.floor(now / 1000);
-    if (second !== this.#dateCache.second) this.#dateCache = { second, text: httpDate(now) };
-    return this.#dateCache.text;
+    let cache = this.#dateCache;
+    // (comparisons only while the second lasts: no Math.floor per request)
+    if (now >= cache.until || now < cache.from) {
+      const from = now - (now % 1000);
+      cache = this.#dateCache = { from, until: from + 1000, text: httpDate(now) };
+    }
+    return cache.text;
   }
 
   #errorResponse(status: number, message: string, minorVersion: number): Uint8Array {
@@ -353,67 +418,126 @@ export class HttpServer {
     }
   }
 
-  async #serveConnection(raw: ByteStream): Promise<void> {
+  #serveConnection(raw: ByteStream): void {
     const reader = new Reader(raw);
     const stream = reader.guarded(this.limits.sendTimeoutMs);
     this.#track(reader);
-    const info = { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort };
-    const limits = this.limits;
+    const c: Connection = {
+      raw, reader, stream, info: { remoteAddress: stream.remoteAddress, remotePort: stream.remotePort },
+      served: 0, running: false, answered: false, readError: null, finished: false,
+      onRead: () => {
+        if (c.running) c.answered = true;
+        else this.#run(c);
+      },
+      onReadError: (e: unknown) => {
+        c.readError = e;
+        if (c.running) c.answered = true;
+        else this.#run(c);
+      },
+    };
+    this.#run(c);
+  }
+
+  /**
+   * Serves the connection's requests for as long as each can be answered at once: a head
+   * buffered, a handler that returns a Response, a write that fits. Bytes are waited for by
+   * a callback from the stream (no promise, no async frame per request); whatever else
+   * waits — a handler's promise, a request body, a write under back-pressure, an error
+   * response — continues in #serveAsync, which comes back here.
+   */
+  #run(c: Connection): void {
+    const reader = c.reader, limits = this.limits;
+    c.running = true;
     try {
-      for (let served = 0; served < limits.maxRequestsPerConnection && !this.#closed; served++) {
-        // The head is read here, not in a function of its own: one async frame less per request.
-        let head: RequestHead | null | undefined;
+      for (;;) {
+        if (c.served >= limits.maxRequestsPerConnection || this.#closed) return this.#finish(c, true);
+        let head: RequestHead | undefined;
         try {
-          reader.scanned = 0;
-          reader.headDeadline = 0;
+          if (c.readError !== null) {
+            const e = c.readError;
+            c.readError = null;
+            if (e instanceof Timeout && reader.headDeadline === 0) return this.#finish(c, true); // idle keep-alive connection
+            throw e;
+          }
           head = this.#scanHead(reader);
-          while (head === undefined) {
+          if (head === undefined) {
+            if (reader.eof) {
+              if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
+              return this.#finish(c, true); // clean close between requests
+            }
             const waitMs = reader.headDeadline === 0 ? limits.idleTimeoutMs : reader.headDeadline - Date.now();
             if (waitMs <= 0) throw new Timeout();
-            let more: boolean;
-            try {
-              more = await reader.fill(waitMs);
-            } catch (e) {
-              if (e instanceof Timeout && reader.headDeadline === 0) break; // idle keep-alive connection
-              throw e;
-            }
-            if (!more) {
-              if (reader.available > 0) throw new HttpError(400, "connection closed in the middle of a request head");
-              break;
-            }
-            head = this.#scanHead(reader);
+            c.answered = false;
+            reader.fillThen(waitMs, c.onRead, c.onReadError);
+            if (!c.answered) return; // the stream calls back later
+            continue;
           }
         } catch (e) {
-          await this.#fail(stream, e, 1);
-          break;
+          void this.#fail(c.stream, e, 1).then(() => this.#finish(c, true));
+          return;
         }
-        if (!head) break; // clean close or idle timeout between requests
+        // the next head starts with nothing scanned and no deadline
+        reader.scanned = 0;
+        reader.headDeadline = 0;
         // synchronous when the handler's response was written at once
-        let keepAlive = this.#exchange(stream, reader, head, info, served + 1 === limits.maxRequestsPerConnection);
-        if (keepAlive === PENDING) {
-          // the handler's promise, awaited here rather than in a function of its own
-          const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
-          reader.pendingResult = reader.pendingBody = null;
-          let response: Response | null = null;
-          try {
-            response = await result;
-            if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
-          } catch (e) {
-            response = null;
-            keepAlive = this.#handlerFailed(stream, e, head, body);
-          }
-          if (response !== null) keepAlive = this.#respond(stream, response, head, pendingKeepAlive, body);
+        const keepAlive = this.#exchange(c.stream, reader, head, c.info, ++c.served === limits.maxRequestsPerConnection);
+        if (keepAlive === false) return this.#finish(c, true);
+        if (keepAlive !== true) {
+          void this.#serveAsync(c, head, keepAlive);
+          return;
         }
-        if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
-        if (!keepAlive) break;
       }
-      stream.end();
     } catch {
-      // connection reset or write failure: drop it
+      this.#finish(c, false); // connection reset or write failure: drop it
     } finally {
-      this.#untrack(reader);
-      stream.close();
+      c.running = false;
     }
+  }
+
+  /** The rest of an exchange that waits (see #run); then the connection's next request. */
+  async #serveAsync(c: Connection, head: RequestHead, exchanged: Promise<boolean> | typeof PENDING): Promise<void> {
+    try {
+      let keepAlive: boolean | Promise<boolean> | typeof PENDING = exchanged;
+      if (keepAlive === PENDING) {
+        // the handler's promise, awaited here rather than in a function of its own
+        const reader = c.reader;
+        const result = reader.pendingResult!, pendingKeepAlive = reader.pendingKeepAlive, body = reader.pendingBody!;
+        reader.pendingResult = reader.pendingBody = null;
+        let response: Response | null = null;
+        try {
+          response = await result;
+          if (!(response instanceof Response)) throw new TypeError("the handler did not return a Response");
+        } catch (e) {
+          response = null;
+          keepAlive = this.#handlerFailed(c.stream, e, head, body);
+        }
+        if (response !== null) keepAlive = this.#respond(c.stream, response, head, pendingKeepAlive, body);
+      }
+      if (keepAlive !== true && keepAlive !== false) keepAlive = await keepAlive;
+      if (!keepAlive) {
+        this.#finish(c, true);
+        return;
+      }
+    } catch {
+      this.#finish(c, false); // connection reset or write failure: drop it
+      return;
+    }
+    this.#run(c);
+  }
+
+  /** Closes the connection (ending it first when `clean`) and forgets it; once. */
+  #finish(c: Connection, clean: boolean): void {
+    if (c.finished) return;
+    c.finished = true;
+    try {
+      if (clean) c.stream.end();
+    } catch {
+      // gone
+    }
+    this.#untrack(c.reader);
+    c.stream.close();
+    this.stats.activeConnections--;
+    this.#streams.delete(c.raw);
   }
 
   async #fail(stream: ByteStream, e: unknown, minorVersion: number): Promise<void> {
@@ -452,7 +576,8 @@ export class HttpServer {
     // because Reader.append() may move the live bytes to the front of its buffer.
     const end = findHeadEnd(buf, reader.start + Math.max(reader.scanned - 3, 0), reader.end);
     if (end >= 0) {
-      this.#checkRequestLine(reader);
+      // (a whole head no longer than the request line limit cannot hold a line above it)
+      if (end - reader.start > limits.maxRequestLineBytes) this.#checkRequestLine(reader);
       if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
       const head = parseRequestHead(buf, reader.start, end, limits);
       reader.start = end;
@@ -535,7 +660,7 @@ export class HttpServer {
    */
   #respond(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean, body: BodyReader): boolean | Promise<boolean> {
     const written = this.#writeResponse(stream, response, head, keepAlive);
-    if (written === true) return body.finished || body.drain();
+    if (written === true) return body === NO_BODY || body.finished || body.drain();
     if (written === false) return false;
     return written.then((k) => k && (body.finished || body.drain()));
   }
@@ -549,12 +674,46 @@ export class HttpServer {
     const minor = head.minorVersion;
     const status = response.status;
     const source = Body.source(response);
-    if (source.kind === "stream") return this.#writeStreamed(stream, response, source.stream, head, keepAlive);
+    if (source instanceof ReadableStream) return this.#writeStreamed(stream, response, source, head, keepAlive);
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
-    let bytes: Uint8Array | null = null;
-    if (source.kind === "text") bytes = encoder.encode(source.text);
-    else if (source.kind === "bytes") bytes = source.bytes;
+    const bytes = typeof source === "string" ? encoder.encode(source) : source;
     const flat = Response.flatHeaders(response);
+    const length = bytes === null ? -1 : bytes.length;
+    const date = this.#date();
+    const from = this.#lastHeadFrom;
+    let headBytes: Uint8Array;
+    if (flat !== null && flat === from.flat && status === from.status && response.statusText === from.statusText &&
+      minor === from.minor && keepAlive === from.keepAlive && length === from.length && date === from.date) {
+      // the same shared header list as the last response's, all else equal: the same head
+      headBytes = this.#lastHeadBytes;
+    } else {
+      headBytes = this.#head(response, flat, bytes, minor, keepAlive, date);
+      from.flat = flat;
+      from.status = status;
+      from.statusText = response.statusText;
+      from.minor = minor;
+      from.keepAlive = keepAlive;
+      from.length = length;
+      from.date = date;
+    }
+    let out = headBytes;
+    if (!noBody && bytes !== null && bytes.length > 0) {
+      if (bytes.length > 16 * 1024) return this.#writeTwo(stream, headBytes, bytes, keepAlive);
+      // one write for head and body: one segment for small responses
+      out = new Uint8Array(headBytes.length + bytes.length);
+      out.set(headBytes, 0);
+      out.set(bytes, headBytes.length);
+    }
+    // fits the send buffer now: done, without a call through write()
+    if (stream.tryWrite !== undefined && stream.tryWrite(out)) return keepAlive;
+    const written = stream.write(out);
+    if (written === WRITTEN) return keepAlive;
+    return written.then(() => keepAlive);
+  }
+
+  /** The bytes of a response head for a body of known length (`bytes`, or none). */
+  #head(response: Response, flat: readonly string[] | null, bytes: Uint8Array | null, minor: number, keepAlive: boolean, date: string): Uint8Array {
+    const status = response.status;
     let extra = "";
     if (flat !== null) {
       // headers nobody asked for as a Headers: written from the constructor's flat list
@@ -570,38 +729,24 @@ export class HttpServer {
       }
       if (bytes !== null) lines += `content-length: ${bytes.length}\r\n`;
       else if (status !== 204 && status !== 304 && !hasLength) lines += "content-length: 0\r\n";
-      if (!hasDate) lines += `date: ${this.#date()}\r\n`;
+      if (!hasDate) lines += `date: ${date}\r\n`;
       extra = lines;
     } else {
-      extra = this.#headerLines(response.headers, bytes, status);
+      extra = this.#headerLines(response.headers, bytes, status, date);
     }
     if (!keepAlive) extra += "connection: close\r\n";
     else if (minor === 0) extra += "connection: keep-alive\r\n";
     const headText = `HTTP/1.${minor} ${status} ${response.statusText}\r\n${extra}\r\n`;
     // the same head as the last response's (same file, same second): its bytes again
-    let headBytes = this.#lastHeadBytes;
     if (headText !== this.#lastHeadText) {
-      headBytes = this.#lastHeadBytes = encoder.encode(headText);
+      this.#lastHeadBytes = encoder.encode(headText);
       this.#lastHeadText = headText;
     }
-    let written: Promise<void>;
-    if (noBody || bytes === null || bytes.length === 0) {
-      written = stream.write(headBytes);
-    } else if (bytes.length <= 16 * 1024) {
-      // one write for head and body: one segment for small responses
-      const all = new Uint8Array(headBytes.length + bytes.length);
-      all.set(headBytes, 0);
-      all.set(bytes, headBytes.length);
-      written = stream.write(all);
-    } else {
-      return this.#writeTwo(stream, headBytes, bytes, keepAlive);
-    }
-    if (written === WRITTEN) return keepAlive;
-    return written.then(() => keepAlive);
+    return this.#lastHeadBytes;
   }
 
   /** The header lines of a response with a known-length body, from its Headers. */
-  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number): string {
+  #headerLines(headers: Headers, bytes: Uint8Array | null, status: number, date: string): string {
     let extra = "";
     if (bytes !== null) {
       // the body's real length wins over a handler's header: a wrong one would desynchronise
@@ -611,7 +756,7 @@ export class HttpServer {
     } else if (status !== 204 && status !== 304 && !headers.has("content-length")) {
       extra = "content-length: 0\r\n";
     }
-    if (!headers.has("date")) extra += `date: ${this.#date()}\r\n`;
+    if (!headers.has("date")) extra += `date: ${date}\r\n`;
     return Headers.wireLines(headers) + extra;
   }
 
@@ -806,7 +951,7 @@ class BodyReader {
 }
 
 /** The body of every request without one (never read from: its error stays null, drain() is true). */
-const NO_BODY = new BodyReader(null as unknown as Reader, { kind: "none" }, DEFAULT_LIMITS, null as unknown as ByteStream, false);
+const NO_BODY = new BodyReader(null as unknown as Reader, NO_FRAMING, DEFAULT_LIMITS, null as unknown as ByteStream, false);
 
 /** Joins byte chunks (re-exported for handlers that collect bodies). */
 export { concatChunks };

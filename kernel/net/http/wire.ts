@@ -31,9 +31,11 @@ export interface HeadLimits {
 
 /** Finds the end of the head (index just past CRLFCRLF, or LF LF) or -1. */
 export function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
-  // LF by LF with the native indexOf (a loop over every byte is slow in an interpreter);
-  // a view ending at `end` when much of the buffer lies beyond it (same indices)
-  const hay = buf.length - end > 1024 ? buf.subarray(0, end) : buf;
+  // LF by LF with the native indexOf (a loop over every byte is slow in an interpreter).
+  // Only the search past the last LF before `end` looks beyond it, and indexOf is a memchr,
+  // cheaper over several KiB than a view: a view ending at `end` (same indices) only when
+  // very much of the buffer lies beyond it.
+  const hay = buf.length - end > 64 * 1024 ? buf.subarray(0, end) : buf;
   for (let i = hay.indexOf(10, Math.max(from, 0)); i >= 0 && i < end; i = hay.indexOf(10, i + 1)) {
     if (i + 1 < end && buf[i + 1] === 10) return i + 2;
     if (i + 2 < end && buf[i + 1] === 13 && buf[i + 2] === 10) return i + 3;
@@ -188,6 +190,9 @@ export function parseRequestHeadScript(buf: Uint8Array, start: number, headEnd: 
 
 export type BodyFraming = { kind: "none" } | { kind: "length"; length: number } | { kind: "chunked" };
 
+/** The framing of every request without a body (shared: nobody modifies a framing). */
+export const NO_FRAMING: BodyFraming = { kind: "none" };
+
 /** How the request body is delimited (RFC 9112 §6.3); rejects ambiguous framing. */
 export function requestFraming(head: RequestHead): BodyFraming {
   const te = Headers.getLower(head.headers, "transfer-encoding");
@@ -207,9 +212,9 @@ export function requestFraming(head: RequestHead): BodyFraming {
       throw new HttpError(400, "malformed Content-Length");
     }
     const length = Number(values[0]);
-    return length === 0 ? { kind: "none" } : { kind: "length", length };
+    return length === 0 ? NO_FRAMING : { kind: "length", length };
   }
-  return { kind: "none" };
+  return NO_FRAMING;
 }
 
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];

@@ -16,7 +16,9 @@ interface PendingWrite {
 
 /** One connected TCP stream. */
 export class TcpSocket implements TcpConnectionEvents {
-  private pendingRead: { resolve: (data: Uint8Array | null) => void; reject: (error: TcpError) => void } | null = null;
+  /** The pending read's callbacks (two fields, not a record: a read per request is common). */
+  private readResolve: ((data: Uint8Array | null) => void) | null = null;
+  private readReject: ((error: TcpError) => void) | null = null;
   private readonly pendingWrites: PendingWrite[] = [];
   private endRequested = false;
   private discardRequested = false;
@@ -39,8 +41,11 @@ export class TcpSocket implements TcpConnectionEvents {
     if (connection.readableLength > 0) return Promise.resolve(connection.read());
     if (connection.error !== null) return Promise.reject(connection.error);
     if (connection.atEndOfStream) return Promise.resolve(null);
-    if (this.pendingRead !== null) return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
-    return new Promise((resolve, reject) => { this.pendingRead = { resolve, reject }; });
+    if (this.readResolve !== null) return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
+    return new Promise((resolve, reject) => {
+      this.readResolve = resolve;
+      this.readReject = reject;
+    });
   }
 
   /** read() with callbacks: one of them is called once, at once when the answer is known. */
@@ -49,16 +54,19 @@ export class TcpSocket implements TcpConnectionEvents {
     if (connection.readableLength > 0) onChunk(connection.read());
     else if (connection.error !== null) onError(connection.error);
     else if (connection.atEndOfStream) onChunk(null);
-    else if (this.pendingRead !== null) onError(new TcpError("EPIPE", "a read is already pending"));
-    else this.pendingRead = { resolve: onChunk, reject: onError };
+    else if (this.readResolve !== null) onError(new TcpError("EPIPE", "a read is already pending"));
+    else {
+      this.readResolve = onChunk;
+      this.readReject = onError;
+    }
   }
 
   /** Fails a pending read() with `error` (data arriving later stays for the next read). */
   cancelRead(error: unknown): void {
-    const read = this.pendingRead;
-    if (read === null) return;
-    this.pendingRead = null;
-    read.reject(error as TcpError);
+    const reject = this.readReject;
+    if (reject === null) return;
+    this.readResolve = this.readReject = null;
+    reject(error as TcpError);
   }
 
   /** Buffers `data`; resolves once all of it is in the send buffer (waits under back-pressure). */
@@ -130,15 +138,15 @@ export class TcpSocket implements TcpConnectionEvents {
   }
 
   onReadable(): void {
-    const pending = this.pendingRead;
-    if (pending === null) return;
+    const resolve = this.readResolve;
+    if (resolve === null) return;
     const connection = this.connection;
     if (connection.readableLength > 0) {
-      this.pendingRead = null;
-      pending.resolve(connection.read());
+      this.readResolve = this.readReject = null;
+      resolve(connection.read());
     } else if (connection.atEndOfStream) {
-      this.pendingRead = null;
-      pending.resolve(null);
+      this.readResolve = this.readReject = null;
+      resolve(null);
     }
   }
 
@@ -158,12 +166,12 @@ export class TcpSocket implements TcpConnectionEvents {
     const waiter = this.connectWaiter;
     this.connectWaiter = null;
     waiter?.reject(error ?? new TcpError("ECONNABORTED", "connection closed before it was established"));
-    const read = this.pendingRead;
-    if (read !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
-      this.pendingRead = null;
-      if (this.connection.readableLength > 0) read.resolve(this.connection.read());
-      else if (error !== null) read.reject(error);
-      else read.resolve(null);
+    const resolve = this.readResolve, reject = this.readReject;
+    if (resolve !== null && reject !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
+      this.readResolve = this.readReject = null;
+      if (this.connection.readableLength > 0) resolve(this.connection.read());
+      else if (error !== null) reject(error);
+      else resolve(null);
     }
     const writeError = error ?? new TcpError("EPIPE", "connection closed");
     for (const write of this.pendingWrites.splice(0)) write.reject(writeError);
