@@ -10,13 +10,13 @@ export interface IpSender {
   readonly maxSegment: number;
   /**
    * Sends one IPv4 packet with `length` bytes of transport payload to `destination`.
-   * `fill` writes the transport header and payload into `segment` (exactly `length` bytes,
-   * a view inside the outgoing frame: zero copy); the IP layer writes the IP header and
-   * the Ethernet header around it. Returns false when the packet could not be sent or
+   * `fill` writes the transport header and payload into buffer[offset, offset + length)
+   * (inside the outgoing frame: zero copy, and no view made per packet); the IP layer writes
+   * the IP header and the Ethernet header around it. Returns false when the packet could not be sent or
    * queued now (no transmit buffer, neighbour unresolved and its queue full): the caller
    * retries later (TCP's retransmission covers it).
    */
-  send(destination: number, protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean;
+  send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean;
 }
 
 /** A transport protocol's input: called by the IP layer with a validated, reassembled packet. */

@@ -224,7 +224,7 @@ export class Ipv4Interface implements IpSender {
   // ───────────────────────────── send path ─────────────────────────────
 
   /** IpSender.send: see kernel/net/ip.ts. Fragments when `length` exceeds maxSegment. */
-  send(destination: number, protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean {
+  send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     destination >>>= 0;
     if (length > IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH) { this.drops["send-too-large"]++; return false; }
     if (destination === this.address && destination !== 0) return this.sendToSelf(protocol, length, fill);
@@ -233,15 +233,15 @@ export class Ipv4Interface implements IpSender {
     const mac = nextHop === IPV4_BROADCAST ? BROADCAST_MAC : this.neighbors.lookup(nextHop, this.now);
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + 1) & 0xffff;
-    if (length <= this.maxSegment) {
+    if (IPV4_HEADER_LENGTH + length <= this.device.mtu) {
       if (mac !== null) {
-        // Hot path: header and segment written straight into the device's buffer.
+        // Hot path: headers and segment written straight into the device's buffer.
         const frameLength = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length;
         const frame = this.device.txBuffer(frameLength);
         if (frame === null) { this.drops["send-no-transmit-buffer"]++; return false; }
         writeEthernetHeader(frame, 0, mac, this.mac, ETHERTYPE_IPV4);
         writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, destination, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-        fill(frame.subarray(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH, frameLength));
+        fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
         this.device.transmit(frame, frameLength);
         this.counters.framesSent++;
         this.counters.packetsSent++;
@@ -249,7 +249,7 @@ export class Ipv4Interface implements IpSender {
       }
       const packet = new Uint8Array(IPV4_HEADER_LENGTH + length);
       writeIpv4Header(packet, 0, this.address, destination, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-      fill(packet.subarray(IPV4_HEADER_LENGTH));
+      fill(packet, IPV4_HEADER_LENGTH);
       if (this.neighbors.enqueue(nextHop, packet, this.now) !== "queued") { this.drops["send-neighbor-queue-full"]++; return false; }
       this.counters.packetsSent++;
       return true;
@@ -258,7 +258,7 @@ export class Ipv4Interface implements IpSender {
     // now or when the neighbour resolves (one queue slot per datagram, not per fragment).
     const packet = new Uint8Array(IPV4_HEADER_LENGTH + length);
     writeIpv4Header(packet, 0, this.address, destination, protocol, length, identification, this.ttl, 0);
-    fill(packet.subarray(IPV4_HEADER_LENGTH));
+    fill(packet, IPV4_HEADER_LENGTH);
     if (mac !== null) {
       if (!this.transmitPacket(mac, packet)) return false;
     } else if (this.neighbors.enqueue(nextHop, packet, this.now) !== "queued") {
@@ -273,14 +273,14 @@ export class Ipv4Interface implements IpSender {
    * Packets to our own address are looped back: queued as frames and received at the next
    * poll(), never synchronously (a transport must not re-enter itself from send()).
    */
-  private sendToSelf(protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean {
+  private sendToSelf(protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     if (this.loopback.length >= LOOPBACK_QUEUE_LIMIT) { this.drops["send-loopback-full"]++; return false; }
     const frame = new Uint8Array(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length);
     writeEthernetHeader(frame, 0, this.mac, this.mac, ETHERTYPE_IPV4);
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + 1) & 0xffff;
     writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, this.address, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-    fill(frame.subarray(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH));
+    fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
     this.loopback.push(frame);
     this.counters.packetsSent++;
     return true;
@@ -288,7 +288,9 @@ export class Ipv4Interface implements IpSender {
 
   /** Sends an ICMP echo request (the data is copied). */
   ping(destination: number, identifier: number, sequence: number, data: Uint8Array = new Uint8Array(0)): boolean {
-    return this.send(destination, PROTOCOL_ICMP, ICMP_HEADER_LENGTH + data.length, (segment) => {
+    const length = ICMP_HEADER_LENGTH + data.length;
+    return this.send(destination, PROTOCOL_ICMP, length, (buffer, offset) => {
+      const segment = buffer.subarray(offset, offset + length);
       const view = this.icmpView.bind(segment, 0, segment.length);
       view.type = ICMP_ECHO_REQUEST;
       view.code = 0;
@@ -494,7 +496,8 @@ export class Ipv4Interface implements IpSender {
     if (icmp.type === ICMP_ECHO_REQUEST) {
       // RFC 1122 §3.2.2.6: echo requests to broadcast addresses may be silently discarded.
       if (destination !== this.address) { this.drops["icmp-echo-not-unicast"]++; return; }
-      const sent = this.send(source, PROTOCOL_ICMP, segment.length, (reply) => {
+      const sent = this.send(source, PROTOCOL_ICMP, segment.length, (buffer, offset) => {
+        const reply = buffer.subarray(offset, offset + segment.length);
         reply.set(segment);
         reply[0] = ICMP_ECHO_REPLY;
         // Incremental checksum update (RFC 1624): the type byte went from 8 to 0.
@@ -528,7 +531,9 @@ export class Ipv4Interface implements IpSender {
     const headerLength = ip.headerLength;
     const quoted = Math.min(8, segment.length);
     const header = ip.bytes.subarray(ip.offset, ip.offset + headerLength);
-    const sent = this.send(source, PROTOCOL_ICMP, ICMP_HEADER_LENGTH + headerLength + quoted, (message) => {
+    const length = ICMP_HEADER_LENGTH + headerLength + quoted;
+    const sent = this.send(source, PROTOCOL_ICMP, length, (buffer, offset) => {
+      const message = buffer.subarray(offset, offset + length);
       message.fill(0, 0, ICMP_HEADER_LENGTH);
       message[0] = ICMP_DESTINATION_UNREACHABLE;
       message[1] = code;

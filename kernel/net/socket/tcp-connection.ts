@@ -8,8 +8,9 @@
  * `deadline` has passed; everything the connection sends goes out through IpSender.
  */
 import { PROTOCOL_TCP } from "../ip.ts";
+import { sumWords } from "../wire/checksum.ts";
 import {
-  fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
+  TCP_ACK, TCP_FIN, TCP_HEADER_LENGTH, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
   tcpHeaderLengthFor, writeTcpHeader,
 } from "../wire/tcp.ts";
 import { ByteRing, OutOfOrderQueue } from "./tcp-buffers.ts";
@@ -169,7 +170,9 @@ export class TcpConnection {
   private fillSource: ByteRing | null = null;
   private fillDataOffset = 0;
   private fillDataLength = 0;
-  private readonly fill: (segment: Uint8Array) => void;
+  private readonly fill: (buffer: Uint8Array, offset: number) => void;
+  /** The checksum's pseudo-header sum without the length (addresses and protocol, RFC 9293 §3.1). */
+  private readonly pseudoHeaderSum: number;
 
   constructor(
     private readonly host: TcpConnectionHost,
@@ -190,7 +193,8 @@ export class TcpConnection {
       sourcePort: localPort, destinationPort: remotePort, sequence: 0, acknowledgment: 0, flags: 0, window: 0,
       maxSegmentSize: -1, windowScale: -1, sackPermitted: false, hasTimestamps: false, timestampValue: 0, timestampEcho: 0,
     };
-    this.fill = (segment) => this.fillSegment(segment);
+    this.fill = (buffer, offset) => this.fillSegment(buffer, offset);
+    this.pseudoHeaderSum = (localAddress >>> 16) + (localAddress & 0xffff) + (remoteAddress >>> 16) + (remoteAddress & 0xffff) + PROTOCOL_TCP;
     this.congestion = config.congestionControl(this.localMaxSegment());
     if (config.windowScaling) {
       let shift = 0;
@@ -817,8 +821,12 @@ export class TcpConnection {
       const finPending = this.finQueued && (((this.sendNext - this.finSequence) | 0) <= 0);
       if (available <= 0 && !finPending) break;
       const flight = ((this.sendNext - this.sendUnacknowledged) | 0);
-      const usable = Math.max(0, Math.min(this.sendWindow, this.congestion.window) - flight);
-      const length = Math.max(0, Math.min(available, this.maxSegment, usable));
+      // length = max(0, min(available, SMSS, min(SND.WND, cwnd) − flight)), without a native call per min/max
+      const congestionWindow = this.congestion.window;
+      const usable = (this.sendWindow < congestionWindow ? this.sendWindow : congestionWindow) - flight;
+      let length = available < this.maxSegment ? available : this.maxSegment;
+      if (usable < length) length = usable;
+      if (length < 0) length = 0;
       const finDue = finPending && length === available;
       if (length === 0 && !finDue) break; // window closed: the persist timer takes over
       if (!finDue && length < this.maxSegment) {
@@ -911,16 +919,23 @@ export class TcpConnection {
 
   /** The window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; never shrinks). */
   private advertisedWindow(isSyn: boolean): number {
-    const free = this.freeReceiveSpace();
+    // freeReceiveSpace() and windowUpdateThreshold() written out, and min/max as comparisons:
+    // this runs for every segment sent.
+    const ring = this.receiveBuffer;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived || ring === null ? bufferSize : ring.capacity - ring.length;
     if (isSyn) {
-      const field = Math.min(free, 0xffff);
+      const field = free < 0xffff ? free : 0xffff;
       if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + field) >>> 0);
       return field;
     }
-    const current = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
-    let window = free - current >= this.windowUpdateThreshold() ? free : Math.min(current, free);
+    let current = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (current < 0) current = 0;
+    const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+    let window = free - current >= threshold ? free : (current < free ? current : free);
     if (window < current) window = current; // never shrink the right edge (§3.8.6.2.2)
-    const field = Math.min(window >>> this.receiveWindowShift, 0xffff);
+    let field = window >>> this.receiveWindowShift;
+    if (field > 0xffff) field = 0xffff;
     const edge = ((this.receiveNext + (field << this.receiveWindowShift)) >>> 0);
     if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
     return field;
@@ -947,15 +962,18 @@ export class TcpConnection {
     h.acknowledgment = acknowledgment;
     h.flags = flags;
     h.window = window;
-    h.hasTimestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
-    if (h.hasTimestamps) {
+    const timestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
+    h.hasTimestamps = timestamps;
+    if (timestamps) {
       h.timestampValue = this.timestampNow(now);
       h.timestampEcho = (flags & TCP_ACK) !== 0 ? this.timestampRecent : 0;
     }
     this.fillSource = ring;
     this.fillDataOffset = offset;
     this.fillDataLength = length;
-    const total = tcpHeaderLengthFor(h) + length;
+    // Only SYNs carry options other than timestamps (sendSyn sets and clears them).
+    const headerLength = (flags & TCP_SYN) !== 0 ? tcpHeaderLengthFor(h) : timestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
+    const total = headerLength + length;
     const ok = this.host.ip.send(this.remoteAddress, PROTOCOL_TCP, total, this.fill);
     this.fillSource = null;
     if (ok) this.host.counters.segmentsSent++;
@@ -963,12 +981,21 @@ export class TcpConnection {
     return ok;
   }
 
-  private fillSegment(segment: Uint8Array): void {
-    const headerLength = writeTcpHeader(segment, this.header);
-    if (this.fillDataLength > 0 && this.fillSource !== null) {
-      this.fillSource.copyOut(this.fillDataOffset, this.fillDataLength, segment, headerLength);
+  /** IpSender's fill: the segment set up by transmitRaw(), written at buffer[offset…]. */
+  private fillSegment(buffer: Uint8Array, offset: number): void {
+    const headerLength = writeTcpHeader(buffer, this.header, offset);
+    const length = this.fillDataLength;
+    if (length > 0 && this.fillSource !== null) {
+      this.fillSource.copyOut(this.fillDataOffset, length, buffer, offset + headerLength);
     }
-    fillTcpChecksum(this.localAddress, this.remoteAddress, segment);
+    // The checksum (RFC 9293 §3.1) summed in place over the segment, the pseudo-header's
+    // constant part precomputed; two folds suffice below 2^32 (any segment under 64 KiB).
+    const total = headerLength + length;
+    let sum = sumWords(buffer, offset, offset + total, this.pseudoHeaderSum + total);
+    sum = (sum & 0xffff) + (sum >>> 16);
+    sum = ~((sum & 0xffff) + (sum >>> 16));
+    buffer[offset + 16] = sum >> 8;
+    buffer[offset + 17] = sum;
   }
 
   private timestampNow(now: number): number {

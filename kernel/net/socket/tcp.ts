@@ -78,9 +78,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   };
   private resetSource = 0;
   private resetDestination = 0;
-  private readonly fillReset = (segment: Uint8Array): void => {
-    writeTcpHeader(segment, this.resetHeader);
-    fillTcpChecksum(this.resetSource, this.resetDestination, segment);
+  private readonly fillReset = (buffer: Uint8Array, offset: number): void => {
+    writeTcpHeader(buffer, this.resetHeader, offset);
+    fillTcpChecksum(this.resetSource, this.resetDestination, buffer.subarray(offset, offset + TCP_HEADER_LENGTH));
   };
   private challengeAckSecond = -1;
   private challengeAcksThisSecond = 0;
