@@ -25,8 +25,10 @@ export interface TransportInput {
    * `segment` is the IP payload; the view is valid only during the call. Returning false
    * means "no socket wanted it" (UDP with no listener): the IP layer may then answer with
    * ICMP destination unreachable (RFC 1122 §4.1.3.1). Returning nothing means handled.
+   * `checksumVerified`: the device already verified the transport checksum (virtio-net
+   * VIRTIO_NET_HDR_F_DATA_VALID or a checksum it completed); never set for fragments.
    */
-  input(source: number, destination: number, segment: Uint8Array, now: number): void | boolean;
+  input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified?: boolean): void | boolean;
 }
 
 export const PROTOCOL_ICMP = 1;

@@ -149,7 +149,7 @@ export class Ipv4Interface implements IpSender {
       options.neighbor,
     );
     this.fragments = new FragmentReassembler((reason, count) => { this.drops[reason] += count; }, options.reassembly);
-    device.setReceiveHandler((frame) => this.receiveFrame(frame));
+    device.setReceiveHandler((frame, checksumVerified) => this.receiveFrame(frame, checksumVerified === true));
   }
 
   /** Largest transport segment sent unfragmented. */
@@ -206,7 +206,7 @@ export class Ipv4Interface implements IpSender {
     let received = this.device.poll();
     if (this.loopback.length > 0) {
       const frames = this.loopback.splice(0, this.loopback.length);
-      for (const frame of frames) this.receiveFrame(frame);
+      for (const frame of frames) this.receiveFrame(frame, false);
       received += frames.length;
     }
     this.neighbors.poll(now);
@@ -376,7 +376,8 @@ export class Ipv4Interface implements IpSender {
 
   // ───────────────────────────── receive path ─────────────────────────────
 
-  private receiveFrame(frame: Uint8Array): void {
+  /** One received frame; `checksumVerified`: the device verified its TCP/UDP checksum. */
+  private receiveFrame(frame: Uint8Array, checksumVerified: boolean): void {
     this.counters.framesReceived++;
     if (frame.length < ETHERNET_HEADER_LENGTH) { this.drops["ethernet-truncated"]++; return; }
     // Only frames for our MAC or broadcast; group addresses we never joined are dropped.
@@ -388,7 +389,7 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const etherType = (frame[12]! << 8) | frame[13]!;
-    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame);
+    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, checksumVerified);
     else if (etherType === ETHERTYPE_ARP) this.receiveArp(frame);
     else this.drops["ethernet-unknown-type"]++;
   }
@@ -418,10 +419,10 @@ export class Ipv4Interface implements IpSender {
 
   /**
    * The receive hot path. Fields are read with plain index arithmetic rather than through
-   * the Ipv4Packet view (getter calls cost ~0.2 µs each under QuickJS); the view is used
-   * for the rare paths (fragments, ICMP errors). Checks are those of Ipv4Packet.check().
+   * the Ipv4Packet view (getter calls cost ~0.2 µs each under QuickJS); the view is bound
+   * only for the rare paths (fragments, ICMP errors). Checks are those of Ipv4Packet.check().
    */
-  private receiveIpv4(frame: Uint8Array): void {
+  private receiveIpv4(frame: Uint8Array, checksumVerified: boolean): void {
     const start = ETHERNET_HEADER_LENGTH;
     const available = frame.length - start;
     if (available < IPV4_HEADER_LENGTH) { this.drops["ipv4-truncated"]++; return; }
@@ -455,12 +456,12 @@ export class Ipv4Interface implements IpSender {
       this.drops["ipv4-bad-source"]++;
       return;
     }
-    const ip = this.ipView.bind(frame, start);
     let segment: Uint8Array;
     if (((frame[start + 6]! & 0x3f) | frame[start + 7]!) !== 0) {
-      const whole = this.fragments.add(ip, this.now);
+      const whole = this.fragments.add(this.ipView.bind(frame, start), this.now);
       if (whole === null) return;
       segment = whole;
+      checksumVerified = false; // a device verifies single packets, not reassembled ones
     } else {
       segment = frame.subarray(start + headerLength, start + totalLength);
     }
@@ -472,20 +473,24 @@ export class Ipv4Interface implements IpSender {
     }
     if (handler === undefined) {
       this.drops["ipv4-unknown-protocol"]++;
+      this.ipView.bind(frame, start);
       this.sendUnreachable(ICMP_PROTOCOL_UNREACHABLE, source, destination, segment);
       return;
     }
     this.counters.packetsDelivered++;
     let accepted: void | boolean;
     try {
-      accepted = handler.input(source, destination, segment, this.now);
+      accepted = handler.input(source, destination, segment, this.now, checksumVerified);
     } catch (error) {
       // A bug in one transport (or in a callback it runs) must not stop the receive loop.
       this.drops["transport-error"]++;
       this.lastTransportError = error;
       return;
     }
-    if (accepted === false && protocol === PROTOCOL_UDP) this.sendUnreachable(ICMP_PORT_UNREACHABLE, source, destination, segment);
+    if (accepted === false && protocol === PROTOCOL_UDP) {
+      this.ipView.bind(frame, start);
+      this.sendUnreachable(ICMP_PORT_UNREACHABLE, source, destination, segment);
+    }
   }
 
   private receiveIcmp(source: number, destination: number, segment: Uint8Array, handler: TransportInput | undefined): void {
@@ -516,9 +521,10 @@ export class Ipv4Interface implements IpSender {
   }
 
   /**
-   * ICMP destination unreachable quoting the offending header and 8 bytes of its payload
-   * (RFC 792), never about broadcasts, fragments after the first, or to a non-unicast
-   * source (RFC 1122 §3.2.2), and token-bucket rate-limited (RFC 1812 §4.3.2.8).
+   * ICMP destination unreachable about the packet ipView is bound to, quoting the offending
+   * header and 8 bytes of its payload (RFC 792), never about broadcasts, fragments after the
+   * first, or to a non-unicast source (RFC 1122 §3.2.2), and token-bucket rate-limited
+   * (RFC 1812 §4.3.2.8).
    */
   private sendUnreachable(code: number, source: number, destination: number, segment: Uint8Array): void {
     const ip = this.ipView;

@@ -379,10 +379,11 @@ export class TcpConnection {
   // ─── Input (RFC 9293 §3.10.7) ────────────────────────────────────────────────────────
 
   /**
-   * Processes one segment for this connection. `payload` is a view valid only during the
-   * call; `window` is the raw 16-bit field; `options` were parsed by the stack.
+   * Processes one segment for this connection. Its data is segment[dataOffset…] (the
+   * segment is valid only during the call; no view of the data is made); `window` is the
+   * raw 16-bit field; `options` were parsed by the stack.
    */
-  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, payload: Uint8Array, now: number): void {
+  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, segment: Uint8Array, dataOffset: number, now: number): void {
     if (this.state === TcpState.SynSent) {
       this.inputSynSent(sequence, acknowledgment, flags, window, options, now);
       return;
@@ -411,8 +412,10 @@ export class TcpConnection {
     }
 
     // §3.10.7.4 first: sequence number check.
-    const segmentLength = payload.length + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
-    const receiveWindow = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
+    const dataLength = segment.length - dataOffset;
+    const segmentLength = dataLength + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
+    let receiveWindow = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (receiveWindow < 0) receiveWindow = 0;
     let acceptable: boolean;
     let zeroWindowProbe = false;
     if (segmentLength === 0) {
@@ -505,10 +508,10 @@ export class TcpConnection {
       return;
     }
     const receiving = this.state === TcpState.Established || this.state === TcpState.FinWait1 || this.state === TcpState.FinWait2;
-    let dataEnd = ((sequence + payload.length) >>> 0);
-    if (receiving && payload.length > 0) {
-      this.receiveText(sequence, payload, now);
-    } else if (payload.length > 0) {
+    let dataEnd = ((sequence + dataLength) >>> 0);
+    if (receiving && dataLength > 0) {
+      this.receiveText(sequence, segment, dataOffset, dataLength, now);
+    } else if (dataLength > 0) {
       dataEnd = sequence; // after the peer's FIN nothing more is accepted
     }
 
@@ -576,7 +579,8 @@ export class TcpConnection {
   /** Step five of §3.10.7.4; returns false when the segment must be dropped. */
   private processAck(sequence: number, acknowledgment: number, window: number, pureAck: boolean, options: TcpOptions, now: number): boolean {
     // RFC 5961 §5.2: an ACK too old to be plausible draws a challenge ACK.
-    if ((((acknowledgment - (((this.sendUnacknowledged + (-Math.max(this.maxSendWindow, 1))) >>> 0))) | 0) < 0)) {
+    const maxWindow = this.maxSendWindow > 1 ? this.maxSendWindow : 1;
+    if ((((acknowledgment - (((this.sendUnacknowledged - maxWindow) >>> 0))) | 0) < 0)) {
       this.sendChallengeAck(now);
       return false;
     }
@@ -613,7 +617,8 @@ export class TcpConnection {
     // Which parts are acknowledged: SYN, data, FIN.
     const ring = this.sendBuffer;
     if (ring !== null) {
-      const dataAcked = Math.min(Math.max(0, ((acknowledgment - this.sendBufferSequence) | 0)), ring.length);
+      let dataAcked = ((acknowledgment - this.sendBufferSequence) | 0);
+      if (dataAcked > ring.length) dataAcked = ring.length;
       if (dataAcked > 0) {
         ring.consume(dataAcked);
         this.sendBufferSequence = ((this.sendBufferSequence + dataAcked) >>> 0);
@@ -621,7 +626,10 @@ export class TcpConnection {
     } else if ((((acknowledgment - this.sendBufferSequence) | 0) > 0)) {
       this.sendBufferSequence = acknowledgment;
     }
-    this.sampleRoundTrip(options, now);
+    // sampleRoundTrip() only when it may have a sample to take (its own first tests, written out).
+    if ((this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) || this.timedAt >= 0) {
+      this.sampleRoundTrip(options, now);
+    }
     this.sendUnacknowledged = acknowledgment;
     if ((((this.sendNext - acknowledgment) | 0) < 0)) this.sendNext = acknowledgment;
     this.retransmitCount = 0;
@@ -721,27 +729,35 @@ export class TcpConnection {
       Math.max(config.minRetransmitTimeout, this.smoothedRoundTrip + Math.max(1, 4 * this.roundTripVariance)));
   }
 
-  private receiveText(sequence: number, payload: Uint8Array, now: number): void {
+  /** The text of a segment: `dataLength` bytes at segment[dataOffset…], sequence `sequence`. */
+  private receiveText(sequence: number, segment: Uint8Array, dataOffset: number, dataLength: number, now: number): void {
     let offset = 0;
     if ((((sequence - this.receiveNext) | 0) < 0)) offset = ((this.receiveNext - sequence) | 0);
     const start = ((sequence + offset) >>> 0);
-    const windowRoom = Math.max(0, ((this.receiveWindowEdge - start) | 0));
-    const length = Math.min(payload.length - offset, windowRoom, this.freeReceiveSpace());
+    // length = min(data after the part already received, room in the window, free buffer
+    // space): comparisons, not Math.min (a native call), and freeReceiveSpace() written out.
+    const ring = this.receiveBuffer;
+    const free = this.discardReceived || ring === null ? this.host.config.receiveBufferSize : ring.capacity - ring.length;
+    const windowRoom = ((this.receiveWindowEdge - start) | 0);
+    let length = dataLength - offset;
+    if (windowRoom < length) length = windowRoom;
+    if (free < length) length = free;
     if (length <= 0) {
       this.ackNow = true;
       return;
     }
     if (start !== this.receiveNext) {
       // Out of order: hold it and send a duplicate ACK at once (RFC 5681 §4.2).
-      if (!this.outOfOrder.insert(start, payload.subarray(offset, offset + length))) this.host.counters.droppedOutOfOrderFull++;
+      const from = dataOffset + offset;
+      if (!this.outOfOrder.insert(start, segment.subarray(from, from + length))) this.host.counters.droppedOutOfOrderFull++;
       this.ackNow = true;
       return;
     }
-    const hadHole = !this.outOfOrder.isEmpty;
+    const hadHole = this.outOfOrder.bytes !== 0; // held segments are never empty
     if (this.discardReceived) {
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
-      this.receiveBuffer!.write(payload, offset, length);
+      ring!.write(segment, dataOffset + offset, length);
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {

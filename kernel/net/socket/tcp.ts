@@ -231,6 +231,15 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       options.windowScale = -1;
       options.sackPermitted = false;
       options.hasTimestamps = false;
+    } else if (headerLength === TCP_HEADER_LENGTH + 12 && segment[20] === 1 && segment[21] === 1 && segment[22] === 8 && segment[23] === 10) {
+      // NOP NOP timestamps, the layout of every segment after the handshake when timestamps
+      // are on (RFC 7323 Appendix A): read in place rather than through parseTcpOptions.
+      options.maxSegmentSize = -1;
+      options.windowScale = -1;
+      options.sackPermitted = false;
+      options.hasTimestamps = true;
+      options.timestampValue = ((segment[24]! << 24) | (segment[25]! << 16) | (segment[26]! << 8) | segment[27]!) >>> 0;
+      options.timestampEcho = ((segment[28]! << 24) | (segment[29]! << 16) | (segment[30]! << 8) | segment[31]!) >>> 0;
     } else if (!parseTcpOptions(segment, options)) {
       counters.droppedMalformed++;
       return;
@@ -245,7 +254,6 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const sequence = ((segment[4]! << 24) | (segment[5]! << 16) | (segment[6]! << 8) | segment[7]!) >>> 0;
     const acknowledgment = ((segment[8]! << 24) | (segment[9]! << 16) | (segment[10]! << 8) | segment[11]!) >>> 0;
     const window = (segment[14]! << 8) | segment[15]!;
-    const payload = segment.subarray(headerLength);
 
     let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
@@ -255,7 +263,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       connection = undefined;
     }
     if (connection !== undefined) {
-      connection.input(sequence, acknowledgment, flags, window, options, payload, now);
+      connection.input(sequence, acknowledgment, flags, window, options, segment, headerLength, now);
       this.noteDeadline(connection); // whatever this segment did may have moved its timers
       return;
     }
@@ -267,7 +275,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     // §3.10.7.1: no connection. An RST is dropped; anything else draws an RST.
     counters.droppedNoConnection++;
     if (flags & TCP_RST) return;
-    const segmentLength = payload.length + (flags & TCP_SYN ? 1 : 0) + (flags & TCP_FIN ? 1 : 0);
+    const segmentLength = length - headerLength + (flags & TCP_SYN ? 1 : 0) + (flags & TCP_FIN ? 1 : 0);
     if (flags & TCP_ACK) {
       this.sendReset(destination, destinationPort, source, sourcePort, acknowledgment, 0, TCP_RST);
     } else {
