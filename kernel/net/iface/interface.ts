@@ -149,7 +149,7 @@ export class Ipv4Interface implements IpSender {
       options.neighbor,
     );
     this.fragments = new FragmentReassembler((reason, count) => { this.drops[reason] += count; }, options.reassembly);
-    device.setReceiveHandler((frame, checksumVerified) => this.receiveFrame(frame, checksumVerified === true));
+    device.setReceiveHandler(this.receiveFrame.bind(this)); // bound, not an arrow: no interpreter frame of its own
   }
 
   /** Largest transport segment sent unfragmented. */
@@ -377,7 +377,7 @@ export class Ipv4Interface implements IpSender {
   // ───────────────────────────── receive path ─────────────────────────────
 
   /** One received frame; `checksumVerified`: the device verified its TCP/UDP checksum. */
-  private receiveFrame(frame: Uint8Array, checksumVerified: boolean): void {
+  private receiveFrame(frame: Uint8Array, checksumVerified?: boolean): void {
     this.counters.framesReceived++;
     if (frame.length < ETHERNET_HEADER_LENGTH) { this.drops["ethernet-truncated"]++; return; }
     // Only frames for our MAC or broadcast; group addresses we never joined are dropped.
@@ -389,7 +389,7 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const etherType = (frame[12]! << 8) | frame[13]!;
-    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, checksumVerified);
+    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, checksumVerified === true);
     else if (etherType === ETHERTYPE_ARP) this.receiveArp(frame);
     else this.drops["ethernet-unknown-type"]++;
   }

@@ -8,7 +8,7 @@
  * `deadline` has passed; everything the connection sends goes out through IpSender.
  */
 import { PROTOCOL_TCP } from "../ip.ts";
-import { sumWords } from "../wire/checksum.ts";
+import { sumWordsFrom } from "../wire/checksum.ts";
 import {
   TCP_ACK, TCP_FIN, TCP_HEADER_LENGTH, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
   tcpHeaderLengthFor, writeTcpHeader,
@@ -193,7 +193,7 @@ export class TcpConnection {
       sourcePort: localPort, destinationPort: remotePort, sequence: 0, acknowledgment: 0, flags: 0, window: 0,
       maxSegmentSize: -1, windowScale: -1, sackPermitted: false, hasTimestamps: false, timestampValue: 0, timestampEcho: 0,
     };
-    this.fill = (buffer, offset) => this.fillSegment(buffer, offset);
+    this.fill = this.fillSegment.bind(this); // bound, not an arrow: no interpreter frame of its own
     this.pseudoHeaderSum = (localAddress >>> 16) + (localAddress & 0xffff) + (remoteAddress >>> 16) + (remoteAddress & 0xffff) + PROTOCOL_TCP;
     this.congestion = config.congestionControl(this.localMaxSegment());
     if (config.windowScaling) {
@@ -672,7 +672,11 @@ export class TcpConnection {
           break;
       }
     }
-    if (acked > 0 && this.canSend) this.events?.onWritable();
+    // canSend, written out (a getter call per ACK otherwise)
+    if (acked > 0 && !this.finQueued && (this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      this.events?.onWritable();
+    }
   }
 
   private duplicateAck(now: number): void {
@@ -933,35 +937,33 @@ export class TcpConnection {
     return Math.min(this.host.config.receiveBufferSize >> 1, this.maxSegment);
   }
 
-  /** The window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; never shrinks). */
-  private advertisedWindow(isSyn: boolean): number {
-    // freeReceiveSpace() and windowUpdateThreshold() written out, and min/max as comparisons:
-    // this runs for every segment sent.
-    const ring = this.receiveBuffer;
-    const bufferSize = this.host.config.receiveBufferSize;
-    const free = this.discardReceived || ring === null ? bufferSize : ring.capacity - ring.length;
-    if (isSyn) {
-      const field = free < 0xffff ? free : 0xffff;
-      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + field) >>> 0);
-      return field;
-    }
-    let current = ((this.receiveWindowEdge - this.receiveNext) | 0);
-    if (current < 0) current = 0;
-    const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
-    let window = free - current >= threshold ? free : (current < free ? current : free);
-    if (window < current) window = current; // never shrink the right edge (§3.8.6.2.2)
-    let field = window >>> this.receiveWindowShift;
-    if (field > 0xffff) field = 0xffff;
-    const edge = ((this.receiveNext + (field << this.receiveWindowShift)) >>> 0);
-    if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
-    return field;
-  }
-
-  /** Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it. */
+  /**
+   * Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it.
+   * It carries the window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; the
+   * right edge never shrinks), computed here rather than in a function of its own, with
+   * freeReceiveSpace() and windowUpdateThreshold() written out and min/max as comparisons:
+   * this runs for every segment sent.
+   */
   private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
-    const isSyn = (flags & TCP_SYN) !== 0;
+    const receiveBuffer = this.receiveBuffer;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived || receiveBuffer === null ? bufferSize : receiveBuffer.capacity - receiveBuffer.length;
+    let window: number;
+    if ((flags & TCP_SYN) !== 0) {
+      window = free < 0xffff ? free : 0xffff; // never scaled in a SYN (RFC 7323 §2.2)
+      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + window) >>> 0);
+    } else {
+      let current = ((this.receiveWindowEdge - this.receiveNext) | 0);
+      if (current < 0) current = 0;
+      const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+      let bytes = free - current >= threshold ? free : (current < free ? current : free);
+      if (bytes < current) bytes = current; // never shrink the right edge
+      window = bytes >>> this.receiveWindowShift;
+      if (window > 0xffff) window = 0xffff;
+      const edge = ((this.receiveNext + (window << this.receiveWindowShift)) >>> 0);
+      if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
+    }
     const hasAck = (flags & TCP_ACK) !== 0;
-    const window = this.advertisedWindow(isSyn);
     const ok = this.transmitRaw(sequence, hasAck ? this.receiveNext : 0, flags, window, ring, offset, length, now);
     if (hasAck) {
       this.lastAckSent = this.receiveNext;
@@ -1007,7 +1009,7 @@ export class TcpConnection {
     // The checksum (RFC 9293 §3.1) summed in place over the segment, the pseudo-header's
     // constant part precomputed; two folds suffice below 2^32 (any segment under 64 KiB).
     const total = headerLength + length;
-    let sum = sumWords(buffer, offset, offset + total, this.pseudoHeaderSum + total);
+    let sum = sumWordsFrom(buffer, offset, offset + total, this.pseudoHeaderSum + total);
     sum = (sum & 0xffff) + (sum >>> 16);
     sum = ~((sum & 0xffff) + (sum >>> 16));
     buffer[offset + 16] = sum >> 8;
