@@ -37,7 +37,8 @@ export class ByteRing {
     const tail = (this.head + this.length) % capacity;
     const first = capacity - tail;
     if (n <= first) {
-      this.data.set(source.subarray(offset, offset + n), tail);
+      // A whole buffer (the app's usual write) is copied without a view of it.
+      this.data.set(offset === 0 && n === source.length ? source : source.subarray(offset, offset + n), tail);
     } else {
       this.data.set(source.subarray(offset, offset + first), tail);
       this.data.set(source.subarray(offset + first, offset + n), 0);
@@ -57,6 +58,20 @@ export class ByteRing {
       target.set(this.data.subarray(start, capacity), targetOffset);
       target.set(this.data.subarray(0, count - first), targetOffset + first);
     }
+  }
+
+  /** Removes the first `count` stored bytes and returns them (a copy: one native call when contiguous). */
+  take(count: number): Uint8Array {
+    const start = this.head;
+    let out: Uint8Array;
+    if (start + count <= this.capacity) {
+      out = this.data.slice(start, start + count);
+    } else {
+      out = new Uint8Array(count);
+      this.copyOut(0, count, out, 0);
+    }
+    this.consume(count);
+    return out;
   }
 
   /** Drops `count` bytes from the head. */

@@ -295,8 +295,12 @@ export class TcpConnection {
 
   /** Queues bytes for sending; returns how many fit in the send buffer (0 when full or closed). */
   write(data: Uint8Array, offset = 0, length = data.length - offset): number {
-    if (!this.canSend) return 0;
-    this.allocateBuffers();
+    // canSend and allocateBuffers(), written out: the app's writes come through here
+    if (this.finQueued || !(this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      return 0;
+    }
+    if (this.sendBuffer === null) this.allocateBuffers();
     const n = this.sendBuffer!.write(data, offset, length);
     if (n > 0) this.host.markDirty(this);
     return n;
@@ -306,10 +310,7 @@ export class TcpConnection {
   read(max = Infinity): Uint8Array {
     const ring = this.receiveBuffer;
     if (ring === null || ring.length === 0) return new Uint8Array(0);
-    const n = Math.min(max, ring.length);
-    const out = new Uint8Array(n);
-    ring.copyOut(0, n, out, 0);
-    ring.consume(n);
+    const out = ring.take(max < ring.length ? max : ring.length);
     if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
       this.receiveBuffer = null; // nothing more can arrive: give the memory back
       return out;
@@ -369,8 +370,15 @@ export class TcpConnection {
 
   private maybeWindowUpdate(): void {
     if (this.state === TcpState.Closed || this.state === TcpState.SynSent) return;
-    const advertised = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
-    if (this.freeReceiveSpace() - advertised >= this.windowUpdateThreshold()) {
+    // freeReceiveSpace() and the update threshold (min(RCV.BUFF/2, MSS), RFC 9293 §3.8.6.2.2)
+    // written out: the app's reads come through here
+    let advertised = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (advertised < 0) advertised = 0;
+    const ring = this.receiveBuffer;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived || ring === null ? bufferSize : ring.capacity - ring.length;
+    const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+    if (free - advertised >= threshold) {
       this.ackNow = true;
       this.host.markDirty(this);
     }
@@ -933,15 +941,11 @@ export class TcpConnection {
     return this.receiveBuffer === null ? this.host.config.receiveBufferSize : this.receiveBuffer.free;
   }
 
-  private windowUpdateThreshold(): number {
-    return Math.min(this.host.config.receiveBufferSize >> 1, this.maxSegment);
-  }
-
   /**
    * Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it.
    * It carries the window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; the
    * right edge never shrinks), computed here rather than in a function of its own, with
-   * freeReceiveSpace() and windowUpdateThreshold() written out and min/max as comparisons:
+   * freeReceiveSpace() and the update threshold written out and min/max as comparisons:
    * this runs for every segment sent.
    */
   private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
