@@ -307,7 +307,7 @@ export class Ipv4Interface implements IpSender {
    */
   private route(destination: number): number {
     if (destination === IPV4_BROADCAST || (this.address !== 0 && destination === this.subnetBroadcast)) return IPV4_BROADCAST;
-    if (isMulticastIpv4(destination) || destination === 0 || this.address === 0) return -1;
+    if ((destination >>> 28) === 0xe || destination === 0 || this.address === 0) return -1; // (multicast: isMulticastIpv4, written out)
     if (((destination ^ this.address) & this.netmask) === 0) return destination;
     return this.gateway !== 0 ? this.gateway : -1;
   }
@@ -451,8 +451,8 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const source = ((frame[start + 12]! << 24) | (frame[start + 13]! << 16) | (frame[start + 14]! << 8) | frame[start + 15]!) >>> 0;
-    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is never a host.
-    if (source === IPV4_BROADCAST || isMulticastIpv4(source) || (source === this.subnetBroadcast && this.address !== 0)) {
+    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast (isMulticastIpv4, written out) is never a host.
+    if (source === IPV4_BROADCAST || (source >>> 28) === 0xe || (source === this.subnetBroadcast && this.address !== 0)) {
       this.drops["ipv4-bad-source"]++;
       return;
     }

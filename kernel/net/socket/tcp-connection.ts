@@ -841,23 +841,27 @@ export class TcpConnection {
         break;
     }
     const ring = this.sendBuffer;
+    // Read once: sending changes none of these (each property read is a lookup in the interpreter).
+    const bufferSequence = this.sendBufferSequence;
+    const maxSegment = this.maxSegment;
+    const window = this.sendWindow < this.congestion.window ? this.sendWindow : this.congestion.window;
     while (ring !== null) {
-      const offset = ((this.sendNext - this.sendBufferSequence) | 0);
+      const sendNext = this.sendNext;
+      const offset = ((sendNext - bufferSequence) | 0);
       if (offset < 0) break;
       const available = ring.length - offset;
       // The FIN sits right after the last data byte; it is pending until SND.NXT passes it.
-      const finPending = this.finQueued && (((this.sendNext - this.finSequence) | 0) <= 0);
+      const finPending = this.finQueued && (((sendNext - this.finSequence) | 0) <= 0);
       if (available <= 0 && !finPending) break;
-      const flight = ((this.sendNext - this.sendUnacknowledged) | 0);
+      const flight = ((sendNext - this.sendUnacknowledged) | 0);
       // length = max(0, min(available, SMSS, min(SND.WND, cwnd) − flight)), without a native call per min/max
-      const congestionWindow = this.congestion.window;
-      const usable = (this.sendWindow < congestionWindow ? this.sendWindow : congestionWindow) - flight;
-      let length = available < this.maxSegment ? available : this.maxSegment;
+      const usable = window - flight;
+      let length = available < maxSegment ? available : maxSegment;
       if (usable < length) length = usable;
       if (length < 0) length = 0;
       const finDue = finPending && length === available;
       if (length === 0 && !finDue) break; // window closed: the persist timer takes over
-      if (!finDue && length < this.maxSegment) {
+      if (!finDue && length < maxSegment) {
         // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short segment
         // goes out only when it is all we have and nothing is in flight (or Nagle is off),
         // or when it fills at least half of the largest window the peer offered.
@@ -867,15 +871,16 @@ export class TcpConnection {
       let flags = TCP_ACK;
       if (length > 0 && length === available) flags |= TCP_PSH;
       if (finDue) flags |= TCP_FIN;
-      const resend = (((this.sendNext - this.sendMax) | 0) < 0);
+      const resend = (((sendNext - this.sendMax) | 0) < 0);
       if (resend) this.host.counters.retransmissions++;
-      if (!this.transmit(this.sendNext, flags, ring, offset, length, now)) break;
+      if (!this.transmit(sendNext, flags, ring, offset, length, now)) break;
       if (this.timedAt < 0 && !resend && !this.timestampsEnabled) {
         this.timedAt = now;
-        this.timedSequence = ((this.sendNext + length) >>> 0);
+        this.timedSequence = ((sendNext + length) >>> 0);
       }
-      this.sendNext = ((this.sendNext + (length + (finDue ? 1 : 0))) >>> 0);
-      if ((((this.sendNext - this.sendMax) | 0) > 0)) this.sendMax = this.sendNext;
+      const next = ((sendNext + (length + (finDue ? 1 : 0))) >>> 0);
+      this.sendNext = next;
+      if ((((next - this.sendMax) | 0) > 0)) this.sendMax = next;
       if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
       this.persistDeadline = Infinity;
       if (finDue) {
