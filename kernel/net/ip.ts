@@ -29,6 +29,12 @@ export interface TransportInput {
    * VIRTIO_NET_HDR_F_DATA_VALID or a checksum it completed); never set for fragments.
    */
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified?: boolean): void | boolean;
+  /**
+   * Optional: input() for a segment inside a larger buffer, packet[start, end). The IP layer
+   * prefers it for unfragmented packets, so that no view is made per packet. Its packets
+   * never draw ICMP port unreachable (a transport with it answers for itself, as TCP does).
+   */
+  inputAt?(source: number, destination: number, packet: Uint8Array, start: number, end: number, now: number, checksumVerified: boolean): void;
 }
 
 export const PROTOCOL_ICMP = 1;

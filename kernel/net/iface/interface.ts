@@ -456,17 +456,27 @@ export class Ipv4Interface implements IpSender {
       this.drops["ipv4-bad-source"]++;
       return;
     }
+    const protocol = frame[start + 9]!;
+    const handler = this.transports[protocol];
     let segment: Uint8Array;
     if (((frame[start + 6]! & 0x3f) | frame[start + 7]!) !== 0) {
       const whole = this.fragments.add(this.ipView.bind(frame, start), this.now);
       if (whole === null) return;
       segment = whole;
       checksumVerified = false; // a device verifies single packets, not reassembled ones
+    } else if (handler !== undefined && handler.inputAt !== undefined && protocol !== PROTOCOL_ICMP) {
+      // TCP's segments are handed over in place (no view made per packet).
+      this.counters.packetsDelivered++;
+      try {
+        handler.inputAt(source, destination, frame, start + headerLength, start + totalLength, this.now, checksumVerified);
+      } catch (error) {
+        this.drops["transport-error"]++;
+        this.lastTransportError = error;
+      }
+      return;
     } else {
       segment = frame.subarray(start + headerLength, start + totalLength);
     }
-    const protocol = frame[start + 9]!;
-    const handler = this.transports[protocol];
     if (protocol === PROTOCOL_ICMP) {
       this.receiveIcmp(source, destination, segment, handler);
       return;

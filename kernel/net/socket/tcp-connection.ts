@@ -387,11 +387,11 @@ export class TcpConnection {
   // ─── Input (RFC 9293 §3.10.7) ────────────────────────────────────────────────────────
 
   /**
-   * Processes one segment for this connection. Its data is segment[dataOffset…] (the
-   * segment is valid only during the call; no view of the data is made); `window` is the
-   * raw 16-bit field; `options` were parsed by the stack.
+   * Processes one segment for this connection. Its data is packet[dataOffset, end) (the
+   * packet is valid only during the call; no view of the data is made); `window` is the raw
+   * 16-bit field; `options` were parsed by the stack.
    */
-  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, segment: Uint8Array, dataOffset: number, now: number): void {
+  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, packet: Uint8Array, dataOffset: number, end: number, now: number): void {
     if (this.state === TcpState.SynSent) {
       this.inputSynSent(sequence, acknowledgment, flags, window, options, now);
       return;
@@ -420,7 +420,7 @@ export class TcpConnection {
     }
 
     // §3.10.7.4 first: sequence number check.
-    const dataLength = segment.length - dataOffset;
+    const dataLength = end - dataOffset;
     const segmentLength = dataLength + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
     let receiveWindow = ((this.receiveWindowEdge - this.receiveNext) | 0);
     if (receiveWindow < 0) receiveWindow = 0;
@@ -518,7 +518,7 @@ export class TcpConnection {
     const receiving = this.state === TcpState.Established || this.state === TcpState.FinWait1 || this.state === TcpState.FinWait2;
     let dataEnd = ((sequence + dataLength) >>> 0);
     if (receiving && dataLength > 0) {
-      this.receiveText(sequence, segment, dataOffset, dataLength, now);
+      this.receiveText(sequence, packet, dataOffset, dataLength, now);
     } else if (dataLength > 0) {
       dataEnd = sequence; // after the peer's FIN nothing more is accepted
     }
@@ -741,8 +741,8 @@ export class TcpConnection {
       Math.max(config.minRetransmitTimeout, this.smoothedRoundTrip + Math.max(1, 4 * this.roundTripVariance)));
   }
 
-  /** The text of a segment: `dataLength` bytes at segment[dataOffset…], sequence `sequence`. */
-  private receiveText(sequence: number, segment: Uint8Array, dataOffset: number, dataLength: number, now: number): void {
+  /** The text of a segment: `dataLength` bytes at packet[dataOffset…], sequence `sequence`. */
+  private receiveText(sequence: number, packet: Uint8Array, dataOffset: number, dataLength: number, now: number): void {
     let offset = 0;
     if ((((sequence - this.receiveNext) | 0) < 0)) offset = ((this.receiveNext - sequence) | 0);
     const start = ((sequence + offset) >>> 0);
@@ -761,7 +761,7 @@ export class TcpConnection {
     if (start !== this.receiveNext) {
       // Out of order: hold it and send a duplicate ACK at once (RFC 5681 §4.2).
       const from = dataOffset + offset;
-      if (!this.outOfOrder.insert(start, segment.subarray(from, from + length))) this.host.counters.droppedOutOfOrderFull++;
+      if (!this.outOfOrder.insert(start, packet.subarray(from, from + length))) this.host.counters.droppedOutOfOrderFull++;
       this.ackNow = true;
       return;
     }
@@ -769,7 +769,7 @@ export class TcpConnection {
     if (this.discardReceived) {
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
-      ring!.write(segment, dataOffset + offset, length);
+      ring!.write(packet, dataOffset + offset, length);
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {

@@ -205,15 +205,21 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   /**
    * TransportInput: one TCP segment from the IP layer (view valid only during the call).
    * `checksumVerified`: the device already checked the checksum (virtio-net
-   * VIRTIO_NET_HDR_F_DATA_VALID); skips ~37 µs per full segment under QuickJS.
+   * VIRTIO_NET_HDR_F_DATA_VALID), so it is not summed again.
    */
   input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified = false): void {
+    this.inputAt(source, destination, segment, 0, segment.length, now, checksumVerified);
+  }
+
+  /** TransportInput.inputAt: the segment is packet[start, end) (the IP layer makes no view of it). */
+  inputAt(source: number, destination: number, packet: Uint8Array, start: number, end: number, now: number, checksumVerified: boolean): void {
     const counters = this.counters;
     counters.segmentsReceived++;
     // The fixed header's fields are read here rather than through wire/tcp.ts's accessors
     // (tcpHeaderValid, tcpFlags, …): a call per field is a large part of a segment's cost.
-    const length = segment.length;
-    const headerLength = length >= TCP_HEADER_LENGTH ? (segment[12]! >> 4) * 4 : 0;
+    const s = start;
+    const length = end - start;
+    const headerLength = length >= TCP_HEADER_LENGTH ? (packet[s + 12]! >> 4) * 4 : 0;
     if (headerLength < TCP_HEADER_LENGTH || headerLength > length) {
       counters.droppedMalformed++;
       return;
@@ -221,7 +227,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     if (!checksumVerified) {
       const pseudo = (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff) + PROTOCOL_TCP + length;
       // finishChecksum(sum) === 0, written out: two folds suffice below 2^32 (any IPv4 packet)
-      let sum = sumWordsFrom(segment, 0, length, pseudo);
+      let sum = sumWordsFrom(packet, start, end, pseudo);
       sum = (sum & 0xffff) + (sum >>> 16);
       if ((sum & 0xffff) + (sum >>> 16) !== 0xffff) {
         counters.droppedChecksum++;
@@ -234,29 +240,29 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       options.windowScale = -1;
       options.sackPermitted = false;
       options.hasTimestamps = false;
-    } else if (headerLength === TCP_HEADER_LENGTH + 12 && segment[20] === 1 && segment[21] === 1 && segment[22] === 8 && segment[23] === 10) {
+    } else if (headerLength === TCP_HEADER_LENGTH + 12 && packet[s + 20] === 1 && packet[s + 21] === 1 && packet[s + 22] === 8 && packet[s + 23] === 10) {
       // NOP NOP timestamps, the layout of every segment after the handshake when timestamps
       // are on (RFC 7323 Appendix A): read in place rather than through parseTcpOptions.
       options.maxSegmentSize = -1;
       options.windowScale = -1;
       options.sackPermitted = false;
       options.hasTimestamps = true;
-      options.timestampValue = ((segment[24]! << 24) | (segment[25]! << 16) | (segment[26]! << 8) | segment[27]!) >>> 0;
-      options.timestampEcho = ((segment[28]! << 24) | (segment[29]! << 16) | (segment[30]! << 8) | segment[31]!) >>> 0;
-    } else if (!parseTcpOptions(segment, options)) {
+      options.timestampValue = ((packet[s + 24]! << 24) | (packet[s + 25]! << 16) | (packet[s + 26]! << 8) | packet[s + 27]!) >>> 0;
+      options.timestampEcho = ((packet[s + 28]! << 24) | (packet[s + 29]! << 16) | (packet[s + 30]! << 8) | packet[s + 31]!) >>> 0;
+    } else if (!parseTcpOptions(packet, options, start)) {
       counters.droppedMalformed++;
       return;
     }
-    const flags = segment[13]!;
-    const sourcePort = (segment[0]! << 8) | segment[1]!;
-    const destinationPort = (segment[2]! << 8) | segment[3]!;
+    const flags = packet[s + 13]!;
+    const sourcePort = (packet[s]! << 8) | packet[s + 1]!;
+    const destinationPort = (packet[s + 2]! << 8) | packet[s + 3]!;
     if (sourcePort === 0 || destinationPort === 0 || (flags & TCP_SYN && flags & TCP_FIN) || (flags & TCP_SYN && flags & TCP_RST)) {
       counters.droppedMalformed++;
       return;
     }
-    const sequence = ((segment[4]! << 24) | (segment[5]! << 16) | (segment[6]! << 8) | segment[7]!) >>> 0;
-    const acknowledgment = ((segment[8]! << 24) | (segment[9]! << 16) | (segment[10]! << 8) | segment[11]!) >>> 0;
-    const window = (segment[14]! << 8) | segment[15]!;
+    const sequence = ((packet[s + 4]! << 24) | (packet[s + 5]! << 16) | (packet[s + 6]! << 8) | packet[s + 7]!) >>> 0;
+    const acknowledgment = ((packet[s + 8]! << 24) | (packet[s + 9]! << 16) | (packet[s + 10]! << 8) | packet[s + 11]!) >>> 0;
+    const window = (packet[s + 14]! << 8) | packet[s + 15]!;
 
     let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
@@ -266,7 +272,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       connection = undefined;
     }
     if (connection !== undefined) {
-      connection.input(sequence, acknowledgment, flags, window, options, segment, headerLength, now);
+      connection.input(sequence, acknowledgment, flags, window, options, packet, start + headerLength, end, now);
       this.noteDeadline(connection); // whatever this segment did may have moved its timers
       return;
     }

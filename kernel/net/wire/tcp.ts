@@ -76,17 +76,18 @@ export function createTcpOptions(): TcpOptions {
 }
 
 /**
- * Parses the options of a segment whose header was checked with tcpHeaderValid() into `out`.
+ * Parses the options of a segment (at segment[offset…]) whose header was checked with
+ * tcpHeaderValid() into `out`.
  * Returns false for a malformed option list (length 0/1, running past the header); unknown
  * options are skipped (RFC 9293 §3.1: "must be prepared to handle an illegal option length").
  */
-export function parseTcpOptions(segment: Uint8Array, out: TcpOptions): boolean {
+export function parseTcpOptions(segment: Uint8Array, out: TcpOptions, offset = 0): boolean {
   out.maxSegmentSize = -1;
   out.windowScale = -1;
   out.sackPermitted = false;
   out.hasTimestamps = false;
-  const end = tcpHeaderLength(segment);
-  let i = TCP_HEADER_LENGTH;
+  const end = offset + (segment[offset + 12]! >> 4) * 4;
+  let i = offset + TCP_HEADER_LENGTH;
   while (i < end) {
     const kind = segment[i]!;
     if (kind === OPTION_END) break;
