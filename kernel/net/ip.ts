@@ -10,13 +10,13 @@ export interface IpSender {
   readonly maxSegment: number;
   /**
    * Sends one IPv4 packet with `length` bytes of transport payload to `destination`.
-   * `fill` writes the transport header and payload into `segment` (exactly `length` bytes,
-   * a view inside the outgoing frame: zero copy); the IP layer writes the IP header and
-   * the Ethernet header around it. Returns false when the packet could not be sent or
+   * `fill` writes the transport header and payload into buffer[offset, offset + length)
+   * (inside the outgoing frame: zero copy, and no view made per packet); the IP layer writes
+   * the IP header and the Ethernet header around it. Returns false when the packet could not be sent or
    * queued now (no transmit buffer, neighbour unresolved and its queue full): the caller
    * retries later (TCP's retransmission covers it).
    */
-  send(destination: number, protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean;
+  send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean;
 }
 
 /** A transport protocol's input: called by the IP layer with a validated, reassembled packet. */
@@ -25,8 +25,16 @@ export interface TransportInput {
    * `segment` is the IP payload; the view is valid only during the call. Returning false
    * means "no socket wanted it" (UDP with no listener): the IP layer may then answer with
    * ICMP destination unreachable (RFC 1122 §4.1.3.1). Returning nothing means handled.
+   * `checksumVerified`: the device already verified the transport checksum (virtio-net
+   * VIRTIO_NET_HDR_F_DATA_VALID or a checksum it completed); never set for fragments.
    */
-  input(source: number, destination: number, segment: Uint8Array, now: number): void | boolean;
+  input(source: number, destination: number, segment: Uint8Array, now: number, checksumVerified?: boolean): void | boolean;
+  /**
+   * Optional: input() for a segment inside a larger buffer, packet[start, end). The IP layer
+   * prefers it for unfragmented packets, so that no view is made per packet. Its packets
+   * never draw ICMP port unreachable (a transport with it answers for itself, as TCP does).
+   */
+  inputAt?(source: number, destination: number, packet: Uint8Array, start: number, end: number, now: number, checksumVerified: boolean): void;
 }
 
 export const PROTOCOL_ICMP = 1;

@@ -79,11 +79,11 @@ export class RecordingSender implements IpSender {
   readonly sent: Segment[] = [];
   refuse = false;
   constructor(readonly address: number, readonly maxSegment = 1480) {}
-  send(destination: number, protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean {
+  send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     if (this.refuse) return false;
     if (protocol !== PROTOCOL_TCP) throw new Error("not TCP");
     const bytes = new Uint8Array(length);
-    fill(bytes);
+    fill(bytes, 0);
     this.sent.push(parseSegment(this.address, destination, bytes));
     return true;
   }
@@ -145,7 +145,7 @@ export class SimulatedLink {
       maxSegment: 1480,
       send(destination, _protocol, length, fill) {
         const bytes = new Uint8Array(length);
-        fill(bytes);
+        fill(bytes, 0);
         link.transmit(address, destination, bytes);
         return true;
       },

@@ -103,7 +103,7 @@ function ipOverRelay(relay: ChildProcessWithoutNullStreams): IpSender {
       ip[16] = destination >>> 24; ip[17] = destination >>> 16; ip[18] = destination >>> 8; ip[19] = destination;
       const sum = checksum(ip, 0, 20);
       ip[10] = sum >> 8; ip[11] = sum;
-      fill(ip.subarray(20));
+      fill(ip, 20);
       relay.stdin.write(frame);
       return true;
     },

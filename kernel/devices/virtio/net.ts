@@ -202,6 +202,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   private readonly rxPhys: number;
   /** Last frame view handed out per buffer, reused when the next frame has the same length. */
   private readonly rxViews: (Uint8Array | undefined)[];
+  /** Their lengths (-1: none), so that the check reads no typed-array length getter. */
+  private readonly rxViewLengths: Int32Array;
   private handler: NetReceiveHandler | null = null;
   private polling = false;
   private received = 0;
@@ -232,7 +234,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       this.txq.kick();
     }
   };
-  private readonly rxUsedFn = (slot: number, length: number): void => this.receive(slot, length);
+  /** Bound rather than an arrow function: no interpreter frame of its own per frame received. */
+  private readonly rxUsedFn = this.receive.bind(this);
   private readonly txUsedFn = (slot: number): void => {
     this.txInFlight[slot] = 0;
     this.txFree[this.txFreeCount++] = slot;
@@ -336,6 +339,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.rxBytes = new Uint8Array(rx.buffer);
     this.rxPhys = rx.phys;
     this.rxViews = new Array<Uint8Array | undefined>(this.rxCount).fill(undefined);
+    this.rxViewLengths = new Int32Array(this.rxCount).fill(-1);
 
     this.txStride = (this.headerLength + MAX_FRAME + 63) & ~63;
     this.txCount = perRing(this.txq);
@@ -465,9 +469,16 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   }
 
   private send(buffer: Uint8Array, length: number, flags: number, csumStart: number, csumOffset: number): void {
-    const slot = (buffer.byteOffset - this.headerLength) / this.txStride;
-    if (buffer.buffer !== this.txMemory || !Number.isInteger(slot) || slot < 0 || slot >= this.txCount || this.txInFlight[slot] !== 0) {
-      throw new RangeError(`${this.name}: transmit() of a buffer that txBuffer() did not hand out, or that is already in flight`);
+    // Almost always the buffer txBuffer() just handed out, the top of the free stack: known by
+    // identity, without the general check's typed-array getters and native call per frame.
+    let i = this.txFreeCount - 1;
+    let slot = i >= 0 ? this.txFree[i]! : -1;
+    if (slot < 0 || this.txFrames[slot] !== buffer) {
+      slot = (buffer.byteOffset - this.headerLength) / this.txStride;
+      if (buffer.buffer !== this.txMemory || !Number.isInteger(slot) || slot < 0 || slot >= this.txCount || this.txInFlight[slot] !== 0) {
+        throw new RangeError(`${this.name}: transmit() of a buffer that txBuffer() did not hand out, or that is already in flight`);
+      }
+      while (i >= 0 && this.txFree[i] !== slot) i--; // free, so on the stack
     }
     if (!(length > 0 && length <= this.txStride - this.headerLength)) {
       throw new RangeError(`${this.name}: transmit length ${length} out of range`);
@@ -482,9 +493,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       h[at + HDR_CSUM_OFFSET] = csumOffset & 0xff;
       h[at + HDR_CSUM_OFFSET + 1] = csumOffset >> 8;
     }
-    // Take the slot off the free stack (it is almost always the top one).
-    let i = this.txFreeCount - 1;
-    while (i >= 0 && this.txFree[i] !== slot) i--;
+    // Take the slot off the free stack.
     this.txFree[i] = this.txFree[this.txFreeCount - 1]!;
     this.txFreeCount--;
     this.txInFlight[slot] = 1;
@@ -576,9 +585,10 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     }
     const frameLength = length - hl;
     let view = this.rxViews[slot];
-    if (view === undefined || view.length !== frameLength) {
+    if (view === undefined || this.rxViewLengths[slot] !== frameLength) {
       view = new Uint8Array(this.rxMemory, at + hl, frameLength);
       this.rxViews[slot] = view;
+      this.rxViewLengths[slot] = frameLength;
     }
     try {
       this.deliver(view, flags, b[at + HDR_CSUM_START]! | (b[at + HDR_CSUM_START + 1]! << 8), b[at + HDR_CSUM_OFFSET]! | (b[at + HDR_CSUM_OFFSET + 1]! << 8));

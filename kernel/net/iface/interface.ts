@@ -149,7 +149,7 @@ export class Ipv4Interface implements IpSender {
       options.neighbor,
     );
     this.fragments = new FragmentReassembler((reason, count) => { this.drops[reason] += count; }, options.reassembly);
-    device.setReceiveHandler((frame) => this.receiveFrame(frame));
+    device.setReceiveHandler(this.receiveFrame.bind(this)); // bound, not an arrow: no interpreter frame of its own
   }
 
   /** Largest transport segment sent unfragmented. */
@@ -216,7 +216,7 @@ export class Ipv4Interface implements IpSender {
     let received = 0;
     if (this.loopback.length > 0) {
       const frames = this.loopback.splice(0, this.loopback.length);
-      for (const frame of frames) this.receiveFrame(frame);
+      for (const frame of frames) this.receiveFrame(frame, false);
       received = frames.length;
     }
     this.neighbors.poll(now);
@@ -243,7 +243,7 @@ export class Ipv4Interface implements IpSender {
   // ───────────────────────────── send path ─────────────────────────────
 
   /** IpSender.send: see kernel/net/ip.ts. Fragments when `length` exceeds maxSegment. */
-  send(destination: number, protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean {
+  send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     destination >>>= 0;
     if (length > IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH) { this.drops["send-too-large"]++; return false; }
     if (destination === this.address && destination !== 0) return this.sendToSelf(protocol, length, fill);
@@ -252,15 +252,15 @@ export class Ipv4Interface implements IpSender {
     const mac = nextHop === IPV4_BROADCAST ? BROADCAST_MAC : this.neighbors.lookup(nextHop, this.now);
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + 1) & 0xffff;
-    if (length <= this.maxSegment) {
+    if (IPV4_HEADER_LENGTH + length <= this.device.mtu) {
       if (mac !== null) {
-        // Hot path: header and segment written straight into the device's buffer.
+        // Hot path: headers and segment written straight into the device's buffer.
         const frameLength = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length;
         const frame = this.device.txBuffer(frameLength);
         if (frame === null) { this.drops["send-no-transmit-buffer"]++; return false; }
         writeEthernetHeader(frame, 0, mac, this.mac, ETHERTYPE_IPV4);
         writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, destination, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-        fill(frame.subarray(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH, frameLength));
+        fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
         this.device.transmit(frame, frameLength);
         this.counters.framesSent++;
         this.counters.packetsSent++;
@@ -268,7 +268,7 @@ export class Ipv4Interface implements IpSender {
       }
       const packet = new Uint8Array(IPV4_HEADER_LENGTH + length);
       writeIpv4Header(packet, 0, this.address, destination, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-      fill(packet.subarray(IPV4_HEADER_LENGTH));
+      fill(packet, IPV4_HEADER_LENGTH);
       if (this.neighbors.enqueue(nextHop, packet, this.now) !== "queued") { this.drops["send-neighbor-queue-full"]++; return false; }
       this.counters.packetsSent++;
       return true;
@@ -277,7 +277,7 @@ export class Ipv4Interface implements IpSender {
     // now or when the neighbour resolves (one queue slot per datagram, not per fragment).
     const packet = new Uint8Array(IPV4_HEADER_LENGTH + length);
     writeIpv4Header(packet, 0, this.address, destination, protocol, length, identification, this.ttl, 0);
-    fill(packet.subarray(IPV4_HEADER_LENGTH));
+    fill(packet, IPV4_HEADER_LENGTH);
     if (mac !== null) {
       if (!this.transmitPacket(mac, packet)) return false;
     } else if (this.neighbors.enqueue(nextHop, packet, this.now) !== "queued") {
@@ -292,14 +292,14 @@ export class Ipv4Interface implements IpSender {
    * Packets to our own address are looped back: queued as frames and received at the next
    * poll(), never synchronously (a transport must not re-enter itself from send()).
    */
-  private sendToSelf(protocol: number, length: number, fill: (segment: Uint8Array) => void): boolean {
+  private sendToSelf(protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     if (this.loopback.length >= LOOPBACK_QUEUE_LIMIT) { this.drops["send-loopback-full"]++; return false; }
     const frame = new Uint8Array(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length);
     writeEthernetHeader(frame, 0, this.mac, this.mac, ETHERTYPE_IPV4);
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + 1) & 0xffff;
     writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, this.address, protocol, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
-    fill(frame.subarray(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH));
+    fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
     this.loopback.push(frame);
     this.counters.packetsSent++;
     return true;
@@ -307,7 +307,9 @@ export class Ipv4Interface implements IpSender {
 
   /** Sends an ICMP echo request (the data is copied). */
   ping(destination: number, identifier: number, sequence: number, data: Uint8Array = new Uint8Array(0)): boolean {
-    return this.send(destination, PROTOCOL_ICMP, ICMP_HEADER_LENGTH + data.length, (segment) => {
+    const length = ICMP_HEADER_LENGTH + data.length;
+    return this.send(destination, PROTOCOL_ICMP, length, (buffer, offset) => {
+      const segment = buffer.subarray(offset, offset + length);
       const view = this.icmpView.bind(segment, 0, segment.length);
       view.type = ICMP_ECHO_REQUEST;
       view.code = 0;
@@ -324,7 +326,7 @@ export class Ipv4Interface implements IpSender {
    */
   private route(destination: number): number {
     if (destination === IPV4_BROADCAST || (this.address !== 0 && destination === this.subnetBroadcast)) return IPV4_BROADCAST;
-    if (isMulticastIpv4(destination) || destination === 0 || this.address === 0) return -1;
+    if ((destination >>> 28) === 0xe || destination === 0 || this.address === 0) return -1; // (multicast: isMulticastIpv4, written out)
     if (((destination ^ this.address) & this.netmask) === 0) return destination;
     return this.gateway !== 0 ? this.gateway : -1;
   }
@@ -393,7 +395,8 @@ export class Ipv4Interface implements IpSender {
 
   // ───────────────────────────── receive path ─────────────────────────────
 
-  private receiveFrame(frame: Uint8Array): void {
+  /** One received frame; `checksumVerified`: the device verified its TCP/UDP checksum. */
+  private receiveFrame(frame: Uint8Array, checksumVerified?: boolean): void {
     this.counters.framesReceived++;
     if (frame.length < ETHERNET_HEADER_LENGTH) { this.drops["ethernet-truncated"]++; return; }
     // Only frames for our MAC or broadcast; group addresses we never joined are dropped.
@@ -405,7 +408,7 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const etherType = (frame[12]! << 8) | frame[13]!;
-    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame);
+    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, checksumVerified === true);
     else if (etherType === ETHERTYPE_ARP) this.receiveArp(frame);
     else this.drops["ethernet-unknown-type"]++;
   }
@@ -435,10 +438,10 @@ export class Ipv4Interface implements IpSender {
 
   /**
    * The receive hot path. Fields are read with plain index arithmetic rather than through
-   * the Ipv4Packet view (getter calls cost ~0.2 µs each under QuickJS); the view is used
-   * for the rare paths (fragments, ICMP errors). Checks are those of Ipv4Packet.check().
+   * the Ipv4Packet view (getter calls cost ~0.2 µs each under QuickJS); the view is bound
+   * only for the rare paths (fragments, ICMP errors). Checks are those of Ipv4Packet.check().
    */
-  private receiveIpv4(frame: Uint8Array): void {
+  private receiveIpv4(frame: Uint8Array, checksumVerified: boolean): void {
     const start = ETHERNET_HEADER_LENGTH;
     const available = frame.length - start;
     if (available < IPV4_HEADER_LENGTH) { this.drops["ipv4-truncated"]++; return; }
@@ -467,42 +470,56 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const source = ((frame[start + 12]! << 24) | (frame[start + 13]! << 16) | (frame[start + 14]! << 8) | frame[start + 15]!) >>> 0;
-    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast is never a host.
-    if (source === IPV4_BROADCAST || isMulticastIpv4(source) || (source === this.subnetBroadcast && this.address !== 0)) {
+    // RFC 1122 §3.2.1.3: a source that is broadcast or multicast (isMulticastIpv4, written out) is never a host.
+    if (source === IPV4_BROADCAST || (source >>> 28) === 0xe || (source === this.subnetBroadcast && this.address !== 0)) {
       this.drops["ipv4-bad-source"]++;
       return;
     }
-    const ip = this.ipView.bind(frame, start);
+    const protocol = frame[start + 9]!;
+    const handler = this.transports[protocol];
     let segment: Uint8Array;
     if (((frame[start + 6]! & 0x3f) | frame[start + 7]!) !== 0) {
-      const whole = this.fragments.add(ip, this.now);
+      const whole = this.fragments.add(this.ipView.bind(frame, start), this.now);
       if (whole === null) return;
       segment = whole;
+      checksumVerified = false; // a device verifies single packets, not reassembled ones
+    } else if (handler !== undefined && handler.inputAt !== undefined && protocol !== PROTOCOL_ICMP) {
+      // TCP's segments are handed over in place (no view made per packet).
+      this.counters.packetsDelivered++;
+      try {
+        handler.inputAt(source, destination, frame, start + headerLength, start + totalLength, this.now, checksumVerified);
+      } catch (error) {
+        this.drops["transport-error"]++;
+        this.lastTransportError = error;
+      }
+      return;
     } else {
       segment = frame.subarray(start + headerLength, start + totalLength);
     }
-    const protocol = frame[start + 9]!;
-    const handler = this.transports[protocol];
     if (protocol === PROTOCOL_ICMP) {
       this.receiveIcmp(source, destination, segment, handler);
       return;
     }
     if (handler === undefined) {
       this.drops["ipv4-unknown-protocol"]++;
+      this.ipView.bind(frame, start);
       this.sendUnreachable(ICMP_PROTOCOL_UNREACHABLE, source, destination, segment);
       return;
     }
     this.counters.packetsDelivered++;
     let accepted: void | boolean;
     try {
-      accepted = handler.input(source, destination, segment, this.now);
+      accepted = handler.input(source, destination, segment, this.now, checksumVerified);
     } catch (error) {
       // A bug in one transport (or in a callback it runs) must not stop the receive loop.
       this.drops["transport-error"]++;
       this.lastTransportError = error;
       return;
     }
-    if (accepted === false && protocol === PROTOCOL_UDP) this.sendUnreachable(ICMP_PORT_UNREACHABLE, source, destination, segment);
+    if (accepted === false && protocol === PROTOCOL_UDP) {
+      this.ipView.bind(frame, start);
+      this.sendUnreachable(ICMP_PORT_UNREACHABLE, source, destination, segment);
+    }
   }
 
   private receiveIcmp(source: number, destination: number, segment: Uint8Array, handler: TransportInput | undefined): void {
@@ -513,7 +530,8 @@ export class Ipv4Interface implements IpSender {
     if (icmp.type === ICMP_ECHO_REQUEST) {
       // RFC 1122 §3.2.2.6: echo requests to broadcast addresses may be silently discarded.
       if (destination !== this.address) { this.drops["icmp-echo-not-unicast"]++; return; }
-      const sent = this.send(source, PROTOCOL_ICMP, segment.length, (reply) => {
+      const sent = this.send(source, PROTOCOL_ICMP, segment.length, (buffer, offset) => {
+        const reply = buffer.subarray(offset, offset + segment.length);
         reply.set(segment);
         reply[0] = ICMP_ECHO_REPLY;
         // Incremental checksum update (RFC 1624): the type byte went from 8 to 0.
@@ -532,9 +550,10 @@ export class Ipv4Interface implements IpSender {
   }
 
   /**
-   * ICMP destination unreachable quoting the offending header and 8 bytes of its payload
-   * (RFC 792), never about broadcasts, fragments after the first, or to a non-unicast
-   * source (RFC 1122 §3.2.2), and token-bucket rate-limited (RFC 1812 §4.3.2.8).
+   * ICMP destination unreachable about the packet ipView is bound to, quoting the offending
+   * header and 8 bytes of its payload (RFC 792), never about broadcasts, fragments after the
+   * first, or to a non-unicast source (RFC 1122 §3.2.2), and token-bucket rate-limited
+   * (RFC 1812 §4.3.2.8).
    */
   private sendUnreachable(code: number, source: number, destination: number, segment: Uint8Array): void {
     const ip = this.ipView;
@@ -547,7 +566,9 @@ export class Ipv4Interface implements IpSender {
     const headerLength = ip.headerLength;
     const quoted = Math.min(8, segment.length);
     const header = ip.bytes.subarray(ip.offset, ip.offset + headerLength);
-    const sent = this.send(source, PROTOCOL_ICMP, ICMP_HEADER_LENGTH + headerLength + quoted, (message) => {
+    const length = ICMP_HEADER_LENGTH + headerLength + quoted;
+    const sent = this.send(source, PROTOCOL_ICMP, length, (buffer, offset) => {
+      const message = buffer.subarray(offset, offset + length);
       message.fill(0, 0, ICMP_HEADER_LENGTH);
       message[0] = ICMP_DESTINATION_UNREACHABLE;
       message[1] = code;

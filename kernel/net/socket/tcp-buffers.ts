@@ -7,9 +7,15 @@
 // ((a - b) | 0) < 0, a + n is ((a + n) >>> 0), a − b is ((a - b) | 0) — because a function call
 // per comparison is a large share of a segment's cost in the interpreter.
 
-/** A fixed-capacity FIFO of bytes; data is copied in once and out once. */
+/**
+ * A fixed-capacity FIFO of bytes; data is copied in once and out once. Every segment goes
+ * through here, so min/max are comparisons and the capacity a plain field (Math.min and a
+ * typed array's length are native calls in the interpreter).
+ */
 export class ByteRing {
   readonly data: Uint8Array;
+  /** Bytes the ring can hold. */
+  readonly capacity: number;
   /** Index of the first stored byte. */
   private head = 0;
   /** Number of stored bytes. */
@@ -17,36 +23,60 @@ export class ByteRing {
 
   constructor(capacity: number) {
     this.data = new Uint8Array(capacity);
+    this.capacity = capacity;
   }
 
-  get capacity(): number { return this.data.length; }
-  get free(): number { return this.data.length - this.length; }
+  get free(): number { return this.capacity - this.length; }
 
   /** Appends up to `count` bytes of source[offset…]; returns how many fit. */
   write(source: Uint8Array, offset: number, count: number): number {
-    const n = Math.min(count, this.free);
+    const capacity = this.capacity;
+    const free = capacity - this.length;
+    const n = count < free ? count : free;
     if (n <= 0) return 0;
-    const capacity = this.data.length;
     const tail = (this.head + this.length) % capacity;
-    const first = Math.min(n, capacity - tail);
-    this.data.set(source.subarray(offset, offset + first), tail);
-    if (n > first) this.data.set(source.subarray(offset + first, offset + n), 0);
+    const first = capacity - tail;
+    if (n <= first) {
+      // A whole buffer (the app's usual write) is copied without a view of it.
+      this.data.set(offset === 0 && n === source.length ? source : source.subarray(offset, offset + n), tail);
+    } else {
+      this.data.set(source.subarray(offset, offset + first), tail);
+      this.data.set(source.subarray(offset + first, offset + n), 0);
+    }
     this.length += n;
     return n;
   }
 
   /** Copies `count` stored bytes starting `from` bytes after the head into target[targetOffset…]. */
   copyOut(from: number, count: number, target: Uint8Array, targetOffset: number): void {
-    const capacity = this.data.length;
+    const capacity = this.capacity;
     const start = (this.head + from) % capacity;
-    const first = Math.min(count, capacity - start);
-    target.set(this.data.subarray(start, start + first), targetOffset);
-    if (count > first) target.set(this.data.subarray(0, count - first), targetOffset + first);
+    const first = capacity - start;
+    if (count <= first) {
+      target.set(this.data.subarray(start, start + count), targetOffset);
+    } else {
+      target.set(this.data.subarray(start, capacity), targetOffset);
+      target.set(this.data.subarray(0, count - first), targetOffset + first);
+    }
+  }
+
+  /** Removes the first `count` stored bytes and returns them (a copy: one native call when contiguous). */
+  take(count: number): Uint8Array {
+    const start = this.head;
+    let out: Uint8Array;
+    if (start + count <= this.capacity) {
+      out = this.data.slice(start, start + count);
+    } else {
+      out = new Uint8Array(count);
+      this.copyOut(0, count, out, 0);
+    }
+    this.consume(count);
+    return out;
   }
 
   /** Drops `count` bytes from the head. */
   consume(count: number): void {
-    this.head = (this.head + count) % this.data.length;
+    this.head = (this.head + count) % this.capacity;
     this.length -= count;
     if (this.length === 0) this.head = 0;
   }

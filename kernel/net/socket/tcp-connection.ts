@@ -8,8 +8,9 @@
  * `deadline` has passed; everything the connection sends goes out through IpSender.
  */
 import { PROTOCOL_TCP } from "../ip.ts";
+import { sumWordsFrom } from "../wire/checksum.ts";
 import {
-  fillTcpChecksum, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
+  TCP_ACK, TCP_FIN, TCP_HEADER_LENGTH, TCP_PSH, TCP_RST, TCP_SYN, type TcpHeaderFields, type TcpOptions,
   tcpHeaderLengthFor, writeTcpHeader,
 } from "../wire/tcp.ts";
 import { ByteRing, OutOfOrderQueue } from "./tcp-buffers.ts";
@@ -169,7 +170,9 @@ export class TcpConnection {
   private fillSource: ByteRing | null = null;
   private fillDataOffset = 0;
   private fillDataLength = 0;
-  private readonly fill: (segment: Uint8Array) => void;
+  private readonly fill: (buffer: Uint8Array, offset: number) => void;
+  /** The checksum's pseudo-header sum without the length (addresses and protocol, RFC 9293 §3.1). */
+  private readonly pseudoHeaderSum: number;
 
   constructor(
     private readonly host: TcpConnectionHost,
@@ -190,7 +193,8 @@ export class TcpConnection {
       sourcePort: localPort, destinationPort: remotePort, sequence: 0, acknowledgment: 0, flags: 0, window: 0,
       maxSegmentSize: -1, windowScale: -1, sackPermitted: false, hasTimestamps: false, timestampValue: 0, timestampEcho: 0,
     };
-    this.fill = (segment) => this.fillSegment(segment);
+    this.fill = this.fillSegment.bind(this); // bound, not an arrow: no interpreter frame of its own
+    this.pseudoHeaderSum = (localAddress >>> 16) + (localAddress & 0xffff) + (remoteAddress >>> 16) + (remoteAddress & 0xffff) + PROTOCOL_TCP;
     this.congestion = config.congestionControl(this.localMaxSegment());
     if (config.windowScaling) {
       let shift = 0;
@@ -291,8 +295,12 @@ export class TcpConnection {
 
   /** Queues bytes for sending; returns how many fit in the send buffer (0 when full or closed). */
   write(data: Uint8Array, offset = 0, length = data.length - offset): number {
-    if (!this.canSend) return 0;
-    this.allocateBuffers();
+    // canSend and allocateBuffers(), written out: the app's writes come through here
+    if (this.finQueued || !(this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      return 0;
+    }
+    if (this.sendBuffer === null) this.allocateBuffers();
     const n = this.sendBuffer!.write(data, offset, length);
     if (n > 0) this.host.markDirty(this);
     return n;
@@ -302,10 +310,7 @@ export class TcpConnection {
   read(max = Infinity): Uint8Array {
     const ring = this.receiveBuffer;
     if (ring === null || ring.length === 0) return new Uint8Array(0);
-    const n = Math.min(max, ring.length);
-    const out = new Uint8Array(n);
-    ring.copyOut(0, n, out, 0);
-    ring.consume(n);
+    const out = ring.take(max < ring.length ? max : ring.length);
     if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
       this.receiveBuffer = null; // nothing more can arrive: give the memory back
       return out;
@@ -365,8 +370,15 @@ export class TcpConnection {
 
   private maybeWindowUpdate(): void {
     if (this.state === TcpState.Closed || this.state === TcpState.SynSent) return;
-    const advertised = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
-    if (this.freeReceiveSpace() - advertised >= this.windowUpdateThreshold()) {
+    // freeReceiveSpace() and the update threshold (min(RCV.BUFF/2, MSS), RFC 9293 §3.8.6.2.2)
+    // written out: the app's reads come through here
+    let advertised = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (advertised < 0) advertised = 0;
+    const ring = this.receiveBuffer;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived || ring === null ? bufferSize : ring.capacity - ring.length;
+    const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+    if (free - advertised >= threshold) {
       this.ackNow = true;
       this.host.markDirty(this);
     }
@@ -375,10 +387,11 @@ export class TcpConnection {
   // ─── Input (RFC 9293 §3.10.7) ────────────────────────────────────────────────────────
 
   /**
-   * Processes one segment for this connection. `payload` is a view valid only during the
-   * call; `window` is the raw 16-bit field; `options` were parsed by the stack.
+   * Processes one segment for this connection. Its data is packet[dataOffset, end) (the
+   * packet is valid only during the call; no view of the data is made); `window` is the raw
+   * 16-bit field; `options` were parsed by the stack.
    */
-  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, payload: Uint8Array, now: number): void {
+  input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, packet: Uint8Array, dataOffset: number, end: number, now: number): void {
     if (this.state === TcpState.SynSent) {
       this.inputSynSent(sequence, acknowledgment, flags, window, options, now);
       return;
@@ -407,8 +420,10 @@ export class TcpConnection {
     }
 
     // §3.10.7.4 first: sequence number check.
-    const segmentLength = payload.length + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
-    const receiveWindow = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
+    const dataLength = end - dataOffset;
+    const segmentLength = dataLength + (isSyn ? 1 : 0) + (isFin ? 1 : 0);
+    let receiveWindow = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (receiveWindow < 0) receiveWindow = 0;
     let acceptable: boolean;
     let zeroWindowProbe = false;
     if (segmentLength === 0) {
@@ -501,10 +516,10 @@ export class TcpConnection {
       return;
     }
     const receiving = this.state === TcpState.Established || this.state === TcpState.FinWait1 || this.state === TcpState.FinWait2;
-    let dataEnd = ((sequence + payload.length) >>> 0);
-    if (receiving && payload.length > 0) {
-      this.receiveText(sequence, payload, now);
-    } else if (payload.length > 0) {
+    let dataEnd = ((sequence + dataLength) >>> 0);
+    if (receiving && dataLength > 0) {
+      this.receiveText(sequence, packet, dataOffset, dataLength, now);
+    } else if (dataLength > 0) {
       dataEnd = sequence; // after the peer's FIN nothing more is accepted
     }
 
@@ -572,7 +587,8 @@ export class TcpConnection {
   /** Step five of §3.10.7.4; returns false when the segment must be dropped. */
   private processAck(sequence: number, acknowledgment: number, window: number, pureAck: boolean, options: TcpOptions, now: number): boolean {
     // RFC 5961 §5.2: an ACK too old to be plausible draws a challenge ACK.
-    if ((((acknowledgment - (((this.sendUnacknowledged + (-Math.max(this.maxSendWindow, 1))) >>> 0))) | 0) < 0)) {
+    const maxWindow = this.maxSendWindow > 1 ? this.maxSendWindow : 1;
+    if ((((acknowledgment - (((this.sendUnacknowledged - maxWindow) >>> 0))) | 0) < 0)) {
       this.sendChallengeAck(now);
       return false;
     }
@@ -609,7 +625,8 @@ export class TcpConnection {
     // Which parts are acknowledged: SYN, data, FIN.
     const ring = this.sendBuffer;
     if (ring !== null) {
-      const dataAcked = Math.min(Math.max(0, ((acknowledgment - this.sendBufferSequence) | 0)), ring.length);
+      let dataAcked = ((acknowledgment - this.sendBufferSequence) | 0);
+      if (dataAcked > ring.length) dataAcked = ring.length;
       if (dataAcked > 0) {
         ring.consume(dataAcked);
         this.sendBufferSequence = ((this.sendBufferSequence + dataAcked) >>> 0);
@@ -617,7 +634,10 @@ export class TcpConnection {
     } else if ((((acknowledgment - this.sendBufferSequence) | 0) > 0)) {
       this.sendBufferSequence = acknowledgment;
     }
-    this.sampleRoundTrip(options, now);
+    // sampleRoundTrip() only when it may have a sample to take (its own first tests, written out).
+    if ((this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) || this.timedAt >= 0) {
+      this.sampleRoundTrip(options, now);
+    }
     this.sendUnacknowledged = acknowledgment;
     if ((((this.sendNext - acknowledgment) | 0) < 0)) this.sendNext = acknowledgment;
     this.retransmitCount = 0;
@@ -660,7 +680,11 @@ export class TcpConnection {
           break;
       }
     }
-    if (acked > 0 && this.canSend) this.events?.onWritable();
+    // canSend, written out (a getter call per ACK otherwise)
+    if (acked > 0 && !this.finQueued && (this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      this.events?.onWritable();
+    }
   }
 
   private duplicateAck(now: number): void {
@@ -717,27 +741,35 @@ export class TcpConnection {
       Math.max(config.minRetransmitTimeout, this.smoothedRoundTrip + Math.max(1, 4 * this.roundTripVariance)));
   }
 
-  private receiveText(sequence: number, payload: Uint8Array, now: number): void {
+  /** The text of a segment: `dataLength` bytes at packet[dataOffset…], sequence `sequence`. */
+  private receiveText(sequence: number, packet: Uint8Array, dataOffset: number, dataLength: number, now: number): void {
     let offset = 0;
     if ((((sequence - this.receiveNext) | 0) < 0)) offset = ((this.receiveNext - sequence) | 0);
     const start = ((sequence + offset) >>> 0);
-    const windowRoom = Math.max(0, ((this.receiveWindowEdge - start) | 0));
-    const length = Math.min(payload.length - offset, windowRoom, this.freeReceiveSpace());
+    // length = min(data after the part already received, room in the window, free buffer
+    // space): comparisons, not Math.min (a native call), and freeReceiveSpace() written out.
+    const ring = this.receiveBuffer;
+    const free = this.discardReceived || ring === null ? this.host.config.receiveBufferSize : ring.capacity - ring.length;
+    const windowRoom = ((this.receiveWindowEdge - start) | 0);
+    let length = dataLength - offset;
+    if (windowRoom < length) length = windowRoom;
+    if (free < length) length = free;
     if (length <= 0) {
       this.ackNow = true;
       return;
     }
     if (start !== this.receiveNext) {
       // Out of order: hold it and send a duplicate ACK at once (RFC 5681 §4.2).
-      if (!this.outOfOrder.insert(start, payload.subarray(offset, offset + length))) this.host.counters.droppedOutOfOrderFull++;
+      const from = dataOffset + offset;
+      if (!this.outOfOrder.insert(start, packet.subarray(from, from + length))) this.host.counters.droppedOutOfOrderFull++;
       this.ackNow = true;
       return;
     }
-    const hadHole = !this.outOfOrder.isEmpty;
+    const hadHole = this.outOfOrder.bytes !== 0; // held segments are never empty
     if (this.discardReceived) {
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
-      this.receiveBuffer!.write(payload, offset, length);
+      ring!.write(packet, dataOffset + offset, length);
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {
@@ -809,19 +841,27 @@ export class TcpConnection {
         break;
     }
     const ring = this.sendBuffer;
+    // Read once: sending changes none of these (each property read is a lookup in the interpreter).
+    const bufferSequence = this.sendBufferSequence;
+    const maxSegment = this.maxSegment;
+    const window = this.sendWindow < this.congestion.window ? this.sendWindow : this.congestion.window;
     while (ring !== null) {
-      const offset = ((this.sendNext - this.sendBufferSequence) | 0);
+      const sendNext = this.sendNext;
+      const offset = ((sendNext - bufferSequence) | 0);
       if (offset < 0) break;
       const available = ring.length - offset;
       // The FIN sits right after the last data byte; it is pending until SND.NXT passes it.
-      const finPending = this.finQueued && (((this.sendNext - this.finSequence) | 0) <= 0);
+      const finPending = this.finQueued && (((sendNext - this.finSequence) | 0) <= 0);
       if (available <= 0 && !finPending) break;
-      const flight = ((this.sendNext - this.sendUnacknowledged) | 0);
-      const usable = Math.max(0, Math.min(this.sendWindow, this.congestion.window) - flight);
-      const length = Math.max(0, Math.min(available, this.maxSegment, usable));
+      const flight = ((sendNext - this.sendUnacknowledged) | 0);
+      // length = max(0, min(available, SMSS, min(SND.WND, cwnd) − flight)), without a native call per min/max
+      const usable = window - flight;
+      let length = available < maxSegment ? available : maxSegment;
+      if (usable < length) length = usable;
+      if (length < 0) length = 0;
       const finDue = finPending && length === available;
       if (length === 0 && !finDue) break; // window closed: the persist timer takes over
-      if (!finDue && length < this.maxSegment) {
+      if (!finDue && length < maxSegment) {
         // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short segment
         // goes out only when it is all we have and nothing is in flight (or Nagle is off),
         // or when it fills at least half of the largest window the peer offered.
@@ -831,15 +871,16 @@ export class TcpConnection {
       let flags = TCP_ACK;
       if (length > 0 && length === available) flags |= TCP_PSH;
       if (finDue) flags |= TCP_FIN;
-      const resend = (((this.sendNext - this.sendMax) | 0) < 0);
+      const resend = (((sendNext - this.sendMax) | 0) < 0);
       if (resend) this.host.counters.retransmissions++;
-      if (!this.transmit(this.sendNext, flags, ring, offset, length, now)) break;
+      if (!this.transmit(sendNext, flags, ring, offset, length, now)) break;
       if (this.timedAt < 0 && !resend && !this.timestampsEnabled) {
         this.timedAt = now;
-        this.timedSequence = ((this.sendNext + length) >>> 0);
+        this.timedSequence = ((sendNext + length) >>> 0);
       }
-      this.sendNext = ((this.sendNext + (length + (finDue ? 1 : 0))) >>> 0);
-      if ((((this.sendNext - this.sendMax) | 0) > 0)) this.sendMax = this.sendNext;
+      const next = ((sendNext + (length + (finDue ? 1 : 0))) >>> 0);
+      this.sendNext = next;
+      if ((((next - this.sendMax) | 0) > 0)) this.sendMax = next;
       if (this.retransmitDeadline === Infinity) this.retransmitDeadline = now + this.retransmitTimeout;
       this.persistDeadline = Infinity;
       if (finDue) {
@@ -905,32 +946,33 @@ export class TcpConnection {
     return this.receiveBuffer === null ? this.host.config.receiveBufferSize : this.receiveBuffer.free;
   }
 
-  private windowUpdateThreshold(): number {
-    return Math.min(this.host.config.receiveBufferSize >> 1, this.maxSegment);
-  }
-
-  /** The window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; never shrinks). */
-  private advertisedWindow(isSyn: boolean): number {
-    const free = this.freeReceiveSpace();
-    if (isSyn) {
-      const field = Math.min(free, 0xffff);
-      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + field) >>> 0);
-      return field;
-    }
-    const current = Math.max(0, ((this.receiveWindowEdge - this.receiveNext) | 0));
-    let window = free - current >= this.windowUpdateThreshold() ? free : Math.min(current, free);
-    if (window < current) window = current; // never shrink the right edge (§3.8.6.2.2)
-    const field = Math.min(window >>> this.receiveWindowShift, 0xffff);
-    const edge = ((this.receiveNext + (field << this.receiveWindowShift)) >>> 0);
-    if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
-    return field;
-  }
-
-  /** Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it. */
+  /**
+   * Emits a segment of this connection; payload from `ring` at `offset`. False when IP refused it.
+   * It carries the window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; the
+   * right edge never shrinks), computed here rather than in a function of its own, with
+   * freeReceiveSpace() and the update threshold written out and min/max as comparisons:
+   * this runs for every segment sent.
+   */
   private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
-    const isSyn = (flags & TCP_SYN) !== 0;
+    const receiveBuffer = this.receiveBuffer;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived || receiveBuffer === null ? bufferSize : receiveBuffer.capacity - receiveBuffer.length;
+    let window: number;
+    if ((flags & TCP_SYN) !== 0) {
+      window = free < 0xffff ? free : 0xffff; // never scaled in a SYN (RFC 7323 §2.2)
+      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + window) >>> 0);
+    } else {
+      let current = ((this.receiveWindowEdge - this.receiveNext) | 0);
+      if (current < 0) current = 0;
+      const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+      let bytes = free - current >= threshold ? free : (current < free ? current : free);
+      if (bytes < current) bytes = current; // never shrink the right edge
+      window = bytes >>> this.receiveWindowShift;
+      if (window > 0xffff) window = 0xffff;
+      const edge = ((this.receiveNext + (window << this.receiveWindowShift)) >>> 0);
+      if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
+    }
     const hasAck = (flags & TCP_ACK) !== 0;
-    const window = this.advertisedWindow(isSyn);
     const ok = this.transmitRaw(sequence, hasAck ? this.receiveNext : 0, flags, window, ring, offset, length, now);
     if (hasAck) {
       this.lastAckSent = this.receiveNext;
@@ -947,15 +989,18 @@ export class TcpConnection {
     h.acknowledgment = acknowledgment;
     h.flags = flags;
     h.window = window;
-    h.hasTimestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
-    if (h.hasTimestamps) {
+    const timestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
+    h.hasTimestamps = timestamps;
+    if (timestamps) {
       h.timestampValue = this.timestampNow(now);
       h.timestampEcho = (flags & TCP_ACK) !== 0 ? this.timestampRecent : 0;
     }
     this.fillSource = ring;
     this.fillDataOffset = offset;
     this.fillDataLength = length;
-    const total = tcpHeaderLengthFor(h) + length;
+    // Only SYNs carry options other than timestamps (sendSyn sets and clears them).
+    const headerLength = (flags & TCP_SYN) !== 0 ? tcpHeaderLengthFor(h) : timestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
+    const total = headerLength + length;
     const ok = this.host.ip.send(this.remoteAddress, PROTOCOL_TCP, total, this.fill);
     this.fillSource = null;
     if (ok) this.host.counters.segmentsSent++;
@@ -963,12 +1008,21 @@ export class TcpConnection {
     return ok;
   }
 
-  private fillSegment(segment: Uint8Array): void {
-    const headerLength = writeTcpHeader(segment, this.header);
-    if (this.fillDataLength > 0 && this.fillSource !== null) {
-      this.fillSource.copyOut(this.fillDataOffset, this.fillDataLength, segment, headerLength);
+  /** IpSender's fill: the segment set up by transmitRaw(), written at buffer[offset…]. */
+  private fillSegment(buffer: Uint8Array, offset: number): void {
+    const headerLength = writeTcpHeader(buffer, this.header, offset);
+    const length = this.fillDataLength;
+    if (length > 0 && this.fillSource !== null) {
+      this.fillSource.copyOut(this.fillDataOffset, length, buffer, offset + headerLength);
     }
-    fillTcpChecksum(this.localAddress, this.remoteAddress, segment);
+    // The checksum (RFC 9293 §3.1) summed in place over the segment, the pseudo-header's
+    // constant part precomputed; two folds suffice below 2^32 (any segment under 64 KiB).
+    const total = headerLength + length;
+    let sum = sumWordsFrom(buffer, offset, offset + total, this.pseudoHeaderSum + total);
+    sum = (sum & 0xffff) + (sum >>> 16);
+    sum = ~((sum & 0xffff) + (sum >>> 16));
+    buffer[offset + 16] = sum >> 8;
+    buffer[offset + 17] = sum;
   }
 
   private timestampNow(now: number): number {

@@ -150,7 +150,8 @@ export class UdpLayer implements TransportInput {
   /** Builds and sends one datagram (used by UdpSocket.sendTo). */
   sendFrom(sourcePort: number, destination: number, destinationPort: number, data: Uint8Array): boolean {
     const length = UDP_HEADER_LENGTH + data.length;
-    const ok = this.ip.send(destination, PROTOCOL_UDP, length, (segment) => {
+    const ok = this.ip.send(destination, PROTOCOL_UDP, length, (buffer, offset) => {
+      const segment = buffer.subarray(offset, offset + length);
       writeUint16(segment, 0, sourcePort);
       writeUint16(segment, 2, destinationPort);
       writeUint16(segment, 4, length);

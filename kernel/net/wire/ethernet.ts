@@ -65,14 +65,15 @@ export function emitEthernet(repr: EthernetRepr, frame: EthernetFrame): void {
   frame.etherType = repr.etherType;
 }
 
-/** Writes a header at `offset` without a view (the transmit hot path). */
+/** Writes a header at `offset` without a view (the transmit hot path: unrolled, no loop in the interpreter). */
 export function writeEthernetHeader(bytes: Uint8Array, offset: number, destination: Uint8Array, source: Uint8Array, etherType: number): void {
-  for (let i = 0; i < 6; i++) {
-    bytes[offset + i] = destination[i]!;
-    bytes[offset + 6 + i] = source[i]!;
-  }
-  bytes[offset + 12] = etherType >>> 8;
-  bytes[offset + 13] = etherType;
+  const o = offset;
+  bytes[o] = destination[0]!; bytes[o + 1] = destination[1]!; bytes[o + 2] = destination[2]!;
+  bytes[o + 3] = destination[3]!; bytes[o + 4] = destination[4]!; bytes[o + 5] = destination[5]!;
+  bytes[o + 6] = source[0]!; bytes[o + 7] = source[1]!; bytes[o + 8] = source[2]!;
+  bytes[o + 9] = source[3]!; bytes[o + 10] = source[4]!; bytes[o + 11] = source[5]!;
+  bytes[o + 12] = etherType >>> 8;
+  bytes[o + 13] = etherType;
 }
 
 /** True when bytes[offset, offset+6) equals `mac`. */

@@ -76,17 +76,18 @@ export function createTcpOptions(): TcpOptions {
 }
 
 /**
- * Parses the options of a segment whose header was checked with tcpHeaderValid() into `out`.
+ * Parses the options of a segment (at segment[offset…]) whose header was checked with
+ * tcpHeaderValid() into `out`.
  * Returns false for a malformed option list (length 0/1, running past the header); unknown
  * options are skipped (RFC 9293 §3.1: "must be prepared to handle an illegal option length").
  */
-export function parseTcpOptions(segment: Uint8Array, out: TcpOptions): boolean {
+export function parseTcpOptions(segment: Uint8Array, out: TcpOptions, offset = 0): boolean {
   out.maxSegmentSize = -1;
   out.windowScale = -1;
   out.sackPermitted = false;
   out.hasTimestamps = false;
-  const end = tcpHeaderLength(segment);
-  let i = TCP_HEADER_LENGTH;
+  const end = offset + (segment[offset + 12]! >> 4) * 4;
+  let i = offset + TCP_HEADER_LENGTH;
   while (i < end) {
     const kind = segment[i]!;
     if (kind === OPTION_END) break;
@@ -154,43 +155,53 @@ export function tcpHeaderLengthFor(h: TcpHeaderFields): number {
 }
 
 /**
- * Writes the header of `h` at the start of `segment` with a zero checksum; returns the
- * header length. Option layout follows Linux (MSS, SACK-perm+TS, NOP+WS) so that every
- * option is 4-byte aligned.
+ * Writes the header of `h` at segment[offset…] with a zero checksum; returns the header
+ * length. Option layout follows Linux (MSS, SACK-perm+TS, NOP+WS) so that every option is
+ * 4-byte aligned. Every segment sent goes through here, so it makes no calls of its own (a
+ * call costs more than the byte stores it would save writing out).
  */
-export function writeTcpHeader(segment: Uint8Array, h: TcpHeaderFields): number {
-  const headerLength = tcpHeaderLengthFor(h);
-  segment[0] = h.sourcePort >> 8; segment[1] = h.sourcePort;
-  segment[2] = h.destinationPort >> 8; segment[3] = h.destinationPort;
-  writeUint32(segment, 4, h.sequence);
-  writeUint32(segment, 8, h.acknowledgment);
-  segment[12] = (headerLength / 4) << 4;
-  segment[13] = h.flags;
-  segment[14] = h.window >> 8; segment[15] = h.window;
-  segment[16] = 0; segment[17] = 0; segment[18] = 0; segment[19] = 0;
-  let i = TCP_HEADER_LENGTH;
-  if (h.maxSegmentSize >= 0) {
-    segment[i] = OPTION_MSS; segment[i + 1] = 4; segment[i + 2] = h.maxSegmentSize >> 8; segment[i + 3] = h.maxSegmentSize;
+export function writeTcpHeader(segment: Uint8Array, h: TcpHeaderFields, offset = 0): number {
+  const o = offset;
+  const hasTimestamps = h.hasTimestamps;
+  const maxSegmentSize = h.maxSegmentSize, windowScale = h.windowScale, sackPermitted = h.sackPermitted;
+  // tcpHeaderLengthFor(h), written out.
+  let headerLength = hasTimestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
+  if (maxSegmentSize >= 0) headerLength += 4;
+  if (windowScale >= 0) headerLength += 4;
+  if (sackPermitted && !hasTimestamps) headerLength += 4;
+  const sequence = h.sequence, acknowledgment = h.acknowledgment, window = h.window;
+  segment[o] = h.sourcePort >> 8; segment[o + 1] = h.sourcePort;
+  segment[o + 2] = h.destinationPort >> 8; segment[o + 3] = h.destinationPort;
+  segment[o + 4] = sequence >>> 24; segment[o + 5] = sequence >>> 16; segment[o + 6] = sequence >>> 8; segment[o + 7] = sequence;
+  segment[o + 8] = acknowledgment >>> 24; segment[o + 9] = acknowledgment >>> 16;
+  segment[o + 10] = acknowledgment >>> 8; segment[o + 11] = acknowledgment;
+  segment[o + 12] = (headerLength / 4) << 4;
+  segment[o + 13] = h.flags;
+  segment[o + 14] = window >> 8; segment[o + 15] = window;
+  segment[o + 16] = 0; segment[o + 17] = 0; segment[o + 18] = 0; segment[o + 19] = 0;
+  let i = o + TCP_HEADER_LENGTH;
+  if (maxSegmentSize >= 0) {
+    segment[i] = OPTION_MSS; segment[i + 1] = 4; segment[i + 2] = maxSegmentSize >> 8; segment[i + 3] = maxSegmentSize;
     i += 4;
   }
-  if (h.sackPermitted && h.hasTimestamps) {
-    segment[i] = OPTION_SACK_PERMITTED; segment[i + 1] = 2; segment[i + 2] = OPTION_TIMESTAMPS; segment[i + 3] = 10;
-    writeUint32(segment, i + 4, h.timestampValue);
-    writeUint32(segment, i + 8, h.timestampEcho);
-    i += 12;
-  } else if (h.hasTimestamps) {
-    segment[i] = OPTION_NOP; segment[i + 1] = OPTION_NOP; segment[i + 2] = OPTION_TIMESTAMPS; segment[i + 3] = 10;
-    writeUint32(segment, i + 4, h.timestampValue);
-    writeUint32(segment, i + 8, h.timestampEcho);
+  if (hasTimestamps) {
+    if (sackPermitted) {
+      segment[i] = OPTION_SACK_PERMITTED; segment[i + 1] = 2;
+    } else {
+      segment[i] = OPTION_NOP; segment[i + 1] = OPTION_NOP;
+    }
+    segment[i + 2] = OPTION_TIMESTAMPS; segment[i + 3] = 10;
+    const value = h.timestampValue, echo = h.timestampEcho;
+    segment[i + 4] = value >>> 24; segment[i + 5] = value >>> 16; segment[i + 6] = value >>> 8; segment[i + 7] = value;
+    segment[i + 8] = echo >>> 24; segment[i + 9] = echo >>> 16; segment[i + 10] = echo >>> 8; segment[i + 11] = echo;
     i += 12;
   }
-  if (h.sackPermitted && !h.hasTimestamps) {
+  if (sackPermitted && !hasTimestamps) {
     segment[i] = OPTION_NOP; segment[i + 1] = OPTION_NOP; segment[i + 2] = OPTION_SACK_PERMITTED; segment[i + 3] = 2;
     i += 4;
   }
-  if (h.windowScale >= 0) {
-    segment[i] = OPTION_NOP; segment[i + 1] = OPTION_WINDOW_SCALE; segment[i + 2] = 3; segment[i + 3] = h.windowScale;
-    i += 4;
+  if (windowScale >= 0) {
+    segment[i] = OPTION_NOP; segment[i + 1] = OPTION_WINDOW_SCALE; segment[i + 2] = 3; segment[i + 3] = windowScale;
   }
   return headerLength;
 }
@@ -202,8 +213,4 @@ export function fillTcpChecksum(source: number, destination: number, segment: Ui
   const sum = tcpChecksum(source, destination, segment);
   segment[16] = sum >> 8;
   segment[17] = sum;
-}
-
-function writeUint32(b: Uint8Array, offset: number, value: number): void {
-  b[offset] = value >>> 24; b[offset + 1] = value >>> 16; b[offset + 2] = value >>> 8; b[offset + 3] = value;
 }
