@@ -22,4 +22,7 @@ export interface NetDevice {
   /** Delivers received frames and reclaims transmitted buffers; returns how many frames
    *  arrived. Called by the network unit's poll loop. */
   poll(): number;
+  /** Publishes the frames transmitted so far to the hardware now, rather than at the end
+   *  of this stretch of JavaScript (a device that publishes each at once need not have it). */
+  flush?(): void;
 }

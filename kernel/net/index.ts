@@ -145,6 +145,10 @@ if (mqPairs > 0 && cores.id === 0) {
  * One pass over the stack; false when idle. The driver's own poller delivers frames (and
  * reclaims transmit buffers), so this pass does not poll the device again: it runs what the
  * stack queued for itself (looped-back packets, TCP output) and the timers that are due.
+ * It runs before the driver's poller in each pass (`first`): the frames delivered next are
+ * stamped with this pass's clock (not the last pass's, which is stale by a whole halt after
+ * one), and what the previous pass's frames produced (answers, ACKs) is on its way to the
+ * device before new frames are taken.
  */
 function poll(_vectors: number, now: number, quiet: boolean): boolean {
   const s = stack!;
@@ -159,6 +163,7 @@ function poll(_vectors: number, now: number, quiet: boolean): boolean {
   if (dhcp !== null) dhcp.poll(now);
   s.resolver.poll(now);
   s.tcp.poll(now);
+  s.device.flush?.();
   // The earliest deadline, compared by hand (Math.min is a native call).
   let next = s.iface.pollAt();
   let at: number;
@@ -187,7 +192,7 @@ function hold(): () => void {
   const s = up();
   if (holds++ === 0) {
     // The driver arms its own interrupt when idle; this poller has nothing to arm.
-    removePoller = addPoller(poll, { onIdle: () => false });
+    removePoller = addPoller(poll, { onIdle: () => false, first: true });
     s.device.setReceiveHandler(receiveHandler);
     steering?.start();
   }

@@ -282,6 +282,9 @@ export interface PollerOptions {
    * Return true if work was found (the core keeps polling), false to let the core halt.
    */
   onIdle?: () => boolean;
+  /** Called before the pollers registered without `first` in each pass (a protocol stack
+   *  that must run before the drivers below it hand it input). */
+  first?: boolean;
 }
 
 /**
@@ -298,7 +301,7 @@ export interface PollerOptions {
  */
 export function addPoller(poll: (firedVectors: number, now: number, quiet: boolean) => unknown, options: PollerOptions = {}): () => void {
   const entry: Poller = { poll, onIdle: options.onIdle };
-  pollers = [...pollers, entry];
+  pollers = options.first === true ? [entry, ...pollers] : [...pollers, entry];
   idleSince = -1;
   lastPassIdle = false;
   return () => {

@@ -298,3 +298,15 @@ test("an interrupt line's handler runs when its vector fires, before the pollers
   setIdleSpin(SPIN_MS_DEFAULT);
   assert.ok(idleStats().halts >= 3);
 });
+
+test("a poller registered with `first` runs before the others in every pass, whenever they came", () => {
+  const log: string[] = [];
+  const stopDriver = addPoller(() => { log.push("driver"); return false; });
+  const stopStack = addPoller(() => { log.push("stack"); return false; }, { first: true });
+  const stopLater = addPoller(() => { log.push("later"); return false; });
+  turn(0);
+  assert.deepEqual(log, ["stack", "driver", "later"]);
+  stopDriver();
+  stopStack();
+  stopLater();
+});
