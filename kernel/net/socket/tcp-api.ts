@@ -23,6 +23,11 @@ export class TcpSocket implements TcpConnectionEvents {
   private endRequested = false;
   private discardRequested = false;
   private connectWaiter: { resolve: (socket: TcpSocket) => void; reject: (error: TcpError) => void } | null = null;
+  /**
+   * Called just before a read fails, unless cancelRead() failed it (the connection stays
+   * usable then): lets the owner of the socket react without wrapping every read.
+   */
+  onReadFailure: (() => void) | null = null;
 
   constructor(private readonly sockets: TcpSockets, readonly connection: TcpConnection) {
     connection.events = this;
@@ -39,9 +44,15 @@ export class TcpSocket implements TcpConnectionEvents {
   read(): Promise<Uint8Array | null> {
     const connection = this.connection;
     if (connection.readableLength > 0) return Promise.resolve(connection.read());
-    if (connection.error !== null) return Promise.reject(connection.error);
+    if (connection.error !== null) {
+      this.onReadFailure?.();
+      return Promise.reject(connection.error);
+    }
     if (connection.atEndOfStream) return Promise.resolve(null);
-    if (this.readResolve !== null) return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
+    if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
+    }
     return new Promise((resolve, reject) => {
       this.readResolve = resolve;
       this.readReject = reject;
@@ -52,10 +63,14 @@ export class TcpSocket implements TcpConnectionEvents {
   readWith(onChunk: (data: Uint8Array | null) => void, onError: (error: unknown) => void): void {
     const connection = this.connection;
     if (connection.readableLength > 0) onChunk(connection.read());
-    else if (connection.error !== null) onError(connection.error);
-    else if (connection.atEndOfStream) onChunk(null);
-    else if (this.readResolve !== null) onError(new TcpError("EPIPE", "a read is already pending"));
-    else {
+    else if (connection.error !== null) {
+      this.onReadFailure?.();
+      onError(connection.error);
+    } else if (connection.atEndOfStream) onChunk(null);
+    else if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      onError(new TcpError("EPIPE", "a read is already pending"));
+    } else {
       this.readResolve = onChunk;
       this.readReject = onError;
     }
@@ -170,8 +185,10 @@ export class TcpSocket implements TcpConnectionEvents {
     if (resolve !== null && reject !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
       this.readResolve = this.readReject = null;
       if (this.connection.readableLength > 0) resolve(this.connection.read());
-      else if (error !== null) reject(error);
-      else resolve(null);
+      else if (error !== null) {
+        this.onReadFailure?.();
+        reject(error);
+      } else resolve(null);
     }
     const writeError = error ?? new TcpError("EPIPE", "connection closed");
     for (const write of this.pendingWrites.splice(0)) write.reject(writeError);
