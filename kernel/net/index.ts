@@ -225,6 +225,7 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
     remotePort: socket.remotePort,
     read: socket.read.bind(socket),
     readWith: socket.readWith.bind(socket),
+    readIntoWith: socket.readIntoWith.bind(socket),
     cancelRead: socket.cancelRead.bind(socket),
     write: socket.write.bind(socket),
     tryWrite: socket.tryWrite.bind(socket),

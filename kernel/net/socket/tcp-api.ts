@@ -16,9 +16,15 @@ interface PendingWrite {
 
 /** One connected TCP stream. */
 export class TcpSocket implements TcpConnectionEvents {
-  /** The pending read's callbacks (two fields, not a record: a read per request is common). */
-  private readResolve: ((data: Uint8Array | null) => void) | null = null;
+  /**
+   * The pending read's callbacks (fields, not a record: a read per request is common): a
+   * chunk's (read, readWith) or, while readTarget is set, a count's (readIntoWith).
+   */
+  private readResolve: ((data: Uint8Array | null) => void) | ((count: number) => void) | null = null;
   private readReject: ((error: TcpError) => void) | null = null;
+  /** Where a pending readIntoWith() copies to. */
+  private readTarget: Uint8Array | null = null;
+  private readOffset = 0;
   private readonly pendingWrites: PendingWrite[] = [];
   private endRequested = false;
   private discardRequested = false;
@@ -76,11 +82,31 @@ export class TcpSocket implements TcpConnectionEvents {
     }
   }
 
+  /** readWith() into target[offset…] (see ByteStream.readIntoWith): onRead gets the count, 0 at end of stream. */
+  readIntoWith(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (error: unknown) => void): void {
+    const connection = this.connection;
+    if (connection.readableLength > 0) onRead(connection.readInto(target, offset));
+    else if (connection.error !== null) {
+      this.onReadFailure?.();
+      onError(connection.error);
+    } else if (connection.atEndOfStream) onRead(0);
+    else if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      onError(new TcpError("EPIPE", "a read is already pending"));
+    } else {
+      this.readResolve = onRead;
+      this.readReject = onError;
+      this.readTarget = target;
+      this.readOffset = offset;
+    }
+  }
+
   /** Fails a pending read() with `error` (data arriving later stays for the next read). */
   cancelRead(error: unknown): void {
     const reject = this.readReject;
     if (reject === null) return;
     this.readResolve = this.readReject = null;
+    this.readTarget = null;
     reject(error as TcpError);
   }
 
@@ -158,10 +184,27 @@ export class TcpSocket implements TcpConnectionEvents {
     const connection = this.connection;
     if (connection.readableLength > 0) {
       this.readResolve = this.readReject = null;
-      resolve(connection.read());
+      const target = this.readTarget;
+      if (target === null) (resolve as (data: Uint8Array) => void)(connection.read());
+      else {
+        this.readTarget = null;
+        (resolve as (count: number) => void)(connection.readInto(target, this.readOffset));
+      }
     } else if (connection.atEndOfStream) {
       this.readResolve = this.readReject = null;
-      resolve(null);
+      this.deliver(resolve);
+    }
+  }
+
+  /** Settles a read with what is buffered, its kind's way: a chunk or a count; null or 0 when nothing is (end of stream). */
+  private deliver(resolve: ((data: Uint8Array | null) => void) | ((count: number) => void)): void {
+    const connection = this.connection;
+    const target = this.readTarget;
+    if (target === null) {
+      (resolve as (data: Uint8Array | null) => void)(connection.readableLength > 0 ? connection.read() : null);
+    } else {
+      this.readTarget = null;
+      (resolve as (count: number) => void)(connection.readInto(target, this.readOffset));
     }
   }
 
@@ -184,11 +227,12 @@ export class TcpSocket implements TcpConnectionEvents {
     const resolve = this.readResolve, reject = this.readReject;
     if (resolve !== null && reject !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
       this.readResolve = this.readReject = null;
-      if (this.connection.readableLength > 0) resolve(this.connection.read());
-      else if (error !== null) {
+      if (this.connection.readableLength > 0 || error === null) this.deliver(resolve);
+      else {
+        this.readTarget = null;
         this.onReadFailure?.();
         reject(error);
-      } else resolve(null);
+      }
     }
     const writeError = error ?? new TcpError("EPIPE", "connection closed");
     for (const write of this.pendingWrites.splice(0)) write.reject(writeError);

@@ -319,6 +319,25 @@ export class TcpConnection {
     return out;
   }
 
+  /**
+   * read() into the caller's buffer: copies up to target.length - offset received bytes to
+   * target[offset…] and returns how many (0 when none; see atEndOfStream). No array of its own.
+   */
+  readInto(target: Uint8Array, offset: number): number {
+    const ring = this.receiveBuffer;
+    if (ring === null || ring.length === 0) return 0;
+    const room = target.length - offset;
+    const n = room < ring.length ? room : ring.length;
+    ring.copyOut(0, n, target, offset);
+    ring.consume(n);
+    if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
+      this.receiveBuffer = null; // nothing more can arrive: give the memory back
+      return n;
+    }
+    this.maybeWindowUpdate();
+    return n;
+  }
+
   /** Sends FIN after the buffered data (RFC 9293 §3.10.4); reading continues (half-close). */
   shutdownSend(): void {
     if (this.finQueued) return;
