@@ -165,3 +165,23 @@ test("a pending readIntoWith() fails with the error of a reset", async () => {
   await link.run(() => errors.length === 1);
   assert.equal((errors[0] as { code: string }).code, "ECONNRESET");
 });
+
+test("tryWrite() buffers all of the bytes or none: false once they do not fit, while a write() waits, and after end()", async () => {
+  const { link, peer, socket } = await connected({ sendBufferSize: 8192, receiveBufferSize: 8192 });
+  assert.equal(socket.tryWrite(new Uint8Array(8000)), true);
+  assert.equal(socket.tryWrite(new Uint8Array(193)), false, "8000 + 193 > 8192: nothing is written");
+  assert.equal(socket.connection.unacknowledgedLength, 8000);
+  assert.equal(socket.tryWrite(new Uint8Array(192)), true);
+  const waiting = socket.write(new Uint8Array(10));
+  await link.run(() => peer.connection.readableLength > 0);
+  assert.equal(socket.tryWrite(new Uint8Array(1)), false, "a write() waits: tryWrite() must not overtake it");
+  let received = 0;
+  while (received < 8202) {
+    await link.run(() => peer.connection.readableLength > 0);
+    received += peer.connection.read().length;
+  }
+  await waiting;
+  assert.equal(socket.tryWrite(new Uint8Array(0)), true);
+  socket.end();
+  assert.equal(socket.tryWrite(new Uint8Array(1)), false);
+});

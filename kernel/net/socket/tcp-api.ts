@@ -125,9 +125,8 @@ export class TcpSocket implements TcpConnectionEvents {
 
   /** write() without a promise: true when all of `data` went into the send buffer now. */
   tryWrite(data: Uint8Array): boolean {
-    const connection = this.connection;
-    if (this.pendingWrites.length > 0 || this.endRequested || connection.error !== null || !connection.canSend || data.length > connection.writableLength) return false;
-    return connection.write(data) === data.length;
+    if (this.pendingWrites.length > 0 || this.endRequested || this.connection.error !== null) return false;
+    return this.connection.writeAll(data);
   }
 
   /** Half-close: FIN after everything written; reading continues until the peer's EOF. */

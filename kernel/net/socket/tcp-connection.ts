@@ -306,6 +306,20 @@ export class TcpConnection {
     return n;
   }
 
+  /** write() of all of `data` or, when it does not fit the send buffer now, of none: whether it was written. */
+  writeAll(data: Uint8Array): boolean {
+    if (this.finQueued || !(this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      return false;
+    }
+    if (this.sendBuffer === null) this.allocateBuffers();
+    const ring = this.sendBuffer!;
+    const length = data.length;
+    if (length > ring.capacity - ring.length) return false;
+    if (ring.write(data, 0, length) > 0) this.host.markDirty(this);
+    return true;
+  }
+
   /** Copies up to `max` received bytes out (empty array when none; see atEndOfStream). */
   read(max = Infinity): Uint8Array {
     const ring = this.receiveBuffer;
