@@ -217,32 +217,19 @@ function byteStream(socket: TcpSocket, release: () => void): ByteStream {
       release();
     }
   };
-  let cancelledWith: unknown = undefined;
-  let readError: ((error: unknown) => void) | null = null;
-  const failRead = (e: unknown): void => {
-    const f = readError!;
-    readError = null;
-    if (e !== cancelledWith) done(); // a cancelled read leaves the connection usable
-    f(e);
-  };
+  socket.onReadFailure = done; // a cancelled read leaves the connection usable: no call then
+  // The socket's own methods, bound rather than wrapped: a request's read and write are no
+  // JavaScript frame longer than the socket's.
   return {
     remoteAddress: formatIpv4(socket.remoteAddress),
     remotePort: socket.remotePort,
-    read: () => socket.read().catch((e: unknown) => {
-      if (e !== cancelledWith) done(); // a cancelled read leaves the connection usable
-      throw e;
-    }),
-    readWith: (onChunk, onError) => {
-      readError = onError;
-      socket.readWith(onChunk, failRead);
-    },
-    cancelRead: (error: unknown) => {
-      cancelledWith = error;
-      socket.cancelRead(error);
-    },
-    write: (data) => socket.write(data),
-    tryWrite: (data) => socket.tryWrite(data),
-    end: () => socket.end(),
+    read: socket.read.bind(socket),
+    readWith: socket.readWith.bind(socket),
+    readIntoWith: socket.readIntoWith.bind(socket),
+    cancelRead: socket.cancelRead.bind(socket),
+    write: socket.write.bind(socket),
+    tryWrite: socket.tryWrite.bind(socket),
+    end: socket.end.bind(socket),
     close: () => {
       socket.close();
       done();

@@ -24,6 +24,13 @@ export interface ByteStream {
    */
   readWith?(onChunk: (chunk: Uint8Array | null) => void, onError: (error: unknown) => void): void;
   /**
+   * Optional: readWith() into the caller's buffer: copies up to target.length - offset
+   * (at least 1) received bytes to target[offset…] and calls onRead with their count, 0 at
+   * the end of the stream; `target` must not change until then. Saves the chunk's array and
+   * a copy per read.
+   */
+  readIntoWith?(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (error: unknown) => void): void;
+  /**
    * Optional: buffers all of `data` at once and returns true when it fits now (what write()
    * would do without waiting); otherwise writes nothing and returns false.
    */

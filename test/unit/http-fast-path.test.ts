@@ -31,6 +31,10 @@ class MemoryStream implements ByteStream {
       p.ok(chunk);
     } else this.#queue.push(chunk);
   }
+  /** Puts bytes back in front of the queue. */
+  unshift(chunk: Uint8Array): void {
+    this.#queue.unshift(chunk);
+  }
   readWith(ok: (c: Uint8Array | null) => void, fail: (e: unknown) => void): void {
     if (this.#queue.length > 0) ok(this.#queue.shift()!);
     else this.#pending = { ok, fail };
@@ -268,4 +272,38 @@ test("Response.headers is a Headers made from the record on first use", () => {
   assert.deepEqual([...r.headers], [["accept", "a"], ["x-one", "1"]]);
   assert.equal(Response.flatHeaders(r), null);
   assert.deepEqual(Response.flatHeaders(new Response(null, { headers: { A: "1" } })), ["a", "1"]);
+});
+
+/** A MemoryStream that also reads into the server's buffer (readIntoWith), as the guest's TCP streams do. */
+class IntoStream extends MemoryStream {
+  readIntoWith(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (e: unknown) => void): void {
+    this.readWith((chunk) => {
+      if (chunk === null) return onRead(0);
+      const n = Math.min(chunk.length, target.length - offset);
+      target.set(chunk.subarray(0, n), offset);
+      if (n < chunk.length) this.unshift(chunk.subarray(n)); // what did not fit stays for the next read
+      onRead(n);
+    }, onError);
+  }
+}
+
+test("over a stream that reads into the server's buffer: pipelined and split heads, a head larger than the buffer, a body, then EOF", async () => {
+  const handler: Handler = async (req: Request) => new Response(`${new URL(req.url).pathname} ${req.headers.get("x-big")?.length ?? 0} ${await req.text()}`);
+  const stream = new IntoStream();
+  const server = new HttpServer(listener([stream]), handler);
+  await tick();
+  const big = GET("/big", `X-Big: ${"b".repeat(6000)}\r\n`);
+  stream.push(GET("/a") + GET("/b").slice(0, 9));
+  await tick();
+  stream.push(GET("/b").slice(9) + big.slice(0, 3000));
+  await tick();
+  stream.push(big.slice(3000) + "POST /p HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\n\r\nhello" + GET("/c"));
+  await tick();
+  stream.push(null);
+  await tick();
+  const bodies = [...stream.text().matchAll(/\r\n\r\n([^H]*)/g)].map((m) => m[1]);
+  assert.deepEqual(bodies, ["/a 0 ", "/b 0 ", "/big 6000 ", "/p 0 hello", "/c 0 "]);
+  assert.ok(stream.closed);
+  assert.equal(server.stats.activeConnections, 0);
+  server.close();
 });

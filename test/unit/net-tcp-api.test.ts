@@ -118,3 +118,70 @@ test("readWith() calls back at once with buffered bytes, later when they arrive,
   peer.readWith(onChunk, onError);
   assert.equal((errors[2] as { code: string }).code, "ECONNRESET");
 });
+
+test("readIntoWith() copies into the caller's buffer at its offset, at most what fits; 0 at EOF; a pending read is answered when bytes arrive, or by a reset", async () => {
+  const { link, peer, socket } = await connected();
+  const target = new Uint8Array(8).fill(0x2e);
+  const counts: number[] = [];
+  const errors: unknown[] = [];
+  const onRead = (n: number) => counts.push(n);
+  const onError = (e: unknown) => errors.push(e);
+  const text = (from: number, to: number) => new TextDecoder().decode(target.subarray(from, to));
+  // pending: the bytes go straight to target[2…] when they arrive
+  peer.readIntoWith(target, 2, onRead, onError);
+  await socket.write(new TextEncoder().encode("abc"));
+  await link.run(() => counts.length === 1);
+  assert.deepEqual(counts, [3]);
+  assert.equal(text(0, 8), "..abc...");
+  // buffered: at once, and no more than fits (the rest stays for the next read)
+  await socket.write(new TextEncoder().encode("defgh"));
+  await link.run(() => peer.connection.readableLength === 5);
+  peer.readIntoWith(target, 5, onRead, onError);
+  assert.deepEqual(counts, [3, 3]);
+  assert.equal(text(0, 8), "..abcdef");
+  peer.readIntoWith(target, 0, onRead, onError);
+  assert.deepEqual(counts, [3, 3, 2]);
+  assert.equal(text(0, 2), "gh");
+  // a cancelled read copies nothing later
+  peer.readIntoWith(target, 0, onRead, onError);
+  peer.cancelRead("cancelled");
+  assert.equal(errors[0], "cancelled");
+  socket.end();
+  await link.run(() => peer.connection.atEndOfStream);
+  peer.readIntoWith(target, 0, onRead, onError);
+  assert.deepEqual(counts, [3, 3, 2, 0]);
+  assert.equal(text(0, 2), "gh");
+  socket.abort();
+  await link.run(() => peer.connection.error !== null);
+  peer.readIntoWith(target, 0, onRead, onError);
+  assert.equal((errors[1] as { code: string }).code, "ECONNRESET");
+});
+
+test("a pending readIntoWith() fails with the error of a reset", async () => {
+  const { link, peer, socket } = await connected();
+  const errors: unknown[] = [];
+  peer.readIntoWith(new Uint8Array(4), 0, () => assert.fail("no bytes were sent"), (e) => errors.push(e));
+  socket.abort();
+  await link.run(() => errors.length === 1);
+  assert.equal((errors[0] as { code: string }).code, "ECONNRESET");
+});
+
+test("tryWrite() buffers all of the bytes or none: false once they do not fit, while a write() waits, and after end()", async () => {
+  const { link, peer, socket } = await connected({ sendBufferSize: 8192, receiveBufferSize: 8192 });
+  assert.equal(socket.tryWrite(new Uint8Array(8000)), true);
+  assert.equal(socket.tryWrite(new Uint8Array(193)), false, "8000 + 193 > 8192: nothing is written");
+  assert.equal(socket.connection.unacknowledgedLength, 8000);
+  assert.equal(socket.tryWrite(new Uint8Array(192)), true);
+  const waiting = socket.write(new Uint8Array(10));
+  await link.run(() => peer.connection.readableLength > 0);
+  assert.equal(socket.tryWrite(new Uint8Array(1)), false, "a write() waits: tryWrite() must not overtake it");
+  let received = 0;
+  while (received < 8202) {
+    await link.run(() => peer.connection.readableLength > 0);
+    received += peer.connection.read().length;
+  }
+  await waiting;
+  assert.equal(socket.tryWrite(new Uint8Array(0)), true);
+  socket.end();
+  assert.equal(socket.tryWrite(new Uint8Array(1)), false);
+});

@@ -138,6 +138,16 @@ class Reader {
     this.#onChunk(chunk);
     done();
   };
+  readonly #countThen = (count: number): void => {
+    const done = this.#thenRead!;
+    this.#thenRead = this.#thenFail = null;
+    this.deadline = Infinity;
+    this.#cancellable = false;
+    // the stream copied the bytes to buf[end…] itself (readIntoWith)
+    if (count === 0) this.eof = true;
+    else this.end += count;
+    done();
+  };
   readonly #failThen = (e: unknown): void => {
     const fail = this.#thenFail!;
     this.#thenRead = this.#thenFail = null;
@@ -196,7 +206,28 @@ class Reader {
     this.#cancellable = true;
     this.#thenRead = onRead;
     this.#thenFail = onError;
-    stream.readWith(this.#chunkThen, this.#failThen);
+    if (stream.readIntoWith === undefined) {
+      stream.readWith(this.#chunkThen, this.#failThen);
+      return;
+    }
+    // straight into buf, without a chunk of the stream's: room after end first
+    if (this.start === this.end) this.start = this.end = 0;
+    else if (this.end === this.buf.length) this.#makeRoom();
+    stream.readIntoWith(this.buf, this.end, this.#countThen, this.#failThen);
+  }
+
+  /** Frees space after end: moves the live bytes to the front, or a buffer twice as large when they fill it. */
+  #makeRoom(): void {
+    const live = this.end - this.start;
+    if (this.start > 0) {
+      this.buf.copyWithin(0, this.start, this.end);
+    } else {
+      const next = new Uint8Array(this.buf.length * 2);
+      next.set(this.buf, 0);
+      this.buf = next;
+    }
+    this.start = 0;
+    this.end = live;
   }
 
   /** When the pending write times out, or Infinity. */

@@ -16,13 +16,24 @@ interface PendingWrite {
 
 /** One connected TCP stream. */
 export class TcpSocket implements TcpConnectionEvents {
-  /** The pending read's callbacks (two fields, not a record: a read per request is common). */
-  private readResolve: ((data: Uint8Array | null) => void) | null = null;
+  /**
+   * The pending read's callbacks (fields, not a record: a read per request is common): a
+   * chunk's (read, readWith) or, while readTarget is set, a count's (readIntoWith).
+   */
+  private readResolve: ((data: Uint8Array | null) => void) | ((count: number) => void) | null = null;
   private readReject: ((error: TcpError) => void) | null = null;
+  /** Where a pending readIntoWith() copies to. */
+  private readTarget: Uint8Array | null = null;
+  private readOffset = 0;
   private readonly pendingWrites: PendingWrite[] = [];
   private endRequested = false;
   private discardRequested = false;
   private connectWaiter: { resolve: (socket: TcpSocket) => void; reject: (error: TcpError) => void } | null = null;
+  /**
+   * Called just before a read fails, unless cancelRead() failed it (the connection stays
+   * usable then): lets the owner of the socket react without wrapping every read.
+   */
+  onReadFailure: (() => void) | null = null;
 
   constructor(private readonly sockets: TcpSockets, readonly connection: TcpConnection) {
     connection.events = this;
@@ -39,9 +50,15 @@ export class TcpSocket implements TcpConnectionEvents {
   read(): Promise<Uint8Array | null> {
     const connection = this.connection;
     if (connection.readableLength > 0) return Promise.resolve(connection.read());
-    if (connection.error !== null) return Promise.reject(connection.error);
+    if (connection.error !== null) {
+      this.onReadFailure?.();
+      return Promise.reject(connection.error);
+    }
     if (connection.atEndOfStream) return Promise.resolve(null);
-    if (this.readResolve !== null) return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
+    if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
+    }
     return new Promise((resolve, reject) => {
       this.readResolve = resolve;
       this.readReject = reject;
@@ -52,12 +69,35 @@ export class TcpSocket implements TcpConnectionEvents {
   readWith(onChunk: (data: Uint8Array | null) => void, onError: (error: unknown) => void): void {
     const connection = this.connection;
     if (connection.readableLength > 0) onChunk(connection.read());
-    else if (connection.error !== null) onError(connection.error);
-    else if (connection.atEndOfStream) onChunk(null);
-    else if (this.readResolve !== null) onError(new TcpError("EPIPE", "a read is already pending"));
-    else {
+    else if (connection.error !== null) {
+      this.onReadFailure?.();
+      onError(connection.error);
+    } else if (connection.atEndOfStream) onChunk(null);
+    else if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      onError(new TcpError("EPIPE", "a read is already pending"));
+    } else {
       this.readResolve = onChunk;
       this.readReject = onError;
+    }
+  }
+
+  /** readWith() into target[offset…] (see ByteStream.readIntoWith): onRead gets the count, 0 at end of stream. */
+  readIntoWith(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (error: unknown) => void): void {
+    const connection = this.connection;
+    if (connection.readableLength > 0) onRead(connection.readInto(target, offset));
+    else if (connection.error !== null) {
+      this.onReadFailure?.();
+      onError(connection.error);
+    } else if (connection.atEndOfStream) onRead(0);
+    else if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      onError(new TcpError("EPIPE", "a read is already pending"));
+    } else {
+      this.readResolve = onRead;
+      this.readReject = onError;
+      this.readTarget = target;
+      this.readOffset = offset;
     }
   }
 
@@ -66,6 +106,7 @@ export class TcpSocket implements TcpConnectionEvents {
     const reject = this.readReject;
     if (reject === null) return;
     this.readResolve = this.readReject = null;
+    this.readTarget = null;
     reject(error as TcpError);
   }
 
@@ -84,9 +125,8 @@ export class TcpSocket implements TcpConnectionEvents {
 
   /** write() without a promise: true when all of `data` went into the send buffer now. */
   tryWrite(data: Uint8Array): boolean {
-    const connection = this.connection;
-    if (this.pendingWrites.length > 0 || this.endRequested || connection.error !== null || !connection.canSend || data.length > connection.writableLength) return false;
-    return connection.write(data) === data.length;
+    if (this.pendingWrites.length > 0 || this.endRequested || this.connection.error !== null) return false;
+    return this.connection.writeAll(data);
   }
 
   /** Half-close: FIN after everything written; reading continues until the peer's EOF. */
@@ -143,10 +183,27 @@ export class TcpSocket implements TcpConnectionEvents {
     const connection = this.connection;
     if (connection.readableLength > 0) {
       this.readResolve = this.readReject = null;
-      resolve(connection.read());
+      const target = this.readTarget;
+      if (target === null) (resolve as (data: Uint8Array) => void)(connection.read());
+      else {
+        this.readTarget = null;
+        (resolve as (count: number) => void)(connection.readInto(target, this.readOffset));
+      }
     } else if (connection.atEndOfStream) {
       this.readResolve = this.readReject = null;
-      resolve(null);
+      this.deliver(resolve);
+    }
+  }
+
+  /** Settles a read with what is buffered, its kind's way: a chunk or a count; null or 0 when nothing is (end of stream). */
+  private deliver(resolve: ((data: Uint8Array | null) => void) | ((count: number) => void)): void {
+    const connection = this.connection;
+    const target = this.readTarget;
+    if (target === null) {
+      (resolve as (data: Uint8Array | null) => void)(connection.readableLength > 0 ? connection.read() : null);
+    } else {
+      this.readTarget = null;
+      (resolve as (count: number) => void)(connection.readInto(target, this.readOffset));
     }
   }
 
@@ -169,9 +226,12 @@ export class TcpSocket implements TcpConnectionEvents {
     const resolve = this.readResolve, reject = this.readReject;
     if (resolve !== null && reject !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
       this.readResolve = this.readReject = null;
-      if (this.connection.readableLength > 0) resolve(this.connection.read());
-      else if (error !== null) reject(error);
-      else resolve(null);
+      if (this.connection.readableLength > 0 || error === null) this.deliver(resolve);
+      else {
+        this.readTarget = null;
+        this.onReadFailure?.();
+        reject(error);
+      }
     }
     const writeError = error ?? new TcpError("EPIPE", "connection closed");
     for (const write of this.pendingWrites.splice(0)) write.reject(writeError);

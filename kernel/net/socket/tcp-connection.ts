@@ -306,6 +306,20 @@ export class TcpConnection {
     return n;
   }
 
+  /** write() of all of `data` or, when it does not fit the send buffer now, of none: whether it was written. */
+  writeAll(data: Uint8Array): boolean {
+    if (this.finQueued || !(this.state === TcpState.Established || this.state === TcpState.CloseWait ||
+        this.state === TcpState.SynSent || this.state === TcpState.SynReceived)) {
+      return false;
+    }
+    if (this.sendBuffer === null) this.allocateBuffers();
+    const ring = this.sendBuffer!;
+    const length = data.length;
+    if (length > ring.capacity - ring.length) return false;
+    if (ring.write(data, 0, length) > 0) this.host.markDirty(this);
+    return true;
+  }
+
   /** Copies up to `max` received bytes out (empty array when none; see atEndOfStream). */
   read(max = Infinity): Uint8Array {
     const ring = this.receiveBuffer;
@@ -317,6 +331,25 @@ export class TcpConnection {
     }
     this.maybeWindowUpdate();
     return out;
+  }
+
+  /**
+   * read() into the caller's buffer: copies up to target.length - offset received bytes to
+   * target[offset…] and returns how many (0 when none; see atEndOfStream). No array of its own.
+   */
+  readInto(target: Uint8Array, offset: number): number {
+    const ring = this.receiveBuffer;
+    if (ring === null || ring.length === 0) return 0;
+    const room = target.length - offset;
+    const n = room < ring.length ? room : ring.length;
+    ring.copyOut(0, n, target, offset);
+    ring.consume(n);
+    if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
+      this.receiveBuffer = null; // nothing more can arrive: give the memory back
+      return n;
+    }
+    this.maybeWindowUpdate();
+    return n;
   }
 
   /** Sends FIN after the buffered data (RFC 9293 §3.10.4); reading continues (half-close). */
