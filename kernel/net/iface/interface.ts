@@ -130,6 +130,16 @@ export class Ipv4Interface implements IpSender {
   private announcementsLeft = 0;
   private nextAnnouncementAt = Infinity;
   private readonly loopback: Uint8Array[] = [];
+  /**
+   * The last unicast destination sent to and its next hop's MAC, so that send() skips route()
+   * and the neighbour lookup for it: valid while now < sendMacUntil (the entry's expiry when
+   * looked up) and the neighbour cache's generation is still sendGeneration; configure()
+   * forgets it. The MAC array is the entry's own, so an update in place shows through.
+   */
+  private sendDestination = -1;
+  private sendMac: Uint8Array = BROADCAST_MAC;
+  private sendMacUntil = 0;
+  private sendGeneration = 0;
 
   constructor(private readonly device: NetDevice, options: InterfaceOptions = {}) {
     this.mac = device.mac.slice(0, 6);
@@ -168,6 +178,7 @@ export class Ipv4Interface implements IpSender {
    */
   configure(config: Ipv4Config | null, now = this.now): void {
     this.now = now;
+    this.sendDestination = -1; // routes change
     const previous = this.address;
     if (config === null) {
       this.address = 0;
@@ -246,10 +257,27 @@ export class Ipv4Interface implements IpSender {
   send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     destination >>>= 0;
     if (length > IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH) { this.drops["send-too-large"]++; return false; }
-    if (destination === this.address && destination !== 0) return this.sendToSelf(protocol, length, fill);
-    const nextHop = this.route(destination);
-    if (nextHop < 0) { this.drops["send-no-route"]++; return false; }
-    const mac = nextHop === IPV4_BROADCAST ? BROADCAST_MAC : this.neighbors.lookup(nextHop, this.now);
+    const neighbors = this.neighbors;
+    let nextHop = destination;
+    let mac: Uint8Array | null;
+    if (destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === neighbors.generation) {
+      mac = this.sendMac; // (never our own address: configure() forgets it)
+    } else {
+      if (destination === this.address && destination !== 0) return this.sendToSelf(protocol, length, fill);
+      nextHop = this.route(destination);
+      if (nextHop < 0) { this.drops["send-no-route"]++; return false; }
+      if (nextHop === IPV4_BROADCAST) {
+        mac = BROADCAST_MAC;
+      } else {
+        mac = neighbors.lookup(nextHop, this.now);
+        if (mac !== null) {
+          this.sendDestination = destination;
+          this.sendMac = mac;
+          this.sendMacUntil = neighbors.expiresAt(nextHop);
+          this.sendGeneration = neighbors.generation;
+        }
+      }
+    }
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + 1) & 0xffff;
     if (IPV4_HEADER_LENGTH + length <= this.device.mtu) {

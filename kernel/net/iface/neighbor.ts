@@ -51,6 +51,11 @@ export class NeighborCache {
   private readonly maxPendingTotal: number;
   /** Packets dropped because their neighbour never answered. */
   droppedUnresolved = 0;
+  /**
+   * Moves whenever an entry is removed before it expires (clear(), eviction), so that a MAC
+   * remembered outside (the interface's send path) can be checked without a lookup.
+   */
+  generation = 0;
 
   /**
    * `requestResolution(address)` must send an ARP request for `address`;
@@ -73,6 +78,11 @@ export class NeighborCache {
   lookup(address: number, now: number): Uint8Array | null {
     const entry = this.entries.get(address);
     return entry !== undefined && entry.expiresAt > now ? entry.mac : null;
+  }
+
+  /** When the entry for `address` expires (0 without one): a MAC from lookup() holds until then. */
+  expiresAt(address: number): number {
+    return this.entries.get(address)?.expiresAt ?? 0;
   }
 
   /** How many live or stale entries the cache holds. */
@@ -171,6 +181,7 @@ export class NeighborCache {
   /** Forgets every entry and drops every queued packet (address change). */
   clear(): void {
     this.entries.clear();
+    this.generation++;
     this.droppedUnresolved += this.pendingTotal;
     this.pending.clear();
     this.pendingTotal = 0;
@@ -188,5 +199,6 @@ export class NeighborCache {
       if (entry.expiresAt < earliest) { earliest = entry.expiresAt; victim = address; }
     }
     this.entries.delete(victim);
+    this.generation++;
   }
 }
