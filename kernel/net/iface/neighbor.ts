@@ -52,8 +52,8 @@ export class NeighborCache {
   /** Packets dropped because their neighbour never answered. */
   droppedUnresolved = 0;
   /**
-   * Moves whenever an entry is removed before it expires (clear(), eviction), so that a MAC
-   * remembered outside (the interface's send path) can be checked without a lookup.
+   * Moves whenever an entry is removed before it expires (clear(), eviction) or updated, so
+   * that a MAC remembered outside (the interface's send path) can be checked without a lookup.
    */
   generation = 0;
 
@@ -106,6 +106,7 @@ export class NeighborCache {
     } else {
       entry.mac.set(mac.subarray(0, 6));
       entry.expiresAt = now + this.entryLifetime;
+      this.generation++; // the MAC may have changed
     }
     const waiting = this.pending.get(address);
     if (waiting !== undefined) {
