@@ -98,8 +98,9 @@ function up(): Stack {
   const gated: NetDevice = {
     mac: device.mac,
     mtu: device.mtu,
-    txBuffer: (length) => device.txBuffer(length),
-    transmit: (buffer, length) => device.transmit(buffer, length),
+    // Bound, not arrows: no interpreter frame of their own per frame sent.
+    txBuffer: device.txBuffer.bind(device),
+    transmit: device.transmit.bind(device),
     setReceiveHandler: (handler) => {
       stackReceive = handler;
       receiveHandler = handler !== null && steering !== null ? steering.receive : handler;

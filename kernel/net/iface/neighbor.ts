@@ -51,6 +51,11 @@ export class NeighborCache {
   private readonly maxPendingTotal: number;
   /** Packets dropped because their neighbour never answered. */
   droppedUnresolved = 0;
+  /**
+   * Moves whenever an entry is removed before it expires (clear(), eviction) or updated, so
+   * that a MAC remembered outside (the interface's send path) can be checked without a lookup.
+   */
+  generation = 0;
 
   /**
    * `requestResolution(address)` must send an ARP request for `address`;
@@ -75,6 +80,11 @@ export class NeighborCache {
     return entry !== undefined && entry.expiresAt > now ? entry.mac : null;
   }
 
+  /** When the entry for `address` expires (0 without one): a MAC from lookup() holds until then. */
+  expiresAt(address: number): number {
+    return this.entries.get(address)?.expiresAt ?? 0;
+  }
+
   /** How many live or stale entries the cache holds. */
   get size(): number { return this.entries.size; }
 
@@ -96,6 +106,7 @@ export class NeighborCache {
     } else {
       entry.mac.set(mac.subarray(0, 6));
       entry.expiresAt = now + this.entryLifetime;
+      this.generation++; // the MAC may have changed
     }
     const waiting = this.pending.get(address);
     if (waiting !== undefined) {
@@ -171,6 +182,7 @@ export class NeighborCache {
   /** Forgets every entry and drops every queued packet (address change). */
   clear(): void {
     this.entries.clear();
+    this.generation++;
     this.droppedUnresolved += this.pendingTotal;
     this.pending.clear();
     this.pendingTotal = 0;
@@ -188,5 +200,6 @@ export class NeighborCache {
       if (entry.expiresAt < earliest) { earliest = entry.expiresAt; victim = address; }
     }
     this.entries.delete(victim);
+    this.generation++;
   }
 }

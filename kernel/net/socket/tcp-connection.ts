@@ -522,7 +522,7 @@ export class TcpConnection {
 
     if (this.state === TcpState.SynReceived) {
       if (!((((this.sendUnacknowledged - acknowledgment) | 0) < 0) && (((acknowledgment - this.sendMax) | 0) <= 0))) {
-        this.sendReset(acknowledgment, 0, false, now);
+        this.sendReset(acknowledgment, 0, false);
         return;
       }
       if (this.passive && !this.host.completeHandshake(this)) {
@@ -572,7 +572,7 @@ export class TcpConnection {
     const hasAck = (flags & TCP_ACK) !== 0;
     // §3.10.7.3 first: ACK acceptability.
     if (hasAck && ((((acknowledgment - this.initialSendSequence) | 0) <= 0) || (((acknowledgment - this.sendMax) | 0) > 0))) {
-      if ((flags & TCP_RST) === 0) this.sendReset(acknowledgment, 0, false, now);
+      if ((flags & TCP_RST) === 0) this.sendReset(acknowledgment, 0, false);
       this.host.counters.droppedOutOfWindow++;
       return;
     }
@@ -969,9 +969,18 @@ export class TcpConnection {
     }
   }
 
-  private sendReset(sequence: number, acknowledgment: number, withAck: boolean, now: number): void {
-    this.host.counters.resetsSent++;
-    this.transmitRaw(sequence, acknowledgment, TCP_RST | (withAck ? TCP_ACK : 0), 0, null, 0, 0, now);
+  private sendReset(sequence: number, acknowledgment: number, withAck: boolean): void {
+    const counters = this.host.counters;
+    counters.resetsSent++;
+    const h = this.header;
+    h.sequence = sequence;
+    h.acknowledgment = acknowledgment;
+    h.flags = TCP_RST | (withAck ? TCP_ACK : 0);
+    h.window = 0;
+    h.hasTimestamps = false;
+    this.fillDataLength = 0;
+    if (this.host.ip.send(this.remoteAddress, PROTOCOL_TCP, TCP_HEADER_LENGTH, this.fill)) counters.segmentsSent++;
+    else counters.droppedSendFailed++;
   }
 
   private freeReceiveSpace(): number {
@@ -984,31 +993,57 @@ export class TcpConnection {
    * It carries the window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; the
    * right edge never shrinks), computed here rather than in a function of its own, with
    * freeReceiveSpace() and the update threshold written out and min/max as comparisons:
-   * this runs for every segment sent.
+   * this runs for every segment sent, so the header set-up and timestampNow() are written out
+   * here too.
    */
   private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
+    const host = this.host;
     const receiveBuffer = this.receiveBuffer;
-    const bufferSize = this.host.config.receiveBufferSize;
+    const receiveNext = this.receiveNext;
+    const bufferSize = host.config.receiveBufferSize;
     const free = this.discardReceived || receiveBuffer === null ? bufferSize : receiveBuffer.capacity - receiveBuffer.length;
+    const syn = (flags & TCP_SYN) !== 0;
     let window: number;
-    if ((flags & TCP_SYN) !== 0) {
+    if (syn) {
       window = free < 0xffff ? free : 0xffff; // never scaled in a SYN (RFC 7323 §2.2)
-      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((this.receiveNext + window) >>> 0);
+      if (this.state === TcpState.SynReceived) this.receiveWindowEdge = ((receiveNext + window) >>> 0);
     } else {
-      let current = ((this.receiveWindowEdge - this.receiveNext) | 0);
+      const shift = this.receiveWindowShift;
+      const windowEdge = this.receiveWindowEdge;
+      let current = ((windowEdge - receiveNext) | 0);
       if (current < 0) current = 0;
-      const threshold = bufferSize >> 1 < this.maxSegment ? bufferSize >> 1 : this.maxSegment;
+      const maxSegment = this.maxSegment;
+      const threshold = bufferSize >> 1 < maxSegment ? bufferSize >> 1 : maxSegment;
       let bytes = free - current >= threshold ? free : (current < free ? current : free);
       if (bytes < current) bytes = current; // never shrink the right edge
-      window = bytes >>> this.receiveWindowShift;
+      window = bytes >>> shift;
       if (window > 0xffff) window = 0xffff;
-      const edge = ((this.receiveNext + (window << this.receiveWindowShift)) >>> 0);
-      if ((((edge - this.receiveWindowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
+      const edge = ((receiveNext + (window << shift)) >>> 0);
+      if ((((edge - windowEdge) | 0) > 0)) this.receiveWindowEdge = edge;
     }
     const hasAck = (flags & TCP_ACK) !== 0;
-    const ok = this.transmitRaw(sequence, hasAck ? this.receiveNext : 0, flags, window, ring, offset, length, now);
+    const h = this.header;
+    h.sequence = sequence;
+    h.acknowledgment = hasAck ? receiveNext : 0;
+    h.flags = flags;
+    h.window = window;
+    const timestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
+    h.hasTimestamps = timestamps;
+    if (timestamps) {
+      h.timestampValue = (now - now % 1 + this.timestampOffset) >>> 0; // timestampNow(now); now ≥ 0
+      h.timestampEcho = hasAck ? this.timestampRecent : 0;
+    }
+    this.fillSource = ring;
+    this.fillDataOffset = offset;
+    this.fillDataLength = length;
+    // Only SYNs carry options other than timestamps (sendSyn sets and clears them).
+    const headerLength = syn ? tcpHeaderLengthFor(h) : timestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
+    const ok = host.ip.send(this.remoteAddress, PROTOCOL_TCP, headerLength + length, this.fill);
+    this.fillSource = null;
+    if (ok) host.counters.segmentsSent++;
+    else host.counters.droppedSendFailed++;
     if (hasAck) {
-      this.lastAckSent = this.receiveNext;
+      this.lastAckSent = receiveNext;
       this.ackNow = false;
       this.delayedAckDeadline = Infinity;
       this.bytesSinceAck = 0;
@@ -1016,37 +1051,45 @@ export class TcpConnection {
     return ok;
   }
 
-  private transmitRaw(sequence: number, acknowledgment: number, flags: number, window: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
-    const h = this.header;
-    h.sequence = sequence;
-    h.acknowledgment = acknowledgment;
-    h.flags = flags;
-    h.window = window;
-    const timestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
-    h.hasTimestamps = timestamps;
-    if (timestamps) {
-      h.timestampValue = this.timestampNow(now);
-      h.timestampEcho = (flags & TCP_ACK) !== 0 ? this.timestampRecent : 0;
-    }
-    this.fillSource = ring;
-    this.fillDataOffset = offset;
-    this.fillDataLength = length;
-    // Only SYNs carry options other than timestamps (sendSyn sets and clears them).
-    const headerLength = (flags & TCP_SYN) !== 0 ? tcpHeaderLengthFor(h) : timestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
-    const total = headerLength + length;
-    const ok = this.host.ip.send(this.remoteAddress, PROTOCOL_TCP, total, this.fill);
-    this.fillSource = null;
-    if (ok) this.host.counters.segmentsSent++;
-    else this.host.counters.droppedSendFailed++;
-    return ok;
-  }
-
-  /** IpSender's fill: the segment set up by transmitRaw(), written at buffer[offset…]. */
+  /**
+   * IpSender's fill: the segment set up by transmit() or sendReset(), written at buffer[offset…].
+   * A header without options but timestamps (NOP NOP TS, as writeTcpHeader lays them out) is
+   * written out here: a call costs more than its byte stores; SYNs go through writeTcpHeader.
+   */
   private fillSegment(buffer: Uint8Array, offset: number): void {
-    const headerLength = writeTcpHeader(buffer, this.header, offset);
+    const h = this.header;
+    const flags = h.flags;
+    let headerLength: number;
+    if ((flags & TCP_SYN) !== 0) {
+      headerLength = writeTcpHeader(buffer, h, offset);
+    } else {
+      const o = offset;
+      const sourcePort = this.localPort, destinationPort = this.remotePort;
+      const sequence = h.sequence, acknowledgment = h.acknowledgment, window = h.window;
+      buffer[o] = sourcePort >> 8; buffer[o + 1] = sourcePort;
+      buffer[o + 2] = destinationPort >> 8; buffer[o + 3] = destinationPort;
+      buffer[o + 4] = sequence >>> 24; buffer[o + 5] = sequence >>> 16; buffer[o + 6] = sequence >>> 8; buffer[o + 7] = sequence;
+      buffer[o + 8] = acknowledgment >>> 24; buffer[o + 9] = acknowledgment >>> 16;
+      buffer[o + 10] = acknowledgment >>> 8; buffer[o + 11] = acknowledgment;
+      buffer[o + 13] = flags;
+      buffer[o + 14] = window >> 8; buffer[o + 15] = window;
+      buffer[o + 16] = 0; buffer[o + 17] = 0; buffer[o + 18] = 0; buffer[o + 19] = 0;
+      if (h.hasTimestamps) {
+        headerLength = TCP_HEADER_LENGTH + 12;
+        buffer[o + 12] = 0x80; // data offset 8 words
+        const value = h.timestampValue, echo = h.timestampEcho;
+        buffer[o + 20] = 1; buffer[o + 21] = 1; buffer[o + 22] = 8; buffer[o + 23] = 10; // NOP NOP, kind 8 length 10
+        buffer[o + 24] = value >>> 24; buffer[o + 25] = value >>> 16; buffer[o + 26] = value >>> 8; buffer[o + 27] = value;
+        buffer[o + 28] = echo >>> 24; buffer[o + 29] = echo >>> 16; buffer[o + 30] = echo >>> 8; buffer[o + 31] = echo;
+      } else {
+        headerLength = TCP_HEADER_LENGTH;
+        buffer[o + 12] = 0x50; // data offset 5 words
+      }
+    }
     const length = this.fillDataLength;
-    if (length > 0 && this.fillSource !== null) {
-      this.fillSource.copyOut(this.fillDataOffset, length, buffer, offset + headerLength);
+    if (length > 0) {
+      const source = this.fillSource;
+      if (source !== null) source.copyOut(this.fillDataOffset, length, buffer, offset + headerLength);
     }
     // The checksum (RFC 9293 §3.1) summed in place over the segment, the pseudo-header's
     // constant part precomputed; two folds suffice below 2^32 (any segment under 64 KiB).
