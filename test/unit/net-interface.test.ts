@@ -332,3 +332,41 @@ test("a 60,000-byte datagram to an unresolved neighbour takes one queue slot and
   assert.equal(p.a.counters.fragmentsSent, 41);
   assert.deepEqual(server.receive()!.data, payload);
 });
+
+test("frames to a remembered destination (header template) match the generic path byte for byte, and the cache follows re-addressing", () => {
+  const p = pair();
+  const client = p.udpA.bind(5000);
+  const server = p.udpB.bind(7);
+  const payload = new Uint8Array([1, 2, 3, 4, 5]);
+  client.sendTo(ip("10.0.0.2"), 7, payload); // resolves 10.0.0.2 first (queued behind ARP)
+  p.pump(0);
+  assert.ok(server.receive());
+  const headers: Uint8Array[] = [];
+  for (let i = 0; i < 4; i++) {
+    // a miss (remember), the template built, then hits
+    assert.ok(client.sendTo(ip("10.0.0.2"), 7, payload));
+    const frame = p.link.a.takeTransmitted()[0]!;
+    headers.push(frame.slice(0, 34));
+  }
+  const expected = (identification: number, source: string): Uint8Array => {
+    const h = new Uint8Array(34);
+    h.set(p.link.b.mac, 0);
+    h.set(p.link.a.mac, 6);
+    h[12] = 0x08; h[13] = 0x00;
+    writeIpv4Header(h, 14, ip(source), ip("10.0.0.2"), PROTOCOL_UDP, 8 + payload.length, identification, 64, 0x4000);
+    return h;
+  };
+  const firstId = (headers[0]![18]! << 8) | headers[0]![19]!;
+  headers.forEach((h, i) => assert.deepEqual(h, expected((firstId + i) & 0xffff, "10.0.0.1"), `frame ${i}`));
+  // a new address: the remembered destination (and its template) are forgotten
+  p.a.configure({ address: ip("10.0.0.3"), prefixLength: 24, gateway: 0 }, 1);
+  p.link.a.takeTransmitted();
+  assert.ok(client.sendTo(ip("10.0.0.2"), 7, payload)); // the neighbour cache was cleared: ARP first
+  p.pump(2);
+  assert.equal(server.receive()?.source, ip("10.0.0.3"));
+  for (let i = 0; i < 3; i++) {
+    assert.ok(client.sendTo(ip("10.0.0.2"), 7, payload));
+    const frame = p.link.a.takeTransmitted()[0]!;
+    assert.deepEqual(frame.slice(0, 34), expected((frame[18]! << 8) | frame[19]!, "10.0.0.3"), `re-addressed frame ${i}`);
+  }
+});

@@ -137,7 +137,8 @@ export class Ipv4Interface implements IpSender {
    * an entry is removed or updated); configure() forgets it. sendTemplate holds the frame's
    * Ethernet and IPv4 headers for it (copied with one `set`; length, identification,
    * protocol and checksum written per packet), sendTemplateSum the header checksum's
-   * constant part.
+   * constant part. The template is built at the destination's second packet in a row, so
+   * that clients whose packets interleave (every packet a miss) pay nothing for it.
    */
   private sendDestination = -1;
   private sendMac: Uint8Array = BROADCAST_MAC;
@@ -145,6 +146,7 @@ export class Ipv4Interface implements IpSender {
   private sendGeneration = 0;
   private readonly sendTemplate = new Uint8Array(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
   private sendTemplateSum = 0;
+  private sendTemplateReady = false;
 
   constructor(private readonly device: NetDevice, options: InterfaceOptions = {}) {
     this.mac = device.mac.slice(0, 6);
@@ -268,6 +270,7 @@ export class Ipv4Interface implements IpSender {
     let remembered = true;
     if (destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === neighbors.generation) {
       mac = this.sendMac; // (never our own address: configure() forgets it)
+      if (!this.sendTemplateReady) this.buildSendTemplate();
     } else {
       remembered = false;
       if (destination === this.address && destination !== 0) return this.sendToSelf(protocol, length, fill);
@@ -277,10 +280,7 @@ export class Ipv4Interface implements IpSender {
         mac = BROADCAST_MAC;
       } else {
         mac = neighbors.lookup(nextHop, this.now);
-        if (mac !== null) {
-          this.remember(destination, mac, neighbors.expiresAt(nextHop), neighbors.generation);
-          remembered = true;
-        }
+        if (mac !== null) this.remember(destination, mac, neighbors.expiresAt(nextHop), neighbors.generation);
       }
     }
     const identification = this.nextIdentification;
@@ -335,19 +335,25 @@ export class Ipv4Interface implements IpSender {
     return true;
   }
 
-  /** Remembers `destination`'s MAC for send() and builds its header template. */
+  /** Remembers `destination`'s MAC for send(); its header template is built at the next packet. */
   private remember(destination: number, mac: Uint8Array, until: number, generation: number): void {
     this.sendDestination = destination;
     this.sendMac = mac;
     this.sendMacUntil = until;
     this.sendGeneration = generation;
-    const source = this.address, ttl = this.ttl;
+    this.sendTemplateReady = false;
+  }
+
+  /** Builds the remembered destination's Ethernet + IPv4 header template. */
+  private buildSendTemplate(): void {
+    const source = this.address, ttl = this.ttl, destination = this.sendDestination, mac = this.sendMac;
     const template = this.sendTemplate;
     writeEthernetHeader(template, 0, mac, this.mac, ETHERTYPE_IPV4);
     writeIpv4Header(template, ETHERNET_HEADER_LENGTH, source, destination, 0, 0, 0, ttl, IPV4_DONT_FRAGMENT);
     // Version/IHL and TOS, DF, TTL and the addresses (RFC 1071 §2: summed from the values).
     this.sendTemplateSum = 0x4500 + IPV4_DONT_FRAGMENT + (ttl << 8) +
       (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff);
+    this.sendTemplateReady = true;
   }
 
   /**
