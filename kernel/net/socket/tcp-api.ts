@@ -48,35 +48,14 @@ export class TcpSocket implements TcpConnectionEvents {
 
   /** Next chunk of received bytes; null at end of stream. Rejects with ECONNRESET etc. */
   read(): Promise<Uint8Array | null> {
-    const connection = this.connection;
-    if (connection.readableLength > 0) return Promise.resolve(connection.read());
-    if (connection.error !== null) {
-      this.onReadFailure?.();
-      return Promise.reject(connection.error);
-    }
-    if (connection.atEndOfStream) return Promise.resolve(null);
-    if (this.readResolve !== null) {
-      this.onReadFailure?.();
-      return Promise.reject(new TcpError("EPIPE", "a read is already pending"));
-    }
-    return new Promise((resolve, reject) => {
-      this.readResolve = resolve;
-      this.readReject = reject;
-    });
+    return new Promise((resolve, reject) => this.readWith(resolve, reject));
   }
 
   /** read() with callbacks: one of them is called once, at once when the answer is known. */
   readWith(onChunk: (data: Uint8Array | null) => void, onError: (error: unknown) => void): void {
     const connection = this.connection;
     if (connection.readableLength > 0) onChunk(connection.read());
-    else if (connection.error !== null) {
-      this.onReadFailure?.();
-      onError(connection.error);
-    } else if (connection.atEndOfStream) onChunk(null);
-    else if (this.readResolve !== null) {
-      this.onReadFailure?.();
-      onError(new TcpError("EPIPE", "a read is already pending"));
-    } else {
+    else if (!this.endWithoutData(onChunk, null, onError)) {
       this.readResolve = onChunk;
       this.readReject = onError;
     }
@@ -86,19 +65,33 @@ export class TcpSocket implements TcpConnectionEvents {
   readIntoWith(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (error: unknown) => void): void {
     const connection = this.connection;
     if (connection.readableLength > 0) onRead(connection.readInto(target, offset));
-    else if (connection.error !== null) {
-      this.onReadFailure?.();
-      onError(connection.error);
-    } else if (connection.atEndOfStream) onRead(0);
-    else if (this.readResolve !== null) {
-      this.onReadFailure?.();
-      onError(new TcpError("EPIPE", "a read is already pending"));
-    } else {
+    else if (!this.endWithoutData(onRead, 0, onError)) {
       this.readResolve = onRead;
       this.readReject = onError;
       this.readTarget = target;
       this.readOffset = offset;
     }
+  }
+
+  /**
+   * A read that finds no data buffered: ends it with the connection's error, with `end` at
+   * end of stream, or with EPIPE when another read is pending (the failures tell
+   * onReadFailure first). False when it has to wait.
+   */
+  private endWithoutData<T>(onData: (value: T) => void, end: T, onError: (error: unknown) => void): boolean {
+    const connection = this.connection;
+    if (connection.error !== null) {
+      this.onReadFailure?.();
+      onError(connection.error);
+    } else if (connection.atEndOfStream) {
+      onData(end);
+    } else if (this.readResolve !== null) {
+      this.onReadFailure?.();
+      onError(new TcpError("EPIPE", "a read is already pending"));
+    } else {
+      return false;
+    }
+    return true;
   }
 
   /** Fails a pending read() with `error` (data arriving later stays for the next read). */
