@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
+import { MAX_CPUS, qemuArgs, QEMU_BINARY, writeBootSeed, type Accel, type RunOptions } from "../host/run.ts";
 
 export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -16,8 +16,20 @@ export function percentile(values: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
+/** One boot-seed file (enough for MAX_CPUS cores) for every guest of a benchmark run; `torito run` writes a fresh one per run. */
+let seedFile: string | undefined;
+export function benchSeed(): string {
+  if (seedFile === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "torito-bench-seed-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    seedFile = writeBootSeed(dir, MAX_CPUS);
+  }
+  return seedFile;
+}
+
+/** The options `torito run IMAGE` would use (with its fw_cfg boot seed). */
 export function runOptions(image: string, accel: Accel, memBytes = 64 << 20, appArgs: string[] = []): RunOptions {
-  return { image, accel, memBytes, cpus: 1, ports: [], appArgs };
+  return { image, accel, memBytes, cpus: 1, ports: [], appArgs, seedFile: benchSeed() };
 }
 
 export interface Launch {

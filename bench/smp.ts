@@ -15,7 +15,7 @@ import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel, type PortForward, type Ru
 import { applianceImage } from "../host/serve.ts";
 import { freePort } from "../test/helpers/ports.ts";
 import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, parseWrk, runIfMain, runOptions, table, type Launch, type WrkResult } from "./lib.ts";
+import { benchSeed, fmt, launch, median, parseWrk, runIfMain, runOptions, table, type Launch, type WrkResult } from "./lib.ts";
 
 const RUNS = 9;
 const CPU_COUNTS = [1, 2, 4];
@@ -56,7 +56,7 @@ const WRK_REPEATS = 3;
 async function applianceOnCores(image: string, accel: Accel, coreCount: number): Promise<{ rps: number; runs: WrkResult[] }> {
   const ports: PortForward[] = [];
   for (let i = 0; i < coreCount; i++) ports.push({ address: "127.0.0.1", hostPort: await freePort(), guestPort: 80, core: i });
-  const o: RunOptions = { ...runOptions(image, accel), cpus: coreCount, ports, rng: true };
+  const o: RunOptions = { ...runOptions(image, accel), cpus: coreCount, ports, seedFile: benchSeed() };
   const guest = spawn(QEMU_BINARY, qemuArgs(o), { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   guest.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
@@ -90,7 +90,7 @@ export const TAP_LAYOUTS: readonly TapLayout[] = ["1 core", "2 cores, 2 NICs", "
  * layouts, btmq (multi_queue, 10.80.2.1/24) for the multiqueue one.
  */
 export async function applianceOverTap(ns: NetNamespace, image: string, accel: Accel, layout: TapLayout): Promise<{ rps: number; runs: WrkResult[] }> {
-  const base: RunOptions = { ...runOptions(image, accel), ports: [], rng: true };
+  const base: RunOptions = { ...runOptions(image, accel), ports: [], seedFile: benchSeed() };
   const o: RunOptions = layout === "1 core" ? { ...base, cpus: 1, taps: [{ ifname: "bt0", vnetHdr: true }], ip: "10.80.0.2/24" }
     : layout === "2 cores, 2 NICs" ? { ...base, cpus: 2, taps: [{ ifname: "bt0", vnetHdr: true }, { ifname: "bt1", vnetHdr: true }], ip: "10.80.0.2/24,10.80.1.2/24" }
     : { ...base, cpus: 2, taps: [{ ifname: "btmq", vnetHdr: true, mq: true }], ip: "10.80.2.2/24" };
@@ -219,7 +219,7 @@ export async function smpBenchmark(work: string): Promise<string> {
     table(["accel", "busy p50 (µs)", "busy p99 (µs)", "after a halt p50 (µs)", "after a halt p90 (µs)"], pingRows),
     "",
     "**The WebServer appliance on 1 and 2 cores.** Each core owns its own virtio-net (QEMU user",
-    "networking, one host port per core: `torito run --cpus 2 --port A:80@0 --port B:80@1 --rng`) and runs",
+    "networking, one host port per core: `torito run --cpus 2 --port A:80@0 --port B:80@1`) and runs",
     "its own TCP/IP stack and server; a request never leaves its core. Load: wrk `-t1 --latency` for the",
     `612-byte file, ${WRK_SECONDS} s, ${WRK_CONNECTIONS} keep-alive connections in all (one wrk per port, started together, each with`,
     `${WRK_CONNECTIONS}/cores connections); requests/s summed over the ports, median of ${WRK_REPEATS} boots, 1 and 2 cores alternating.`,

@@ -14,7 +14,7 @@ import { applianceImage } from "../host/serve.ts";
 import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel, type RunOptions } from "../host/run.ts";
 import { pvhTestImage } from "../test/fixtures/pvh-test-image.ts";
 import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../test/tools/netns.ts";
-import { fmt, launch, median, parseWrk, runIfMain, table, type WrkResult } from "./lib.ts";
+import { benchSeed, fmt, launch, median, parseWrk, runIfMain, table, type WrkResult } from "./lib.ts";
 import { freePort } from "../test/helpers/ports.ts";
 
 const BOOT_RUNS = 11;
@@ -27,9 +27,9 @@ const repo = join(import.meta.dirname, "..");
 
 export { freePort };
 
-/** The appliance's QEMU options as `torito serve` sets them: user networking and virtio-rng. */
+/** The appliance's QEMU options as `torito serve` sets them: user networking and the fw_cfg boot seed. */
 export const userNet = (image: string, accel: Accel, port: number, memBytes = 64 << 20): RunOptions =>
-  ({ image, accel, memBytes, cpus: 1, ports: [{ address: "127.0.0.1", hostPort: port, guestPort: 80 }], appArgs: [], rng: true });
+  ({ image, accel, memBytes, cpus: 1, ports: [{ address: "127.0.0.1", hostPort: port, guestPort: 80 }], appArgs: [], seedFile: benchSeed() });
 
 /** One GET on a fresh connection; resolves true on a 200 status line within `ms`. */
 export function got200(port: number, path: string, ms: number): Promise<boolean> {
@@ -216,8 +216,8 @@ export async function webServerBenchmark(work: string): Promise<string> {
     console.log(`webserver first 200 ${accel}: floor ${fmt(f)} ms, first 200 ${fmt(t)} ms`);
   }
   out.push(
-    `**Launch → first HTTP 200** (medians of ${BOOT_RUNS} interleaved runs, user networking with a host port forward and virtio-rng, as \`torito serve\` runs it).`,
-    "*Floor*: the same QEMU command line (same netdev and rng) booting a PVH image that prints \"hi\" at its first",
+    `**Launch → first HTTP 200** (medians of ${BOOT_RUNS} interleaved runs, user networking with a host port forward and the fw_cfg boot seed, as \`torito serve\` runs it).`,
+    "*Floor*: the same QEMU command line (same netdev and seed) booting a PVH image that prints \"hi\" at its first",
     "instructions (`test/fixtures/pvh-test-image.S`), timed to that line. *First 200*: the appliance, timed from",
     "spawning QEMU to the first `200` status line; *\"serving\" line*: to the appliance's console line printed once",
     "it listens. Polling starts at that line (earlier connections only wait in QEMU's user network, whose host",
@@ -253,7 +253,7 @@ export async function webServerBenchmark(work: string): Promise<string> {
       ns = await NetNamespace.create("bench");
       await ns.addTap("tap0", "10.77.0.1/24");
       const tapOptions = (image: string, memBytes = 64 << 20): RunOptions => ({
-        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], taps: [{ ifname: "tap0", vnetHdr: true }], ip: `${GUEST}/24`, gateway: "10.77.0.1", rng: true,
+        image, accel: accels[0]!, memBytes, cpus: 1, ports: [], appArgs: [], taps: [{ ifname: "tap0", vnetHdr: true }], ip: `${GUEST}/24`, gateway: "10.77.0.1", seedFile: benchSeed(),
       });
       const space = ns;
       const bootTap = async (o: RunOptions, ready: string): Promise<Guest> => {

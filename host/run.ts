@@ -8,7 +8,8 @@
  * when QEMU is (QEMU exits cleanly on SIGTERM/SIGINT/SIGHUP and says so; a SIGKILL is exit 1).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
@@ -69,6 +70,24 @@ export interface RunOptions {
   appArgs: string[];
   /** Path of the vhost-user socket served by virtiofsd (required when fsDir is set). */
   virtiofsSocket?: string;
+  /** A file of BOOT_SEED_BYTES random bytes per core that the guest reads at boot through
+   *  fw_cfg (`opt/torito/seed`) to seed its CSPRNG; `runImage` writes a fresh one. */
+  seedFile?: string;
+}
+
+/** fw_cfg name of the boot seeds (kernel/devices/index.ts reads it). */
+export const BOOT_SEED_NAME = "opt/torito/seed";
+/** Seed bytes per core. */
+export const BOOT_SEED_BYTES = 32;
+
+/**
+ * Writes fresh boot seeds for `cpus` cores from the host's CSPRNG into `dir` (which should be
+ * private to this user: QEMU reads the file when it starts) and returns the file's path.
+ */
+export function writeBootSeed(dir: string, cpus: number): string {
+  const path = join(dir, "seed");
+  writeFileSync(path, randomBytes(BOOT_SEED_BYTES * cpus), { mode: 0o600 });
+  return path;
 }
 
 /** A raw disk image attached as a virtio-blk device. */
@@ -392,6 +411,9 @@ export function qemuArgs(o: RunOptions): string[] {
       "-device", "virtio-serial-device", "-device", "virtconsole,chardev=vcon0",
     );
   }
+  // Boot seeds through fw_cfg: QEMU reads the file at start-up, so the seed never appears on
+  // a command line, and the guest reads it with two port writes instead of starting a device.
+  if (o.seedFile !== undefined) args.push("-fw_cfg", `name=${BOOT_SEED_NAME},file=${qemuOptValue(resolve(o.seedFile))}`);
   if (o.rng) {
     // One per core: each core seeds its own CSPRNG from its own device (device i -> core i).
     for (let i = 0; i < o.cpus; i++) {
@@ -575,6 +597,7 @@ export function validateRunOptions(o: RunOptions): ImageInfo {
 export function dryRunLines(o: RunOptions): string[] {
   const lines: string[] = [];
   const withSocket = { ...o };
+  withSocket.seedFile ??= join(tmpdir(), "torito-run-XXXXXX", "seed");
   if (o.fsDir !== undefined) {
     withSocket.virtiofsSocket ??= join(tmpdir(), "torito-run-XXXXXX", "virtiofsd.sock");
     lines.push(`${shellQuote([VIRTIOFSD_BINARY, ...virtiofsdArgs(o.fsDir, withSocket.virtiofsSocket)])} &`);
@@ -648,6 +671,7 @@ export async function runImage(o: RunOptions, io: RunIo = { stderr: (t) => proce
   try {
     const options = { ...o };
     const scratch = () => (workDir ??= mkdtempSync(join(tmpdir(), "torito-run-")));
+    options.seedFile ??= writeBootSeed(scratch(), o.cpus);
     if (o.fsDir !== undefined) {
       options.virtiofsSocket = join(scratch(), "virtiofsd.sock");
       virtiofsd = await startVirtiofsd(o.fsDir, options.virtiofsSocket);

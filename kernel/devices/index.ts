@@ -22,6 +22,7 @@ import type { VirtioDriver } from "./virtio/driver.ts";
 import { VirtioBlk, type BlockDevice } from "./virtio/blk.ts";
 import { VirtioConsole, type ConsoleDevice } from "./virtio/console.ts";
 import { VirtioRng } from "./virtio/rng.ts";
+import { readFwCfgFile } from "./fwcfg.ts";
 import { createCrypto, type ToritoCrypto } from "./random.ts";
 import { cores } from "../process/cores.ts";
 import { idleStats, onBeforeExit, setIdleSpin } from "../process/scheduler.ts";
@@ -270,28 +271,56 @@ export function discoveryStats(): { discoveryMs: number; probed: boolean; fromCm
 
 let seedSource = "";
 
-/** Where the CSPRNG seed came from ("virtio-rng" or "tsc-jitter"), "" before first use. */
+/** Where the CSPRNG seed came from ("fw_cfg", "virtio-rng", both joined by "+", or "tsc-jitter"), "" before first use. */
 export function entropySource(): string {
   return seedSource;
 }
 
-/** 32+ bytes to seed the CSPRNG: virtio-rng when present, else TSC jitter (with a warning). */
+/** The fw_cfg file holding the boot seeds `torito run` passes: SEED_BYTES per core, core i's at i * SEED_BYTES. */
+export const BOOT_SEED_FILE = "opt/torito/seed";
+export const SEED_BYTES = 32;
+
+/**
+ * 32+ bytes to seed this core's CSPRNG, from every source the VMM gives: the boot seed in
+ * fw_cfg (two port writes: `torito run` always passes it) and virtio-rng when attached
+ * (`--rng`: ~1.5 ms to start the device); with neither, TSC jitter (with a warning).
+ */
 function entropySeed(): Uint8Array {
+  const parts: Uint8Array[] = [];
+  const sources: string[] = [];
+  const boot = readFwCfgFile(BOOT_SEED_FILE);
+  if (boot !== null && boot.length >= (thisCore + 1) * SEED_BYTES) {
+    parts.push(boot.subarray(thisCore * SEED_BYTES, (thisCore + 1) * SEED_BYTES));
+    sources.push("fw_cfg");
+  } else if (boot !== null) {
+    stats.warnings.push(`fw_cfg ${BOOT_SEED_FILE}: ${boot.length} bytes, none for core ${thisCore}`);
+  }
   const entry = ofKind("rng")[0];
   if (entry !== undefined) {
     const rng = start(entry, (t) => new VirtioRng(t));
     if (rng !== null) {
       try {
-        const seed = rng.readSync(48);
-        seedSource = "virtio-rng";
-        return seed;
+        parts.push(rng.readSync(48));
+        sources.push("virtio-rng");
       } catch (e) {
         stats.warnings.push((e as Error).message);
       }
     }
   }
+  if (parts.length > 0) {
+    seedSource = sources.join("+");
+    if (parts.length === 1) return parts[0]!;
+    // ChaChaRng folds a longer seed into its key by XOR: the sources add up, none can weaken another.
+    const seed = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      seed.set(p, at);
+      at += p.length;
+    }
+    return seed;
+  }
   seedSource = "tsc-jitter";
-  hw.write("torito: warning: no virtio-rng device; crypto is seeded from timer jitter only (run with --rng)\n");
+  hw.write("torito: warning: no boot seed (fw_cfg) and no virtio-rng device; crypto is seeded from timer jitter only (boot with `torito run`, or attach --rng)\n");
   // Timing of a loop that reads the clock: interrupts, VM exits and cache effects make the
   // low bits vary. Weak, but different on every boot.
   const seed = new Uint8Array(64);

@@ -275,7 +275,8 @@ idt_pointer:
  * traps from ring 3), ist1 (double fault), and the offset of the one I/O permission bitmap
  * they share at IOBITMAP, that opens to ring 3 exactly the ports the
  * runtime drives itself: PIT 0x40-0x43 and 0x61, CMOS 0x70-0x71, isa-debug-exit
- * 0xf4-0xf7, COM1 0x3f8-0x3ff. A set bit denies the port.
+ * 0xf4-0xf7, COM1 0x3f8-0x3ff, fw_cfg 0x510-0x51b (selector, data, DMA address).
+ * A set bit denies the port.
  */
         .section .tss, "aw"
         .globl tss, iobitmap
@@ -305,7 +306,10 @@ iobitmap:
         .byte 0x0f                      /* 0xf4-0xf7 open */
         .fill 0x7f - 0x1f, 1, 0xff
         .byte 0x00                      /* 0x3f8-0x3ff open */
-        .fill 8192 - 0x80, 1, 0xff
+        .fill 0xa2 - 0x80, 1, 0xff
+        .byte 0x00                      /* fw_cfg 0x510-0x517 open */
+        .byte 0xf0                      /* fw_cfg DMA low half 0x518-0x51b open */
+        .fill 8192 - 0xa4, 1, 0xff
         .byte 0xff                      /* terminator */
 
 /* ---------------------------------------------------------------------------------- */

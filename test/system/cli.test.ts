@@ -130,6 +130,7 @@ describe("--dry-run", () => {
     assert.equal(r.stdout,
       "qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -accel kvm -m 16M -smp 1 -nodefaults " +
       "-no-user-config -nographic -no-reboot -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 " +
+      `-fw_cfg name=opt/torito/seed,file=${join(tmpdir(), "torito-run-XXXXXX", "seed")} ` +
       `-kernel ${images.hello} -append 'torito.accel=kvm -- a "b c"'\n`);
   });
 

@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { buildImage } from "../../host/build.ts";
-import { kvmUsable } from "../../host/run.ts";
+import { kvmUsable, qemuArgs, QEMU_BINARY, type Accel } from "../../host/run.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const cli = join(repo, "bin/torito.js");
@@ -152,21 +152,34 @@ describe("console and entropy", () => {
       assert.equal(readFileSync(file, "utf8"), "hello from the guest 0\nhello from the guest 1\nhello from the guest 2\n");
     });
 
-    test(`${accel}: two boots draw different random bytes from virtio-rng`, () => {
-      const boots = [0, 1].map(() => run(images.misc, ["--rng"], ["random"], accel));
-      for (const r of boots) {
+    test(`${accel}: two boots draw different random bytes from the boot seed (fw_cfg); --rng mixes in virtio-rng`, () => {
+      const boots = [[], ["--rng"]].map((options) => run(images.misc, options, ["random"], accel));
+      for (const [i, r] of boots.entries()) {
         assert.equal(r.status, 0, r.stderr);
-        assert.match(r.stdout, /^[0-9a-f]{64}\n[0-9a-f-]{36}\nentropy virtio-rng\n$/);
+        assert.match(r.stdout, new RegExp(`^[0-9a-f]{64}\\n[0-9a-f-]{36}\\nentropy ${i === 0 ? "fw_cfg" : "fw_cfg\\+virtio-rng"}\\n$`));
       }
       assert.notEqual(boots[0]!.stdout.slice(0, 64), boots[1]!.stdout.slice(0, 64));
     });
   }
 
-  test("without virtio-rng, crypto still works, seeded from timer jitter with a warning", () => {
-    const boots = [0, 1].map(() => run(images.misc, [], ["random"]));
+  test("every core seeds its own generator: two cores draw different bytes", () => {
+    const r = run(images.misc, ["--cpus", "2"], ["random"]);
+    assert.equal(r.status, 0, r.stderr);
+    const m = /^([0-9a-f]{64})\n[0-9a-f-]{36}\nentropy fw_cfg\ncore 1 ([0-9a-f]{64}) fw_cfg\n$/.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    assert.notEqual(m[1], m[2]);
+  });
+
+  test("without a boot seed or virtio-rng (a VMM without fw_cfg), crypto still works, seeded from timer jitter with a warning", () => {
+    // `torito run` always passes the seed: start QEMU with its command line minus the seed.
+    const boots = [0, 1].map(() => {
+      const argv = qemuArgs({ image: images.misc, accel: defaultAccel as Accel, memBytes: 64 << 20, cpus: 1, ports: [], appArgs: ["random"] });
+      const r = spawnSync(QEMU_BINARY, argv, { encoding: "utf8", timeout: 30_000 });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    });
     for (const r of boots) {
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /^torito: warning: no virtio-rng device.*\n[0-9a-f]{64}\n.*\nentropy tsc-jitter\n$/);
+      assert.equal(r.status, 1, r.stderr); // isa-debug-exit: (0 << 1) | 1
+      assert.match(r.stdout, /^torito: warning: no boot seed \(fw_cfg\) and no virtio-rng device.*\n[0-9a-f]{64}\n.*\nentropy tsc-jitter\n$/);
     }
     assert.notEqual(boots[0]!.stdout, boots[1]!.stdout);
   });

@@ -1,6 +1,6 @@
 // Units of the host CLI: argument parsing, sizes, QEMU command line, ELF checks, build helpers.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -8,7 +8,7 @@ import { appAssembly, bundleApp, formatEsbuildErrors, parseQjscOutput, BundleErr
 import { RUN_FLAGS, parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
 import {
   UsageError, checkImageFits, defaultAccel, inspectImage, kernelCommandLine, parseMem, parsePort, parseSize,
-  parseTimeout, qemuArgs, quoteKernelArg, shellQuote, type RunOptions,
+  parseTimeout, qemuArgs, quoteKernelArg, shellQuote, writeBootSeed, BOOT_SEED_BYTES, type RunOptions,
 } from "../../host/run.ts";
 import { pvhTestImage } from "../fixtures/pvh-test-image.ts";
 import { parseCmdline } from "../../kernel/cmdline.ts";
@@ -277,6 +277,23 @@ describe("one NIC per core: --port ...@CORE, repeated --net, --mem-weights, --rn
     const argv = qemuArgs(options("--cpus", "3", "--rng", "--mem-weights", "1,2,1"));
     assert.equal(argv.filter((a) => a.startsWith("virtio-rng-device")).length, 3);
     assert.match(append(argv), /torito\.mem_weights=1,2,1/);
+  });
+
+  test("the boot seed: 32 private bytes per core, passed as a fw_cfg file (never on the command line)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "torito-seed-test-"));
+    try {
+      const file = writeBootSeed(dir, 3);
+      const bytes = readFileSync(file);
+      assert.equal(bytes.length, 3 * BOOT_SEED_BYTES);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.notDeepEqual(bytes, readFileSync(writeBootSeed(dir, 3))); // fresh each time
+      const argv = qemuArgs({ ...options("--cpus", "3"), seedFile: file });
+      assert.equal(argv[argv.indexOf("-fw_cfg") + 1], `name=opt/torito/seed,file=${file}`);
+      assert.ok(!argv.some((a) => a.includes(bytes.toString("hex").slice(0, 16))));
+      assert.equal(qemuArgs(options("--cpus", "3")).indexOf("-fw_cfg"), -1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("disks: :ro and @CORE; an explicit placement is passed as torito.owner.blk", () => {

@@ -144,6 +144,44 @@ for (const indirect of [false, true]) {
   }
 }
 
+test("submitOne: one-segment requests (a frame out, a receive buffer in) mixed with chains, checked like submit's", () => {
+  const { vq, dev } = setup(8, false, true);
+  const buf = data();
+  const completed: [number, number][] = [];
+  for (let round = 0; round < 40; round++) {
+    // Two chains of two plus four single segments fill the 8 entries; one more does not fit.
+    vq.addOut(buf.phys, 10);
+    vq.addIn(buf.phys + 10, 100);
+    assert.ok(vq.submit(1000 + round));
+    for (let i = 0; i < 4; i++) assert.ok(vq.submitOne(buf.phys + 128 * i, 64 + i, i % 2 === 0, round * 10 + i));
+    vq.addOut(buf.phys, 1);
+    vq.addOut(buf.phys + 1, 1);
+    assert.ok(vq.submit(2000 + round));
+    assert.equal(vq.submitOne(buf.phys, 1, true, -1), false);
+    vq.kick();
+    const reqs = dev.take();
+    assert.deepEqual(reqs.map((r) => r.segs.map((s) => [s.phys - buf.phys, s.length, s.writable])), [
+      [[0, 10, false], [10, 100, true]],
+      [[0, 64, true]], [[128, 65, false]], [[256, 66, true]], [[384, 67, false]],
+      [[0, 1, false], [1, 1, false]],
+    ]);
+    for (const r of reqs.reverse()) dev.complete(r.head, r.segs.reduce((n, s) => n + (s.writable ? s.length : 0), 0));
+    assert.equal(vq.poll((token, len) => completed.push([token, len])), 6);
+    assert.equal(vq.inFlight, 0);
+    assert.equal(vq.freeDescriptors, 8);
+  }
+  assert.deepEqual(completed.slice(0, 6), [[2000, 0], [3, 0], [2, 66], [1, 0], [0, 64], [1000, 100]]);
+  // A single segment is held to its writable length like any request.
+  const { vq: q2, dev: d2, broken } = setup(4, false, false);
+  q2.submitOne(buf.phys, 16, true, 7);
+  q2.kick();
+  d2.complete(d2.take()[0]!.head, 17);
+  assert.equal(q2.poll(() => {}), 0);
+  assert.match(String(broken()), /wrote 17 bytes .* hold 16/);
+  vq.addOut(buf.phys, 1);
+  assert.throws(() => vq.submitOne(buf.phys, 1, false, 0), /staged/);
+});
+
 test("EVENT_IDX: the driver notifies only when the device asked, and is not interrupted while polling", () => {
   const { vq, dev, notifies } = setup(16, true, true);
   const buf = data();

@@ -221,7 +221,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   private readonly txMemory: ArrayBuffer;
   private readonly txBytes: Uint8Array;
   private readonly txPhys: number;
-  private readonly txFrames: Uint8Array[];
+  private readonly txFrames: (Uint8Array | undefined)[];
   private readonly txFree: Uint16Array;
   private txFreeCount: number;
   private readonly txInFlight: Uint8Array;
@@ -347,13 +347,11 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.txMemory = tx.buffer;
     this.txBytes = new Uint8Array(tx.buffer);
     this.txPhys = tx.phys;
-    this.txFrames = [];
+    // A slot's view is made when txBuffer() first hands it out (not 256 at start-up).
+    this.txFrames = new Array<Uint8Array | undefined>(this.txCount).fill(undefined);
     this.txFree = new Uint16Array(this.txCount);
     this.txInFlight = new Uint8Array(this.txCount);
-    for (let i = 0; i < this.txCount; i++) {
-      this.txFrames.push(new Uint8Array(tx.buffer, i * this.txStride + this.headerLength, this.txStride - this.headerLength));
-      this.txFree[i] = this.txCount - 1 - i;
-    }
+    for (let i = 0; i < this.txCount; i++) this.txFree[i] = this.txCount - 1 - i;
     this.txFreeCount = this.txCount;
 
     // §3.1.1 step 8, then §5.1.5: fill the receive queue. (Multiqueue stays at one pair until
@@ -442,7 +440,14 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       this.counters.txFull++;
       return null;
     }
-    return this.txFrames[this.txFree[this.txFreeCount - 1]!]!;
+    const slot = this.txFree[this.txFreeCount - 1]!;
+    return this.txFrames[slot] ?? this.txView(slot);
+  }
+
+  private txView(slot: number): Uint8Array {
+    const view = new Uint8Array(this.txMemory, slot * this.txStride + this.headerLength, this.txStride - this.headerLength);
+    this.txFrames[slot] = view;
+    return view;
   }
 
   transmit(buffer: Uint8Array, length: number): void {
@@ -499,13 +504,14 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.txInFlight[slot] = 1;
     const phys = this.txPhys + at;
     const q = this.txq;
+    // Cannot fail: there are no more buffers than ring entries.
     if (this.splitHeader) {
       q.addOut(phys, this.headerLength);
       q.addOut(phys + this.headerLength, length);
+      q.submit(slot);
     } else {
-      q.addOut(phys, this.headerLength + length);
+      q.submitOne(phys, this.headerLength + length, false, slot);
     }
-    q.submit(slot); // cannot fail: there are no more buffers than ring entries
     this.counters.txFrames++;
     this.counters.txBytes += length;
     this.txUnkicked = true;
@@ -552,10 +558,10 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     if (this.splitHeader) {
       q.addIn(phys, this.headerLength);
       q.addIn(phys + this.headerLength, this.rxStride - this.headerLength);
+      q.submit(slot);
     } else {
-      q.addIn(phys, this.rxStride);
+      q.submitOne(phys, this.rxStride, true, slot);
     }
-    q.submit(slot);
   }
 
   /** One used receive buffer (§5.1.6.4); its length was checked against the buffer by the virtqueue. */

@@ -271,6 +271,35 @@ export class Virtqueue<T> {
     return true;
   }
 
+  /**
+   * submit() of a request of one segment (`writable`: device-writable), with no staging: a
+   * receive buffer's re-post and a frame's transmission, once per packet. Same contract.
+   */
+  submitOne(phys: number, length: number, writable: boolean, token: T): boolean {
+    if (this.staged !== 0) throw new RangeError(`${this.name}: submitOne() with segments staged`);
+    if (this.broken !== null) throw this.broken;
+    if (this.numFree === 0) return false;
+    const head = this.freeHead;
+    const d32 = this.desc32;
+    d32[4 * head] = phys % 0x100000000;
+    d32[4 * head + 1] = phys / 0x100000000;
+    d32[4 * head + 2] = length;
+    this.desc16[8 * head + 6] = writable ? VIRTQ_DESC_F_WRITE : 0;
+    const next = this.nextFree[head]!;
+    this.desc16[8 * head + 7] = next;
+    this.freeHead = next;
+    this.numFree--;
+    this.chainTail[head] = head;
+    this.chainCount[head] = 1;
+    this.writableBytes[head] = writable ? length : 0;
+    this.tokens[head] = token;
+    this.outstanding[head] = 1;
+    this.inFlight++;
+    this.avail16[2 + (this.availIdx & this.mask)] = head;
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+    return true;
+  }
+
   private writeDesc(d: number, phys: number, length: number, flags: number, next: number): void {
     const d32 = this.desc32;
     d32[4 * d] = phys % 0x100000000;
