@@ -47,9 +47,9 @@ if (images.length === 0) {
   } else images = [await applianceImage(small)];
   if (save) copyFileSync(images[0]!, save);
 }
-async function guestStats(): Promise<Record<string, number>> {
+async function guestStats(): Promise<Record<string, number> & { net?: Record<string, number> }> {
   const r = await ns.run("curl", ["-s", `http://${GUEST}/__stats`], 10_000);
-  return JSON.parse(r.stdout.toString()) as Record<string, number>;
+  return JSON.parse(r.stdout.toString()) as Record<string, number> & { net?: Record<string, number> };
 }
 const ns = await NetNamespace.create("quick");
 let guest: ChildProcess | undefined;
@@ -84,7 +84,9 @@ try {
         const after = await guestStats();
         const n = after.requests! - before.requests!;
         const per = (key: string) => ((after[key]! - before[key]!) / n).toFixed(3);
-        console.log(`  ${basename(image)}: per request: turns ${per("turns")}, rx notifies ${per("rxNotifications")}, tx notifies ${per("txNotifications")}, halts ${per("halts")}, interrupts ${per("interruptsHandled")}`);
+        const net = (o: { net?: Record<string, number> }) => o.net!;
+        const perNet = (key: string) => ((net(after)[key]! - net(before)[key]!) / n).toFixed(3);
+        console.log(`  ${basename(image)}: per request: turns ${per("turns")}, rx notifies ${per("rxNotifications")}, tx notifies ${per("txNotifications")}, halts ${per("halts")}, interrupts ${per("interruptsHandled")}, frames in ${perNet("rxFrames")}, out ${perNet("txFrames")}`);
       }
       guest.kill("SIGKILL");
       await new Promise((r) => guest!.once("exit", r));
