@@ -89,14 +89,27 @@ export async function bootArgsToFirst200(args: string[], port: number, path: str
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e6;
   const guest = spawnGuest(QEMU_BINARY, args);
   let servingMs = NaN;
-  guest.child.stdout!.on("data", () => {
-    if (Number.isNaN(servingMs) && guest.console().includes(": serving")) servingMs = elapsed();
-  });
   const deadline = Date.now() + timeoutMs;
   // Connections before the guest listens are abandoned after 25 ms each, and a flood of
   // abandoned connections exhausts the guest's heap (a stack bug, see the report of issue 4):
-  // poll the console first (1 ms), then connect in a tight loop.
-  while (Number.isNaN(servingMs) && Date.now() < deadline && guest.child.exitCode === null) await new Promise((r) => setTimeout(r, 1));
+  // wait for the console line first (its chunk's event, no polling delay), then connect in
+  // a tight loop.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      guest.child.stdout!.off("data", onData);
+      resolve();
+    };
+    const onData = () => {
+      if (guest.console().includes(": serving")) {
+        servingMs = elapsed();
+        done();
+      }
+    };
+    guest.child.stdout!.on("data", onData);
+    guest.child.once("exit", done);
+  });
   for (;;) {
     if (await got200(port, path, 25)) return { ms: elapsed(), servingMs, guest };
     if (Date.now() > deadline || guest.child.exitCode !== null) {
