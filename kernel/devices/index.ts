@@ -276,9 +276,9 @@ export function entropySource(): string {
   return seedSource;
 }
 
-/** The fw_cfg file holding the boot seeds `torito run` passes: SEED_BYTES per core, core i's at i * SEED_BYTES. */
-export const BOOT_SEED_FILE = "opt/torito/seed";
-export const SEED_BYTES = 32;
+/** The fw_cfg file holding the boot seeds `torito run` passes (host/run.ts): SEED_BYTES per core, core i's at i * SEED_BYTES. */
+const BOOT_SEED_FILE = "opt/torito/seed";
+const SEED_BYTES = 32;
 
 /**
  * 32+ bytes to seed this core's CSPRNG, from every source the VMM gives: the boot seed in
@@ -290,11 +290,12 @@ function entropySeed(): Uint8Array {
   const sources: string[] = [];
   const boot = readFwCfgFile(BOOT_SEED_FILE);
   if (boot !== null && boot.length >= (thisCore + 1) * SEED_BYTES) {
-    parts.push(boot.subarray(thisCore * SEED_BYTES, (thisCore + 1) * SEED_BYTES));
+    parts.push(boot.slice(thisCore * SEED_BYTES, (thisCore + 1) * SEED_BYTES));
     sources.push("fw_cfg");
   } else if (boot !== null) {
     stats.warnings.push(`fw_cfg ${BOOT_SEED_FILE}: ${boot.length} bytes, none for core ${thisCore}`);
   }
+  boot?.fill(0); // the other cores' seeds do not stay in this core's heap
   const entry = ofKind("rng")[0];
   if (entry !== undefined) {
     const rng = start(entry, (t) => new VirtioRng(t));

@@ -114,7 +114,14 @@ export interface ToritoCrypto {
 /** Builds `crypto` around a generator seeded on first use by `seed()` (32+ bytes). */
 export function createCrypto(seed: () => Uint8Array): ToritoCrypto {
   let rng: ChaChaRng | null = null;
-  const source = (): ChaChaRng => (rng ??= new ChaChaRng(seed()));
+  const source = (): ChaChaRng => {
+    if (rng === null) {
+      const bytes = seed();
+      rng = new ChaChaRng(bytes);
+      bytes.fill(0); // the key lives on in the generator only
+    }
+    return rng;
+  };
   const getRandomValues = <T extends IntegerArray>(array: T): T => {
     const ok = array instanceof Int8Array || array instanceof Uint8Array || array instanceof Uint8ClampedArray ||
       array instanceof Int16Array || array instanceof Uint16Array || array instanceof Int32Array ||
