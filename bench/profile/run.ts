@@ -1,9 +1,10 @@
 /**
  * Bundles bench/profile/web-host.ts, runs it under build/profile/qjs-prof and prints where
  * the samples went (self and inclusive, by function), plus microseconds per request.
- *   node --import tsx bench/profile/run.ts [connections] [requestsPerConn] [batch] [--no-prof] [--count]
+ *   node --import tsx bench/profile/run.ts [connections] [requestsPerConn] [batch] [--no-prof] [--count] [--timestamps]
  * --count: instructions per request instead (valgrind --tool=callgrind, two runs of different
  * lengths, so set-up and warm-up cancel out): a figure that the machine's load does not move.
+ * --timestamps: the client sends RFC 7323 timestamps on every segment, as Linux peers do.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,6 +20,8 @@ const qjs = join(out, "qjs-prof");
 if (!existsSync(qjs)) execFileSync("sh", [join(import.meta.dirname, "build.sh")], { stdio: "inherit" });
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const profile = !process.argv.includes("--no-prof");
+/** --timestamps: the scripted client sends RFC 7323 timestamps, as Linux (wrk over a tap) does. */
+const client = process.argv.includes("--timestamps") ? "ts" : "plain";
 const site = testSite(repo, "bench-small", 1024);
 writeFileSync(join(out, "site.pack"), packDirectory(site));
 await build({
@@ -29,7 +32,7 @@ await build({
 if (process.argv.includes("--count")) {
   const spawnCount = (perConn: number): number => {
     const r = spawnSync("valgrind", ["--tool=callgrind", "--callgrind-out-file=/dev/null", qjs, "-m", join(out, "web-host.mjs"), join(out, "site.pack"),
-      args[0] ?? "30", String(perConn), args[2] ?? "30", "-"], { encoding: "utf8" });
+      args[0] ?? "30", String(perConn), args[2] ?? "30", "-", client], { encoding: "utf8" });
     const m = /Collected : (\d+)/.exec(r.stderr);
     if (r.status !== 0 || !m) throw new Error(`callgrind run failed: ${r.stderr}${r.stdout}`);
     return Number(m[1]);
@@ -41,7 +44,7 @@ if (process.argv.includes("--count")) {
   process.exit(0);
 }
 const folded = join(out, "web-host.folded");
-const result = execFileSync(qjs, ["-m", join(out, "web-host.mjs"), join(out, "site.pack"), args[0] ?? "30", args[1] ?? "200", args[2] ?? "30", profile ? folded : "-"], { encoding: "utf8" });
+const result = execFileSync(qjs, ["-m", join(out, "web-host.mjs"), join(out, "site.pack"), args[0] ?? "30", args[1] ?? "200", args[2] ?? "30", profile ? folded : "-", client], { encoding: "utf8" });
 console.log(result.trim());
 if (profile) {
   // Functions are named by the bundle line they start on (the bytecode keeps no names here).

@@ -15,7 +15,10 @@ import { TextEncoder } from "../../kernel/encoding.ts";
 import { setNetDeviceFinder } from "../../kernel/net/index.ts";
 import { serve } from "../../kernel/net/http/serve.ts";
 import { addPoller, clearInterval, clearTimeout, setInterval, setTimeout, turn } from "../../kernel/process/scheduler.ts";
-import { fillTcpChecksum, tcpAcknowledgment, tcpFlags, tcpHeaderLength, tcpSequence, tcpDestinationPort, writeTcpHeader, TCP_ACK, TCP_PSH, TCP_SYN, type TcpHeaderFields } from "../../kernel/net/wire/tcp.ts";
+import {
+  createTcpOptions, fillTcpChecksum, parseTcpOptions, tcpAcknowledgment, tcpFlags, tcpHeaderLength, tcpHeaderLengthFor, tcpSequence, tcpDestinationPort,
+  writeTcpHeader, TCP_ACK, TCP_PSH, TCP_SYN, type TcpHeaderFields,
+} from "../../kernel/net/wire/tcp.ts";
 import { serveDirectory } from "../../examples/static-web-server/static.ts";
 import { Headers } from "../../kernel/web/headers.ts";
 import { Request } from "../../kernel/web/request.ts";
@@ -37,7 +40,9 @@ const g = globalThis as Record<string, unknown>;
 Object.assign(g, { setTimeout, setInterval, clearTimeout, clearInterval, TextEncoder, Headers, Request, Response, ReadableStream, URL, URLSearchParams });
 g.queueMicrotask ??= (f: () => void) => void Promise.resolve().then(f);
 
-const [, sitePath, connArg, perConnArg, batchArg, profOut] = scriptArgs;
+const [, sitePath, connArg, perConnArg, batchArg, profOut, clientArg] = scriptArgs;
+/** "ts": the client sends RFC 7323 timestamps on every segment, as Linux peers (wrk over a tap) do. */
+const TIMESTAMPS = clientArg === "ts";
 const CONNECTIONS = Number(connArg ?? 30);
 const PER_CONN = Number(perConnArg ?? 200);
 const BATCH = Number(batchArg ?? 30);
@@ -67,10 +72,14 @@ const header: TcpHeaderFields = {
   sourcePort: 0, destinationPort: 80, sequence: 0, acknowledgment: 0, flags: 0, window: 65535,
   maxSegmentSize: -1, windowScale: -1, sackPermitted: false, hasTimestamps: false, timestampValue: 0, timestampEcho: 0,
 };
-function frame(port: number, seq: number, ack: number, flags: number, payload: Uint8Array | null, mss = -1): Uint8Array {
+let clientClock = 1;
+function frame(port: number, seq: number, ack: number, flags: number, payload: Uint8Array | null, mss = -1, echo = 0): Uint8Array {
   header.sourcePort = port; header.sequence = seq >>> 0; header.acknowledgment = ack >>> 0; header.flags = flags;
   header.maxSegmentSize = mss;
-  const tcpLength = (mss > 0 ? 24 : 20) + (payload?.length ?? 0);
+  header.hasTimestamps = TIMESTAMPS;
+  header.timestampValue = clientClock++;
+  header.timestampEcho = echo;
+  const tcpLength = tcpHeaderLengthFor(header) + (payload?.length ?? 0);
   const f = new Uint8Array(14 + 20 + tcpLength);
   f.set(device.mac, 0); f.set(clientMac, 6); f[12] = 8; f[13] = 0;
   const ip = 14;
@@ -87,10 +96,11 @@ function frame(port: number, seq: number, ack: number, flags: number, payload: U
   return f;
 }
 
-interface Conn { port: number; seq: number; ack: number; waiting: boolean; responses: number }
+interface Conn { port: number; seq: number; ack: number; waiting: boolean; responses: number; tsEcho: number }
 const conns: Conn[] = [];
 const byPort = new Map<number, Conn>();
 let responses = 0, badResponses = 0;
+const options = createTcpOptions();
 function collect(): void {
   for (const f of device.takeTransmitted()) {
     if (f[12] !== 8 || f[13] !== 0 || f[14 + 9] !== 6) continue;
@@ -98,6 +108,7 @@ function collect(): void {
     const c = byPort.get(tcpDestinationPort(seg));
     if (!c) continue;
     const flags = tcpFlags(seg);
+    if (TIMESTAMPS && parseTcpOptions(seg, options) && options.hasTimestamps) c.tsEcho = options.timestampValue;
     if (flags & TCP_SYN) { c.ack = (tcpSequence(seg) + 1) >>> 0; continue; }
     if (flags & 5) throw new Error(`connection ${c.port}: FIN/RST from the server`);
     const payload = seg.subarray(tcpHeaderLength(seg));
@@ -133,12 +144,12 @@ const request = new TextEncoder().encode("GET /612.html HTTP/1.1\r\nHost: 10.0.0
   await pumpUntil(() => true);
 }
 for (let i = 0; i < CONNECTIONS; i++) {
-  const c: Conn = { port: 40000 + i, seq: 1000 * i + 1, ack: 0, waiting: false, responses: 0 };
+  const c: Conn = { port: 40000 + i, seq: 1000 * i + 1, ack: 0, waiting: false, responses: 0, tsEcho: 0 };
   conns.push(c); byPort.set(c.port, c);
   device.inject(frame(c.port, c.seq, 0, TCP_SYN, null, 1460));
   c.seq++;
   await pumpUntil(() => c.ack !== 0);
-  device.inject(frame(c.port, c.seq, c.ack, TCP_ACK, null));
+  device.inject(frame(c.port, c.seq, c.ack, TCP_ACK, null, -1, c.tsEcho));
 }
 await pumpUntil(() => true);
 
@@ -153,7 +164,7 @@ async function run(perConn: number): Promise<number> {
     for (let k = 0; k < CONNECTIONS && injected < BATCH; k++) {
       const c = conns[(next + k) % CONNECTIONS]!;
       if (c.waiting || sent[c.port - 40000]! >= perConn) continue;
-      device.inject(frame(c.port, c.seq, c.ack, TCP_ACK | TCP_PSH, request));
+      device.inject(frame(c.port, c.seq, c.ack, TCP_ACK | TCP_PSH, request, -1, c.tsEcho));
       c.seq = (c.seq + request.length) >>> 0;
       c.waiting = true;
       sent[c.port - 40000]!++;
