@@ -21,6 +21,27 @@ function normalizeName(name: string): string {
   return lower;
 }
 
+/**
+ * The lower-case form of names looked up (get, has), remembered (bounded): programs look up
+ * the same few names again and again, and toLowerCase builds a new string character by
+ * character, which costs more here than a lookup. Not checked as tokens (a lookup of an
+ * invalid name finds nothing), so kept apart from knownNames.
+ */
+const lookupNames = new Map<string, string>();
+const LOOKUP_NAMES_LIMIT = 256;
+
+function lowerName(name: string): string {
+  let lower = lookupNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (name.length <= 64) {
+      if (lookupNames.size >= LOOKUP_NAMES_LIMIT) lookupNames.clear();
+      lookupNames.set(name, lower);
+    }
+  }
+  return lower;
+}
+
 /** Values already validated, with their normalized form: programs send the same ones again and again. */
 const knownValues = new Map<string, string>();
 const KNOWN_VALUES_LIMIT = 512;
@@ -103,7 +124,7 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   get(name: string): string | null {
-    const values = this.#map.get(name.toLowerCase());
+    const values = this.#map.get(lowerName(name));
     if (values === undefined) return null;
     return typeof values === "string" ? values : values.join(", ");
   }
@@ -121,7 +142,7 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   has(name: string): boolean {
-    return this.#map.has(name.toLowerCase());
+    return this.#map.has(lowerName(name));
   }
 
   forEach(callback: (value: string, name: string, headers: Headers) => void): void {

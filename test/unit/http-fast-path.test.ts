@@ -307,3 +307,17 @@ test("over a stream that reads into the server's buffer: pipelined and split hea
   assert.equal(server.stats.activeConnections, 0);
   server.close();
 });
+
+test("Headers lookups are case-insensitive, also when a name's lower-case form is remembered", () => {
+  const h = new Headers({ "If-None-Match": "\"a\"", "x-Mixed": "1" });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(h.get("if-none-match"), "\"a\"");
+    assert.equal(h.get("IF-NONE-MATCH"), "\"a\"");
+    assert.equal(h.get("If-None-Match"), "\"a\"");
+    assert.ok(h.has("X-MIXED") && h.has("x-mixed"));
+    assert.equal(h.get("range"), null);
+    assert.equal(h.has("Range"), false);
+    assert.equal(h.get("not a name"), null); // looked up, never valid for append
+  }
+  assert.throws(() => h.append("not a name", "x"), TypeError);
+});
