@@ -321,3 +321,25 @@ test("Headers lookups are case-insensitive, also when a name's lower-case form i
   }
   assert.throws(() => h.append("not a name", "x"), TypeError);
 });
+
+test("the native parser's answer fills a connection's head record in place, or a new one", async () => {
+  const { fromNative, HttpError } = await import("../../kernel/net/http/wire.ts");
+  const into = { method: "", target: "", minorVersion: 1, headers: new Headers(), length: 0 };
+  const first = fromNative(["GET", "/a", 1, "host", "x", "accept", "*/*"], 40, into);
+  assert.equal(first, into);
+  assert.deepEqual([first.method, first.target, first.minorVersion, first.length], ["GET", "/a", 1, 40]);
+  const firstHeaders = first.headers;
+  assert.equal(firstHeaders.get("host"), "x");
+  const second = fromNative(["HEAD", "/b", 0, "host", "y"], 30, into);
+  assert.equal(second, into);
+  assert.deepEqual([second.method, second.target, second.minorVersion, second.length], ["HEAD", "/b", 0, 30]);
+  // each request still gets Headers of its own: the first request's are untouched
+  assert.notEqual(second.headers, firstHeaders);
+  assert.equal(firstHeaders.get("host"), "x");
+  assert.equal(firstHeaders.get("accept"), "*/*");
+  assert.equal(second.headers.get("accept"), null);
+  const fresh = fromNative(["GET", "/c", 1], 20);
+  assert.notEqual(fresh, into);
+  assert.equal(fresh.target, "/c");
+  assert.throws(() => fromNative(-4, 10, into), (e) => e instanceof HttpError && e.status === 400 && e.message === "malformed method");
+});

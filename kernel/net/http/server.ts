@@ -87,6 +87,11 @@ class Reader {
   scanned = 0;
   /** While a head is being read: when it must be complete (Date.now() clock), 0 before its first byte. */
   headDeadline = 0;
+  /**
+   * The record the native head parser fills for this connection's requests, one at a time
+   * (the next head is parsed only once the previous exchange is over): no record per request.
+   */
+  readonly head: RequestHead = { method: "", target: "", minorVersion: 1, headers: new Headers(), length: 0 };
 
   /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
   deadline = Infinity;
@@ -610,7 +615,7 @@ export class HttpServer {
       // (a whole head no longer than the request line limit cannot hold a line above it)
       if (end - reader.start > limits.maxRequestLineBytes) this.#checkRequestLine(reader);
       if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
-      const head = parseRequestHead(buf, reader.start, end, limits);
+      const head = parseRequestHead(buf, reader.start, end, limits, reader.head);
       reader.start = end;
       return head;
     }
