@@ -219,6 +219,7 @@ export function stat(path: string): Promise<Stats> {
 export function statSync(path: string): Stats {
   const r = resolveSync(path, "stat");
   if (r === null) return toStats(ROOT_STAT);
+  if (r.stats !== null) return r.stats; // (statsNow's first answer, without its call)
   if (r.fs.statSync === undefined) throw cannotNow("stat", path);
   try {
     return statsNow(r);

@@ -341,5 +341,23 @@ test("the native parser's answer fills a connection's head record in place, or a
   const fresh = fromNative(["GET", "/c", 1], 20);
   assert.notEqual(fresh, into);
   assert.equal(fresh.target, "/c");
+  // a repeated name keeps its values in order, joined by get() (set-cookie kept apart)
+  const repeated = fromNative(["GET", "/d", 1, "accept", "a", "set-cookie", "x=1", "host", "h", "accept", "b", "set-cookie", "y=2"], 50).headers;
+  assert.equal(repeated.get("accept"), "a, b");
+  assert.deepEqual(repeated.getSetCookie(), ["x=1", "y=2"]);
+  assert.deepEqual([...repeated.keys()], ["accept", "host", "set-cookie", "set-cookie"]);
+  assert.equal(repeated.get("host"), "h");
   assert.throws(() => fromNative(-4, 10, into), (e) => e instanceof HttpError && e.status === 400 && e.message === "malformed method");
+});
+
+test("request URLs follow each request's Host and target, also when one repeats the last", async () => {
+  const handler: Handler = (req: Request) => new Response(req.url);
+  const s = await exchange(handler, [
+    GET("/a") + GET("/a") + "GET /a HTTP/1.1\r\nHost: other:8080\r\n\r\n" + GET("/a") + GET("/b") +
+      "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET http://abs.example/x HTTP/1.1\r\nHost: abs.example\r\nConnection: close\r\n\r\n",
+  ]);
+  assert.deepEqual([...s.text().matchAll(/\r\n\r\n(http:\/\/[^H]*?)(?=HTTP\/|$)/g)].map((m) => m[1]), [
+    "http://example/a", "http://example/a", "http://other:8080/a", "http://example/a", "http://example/b",
+    "http://localhost/a", "http://abs.example/x",
+  ]);
 });

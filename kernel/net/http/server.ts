@@ -352,6 +352,8 @@ export class HttpServer {
   /** The Date header's text for the second [from, until) of the clock. */
   #dateCache = { from: 0, until: 0, text: "" };
   #lastGoodHost: string | null = null;
+  /** The last request URL made from a Host and an origin-form target, which clients repeat. */
+  #lastUrl = { host: "", target: "", url: "" };
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
   #lastHeadBytes: Uint8Array = new Uint8Array(0);
@@ -610,7 +612,7 @@ export class HttpServer {
     if (reader.start === reader.end) return undefined;
     // Bytes after reader.start already known not to complete the head. Relative to start,
     // because Reader.append() may move the live bytes to the front of its buffer.
-    const end = findHeadEnd(buf, reader.start + Math.max(reader.scanned - 3, 0), reader.end);
+    const end = findHeadEnd(buf, reader.start + (reader.scanned > 3 ? reader.scanned - 3 : 0), reader.end);
     if (end >= 0) {
       // (a whole head no longer than the request line limit cannot hold a line above it)
       if (end - reader.start > limits.maxRequestLineBytes) this.#checkRequestLine(reader);
@@ -657,7 +659,16 @@ export class HttpServer {
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
-    const url = target.charCodeAt(0) === 47 /* / */ ? `http://${hostValue ?? "localhost"}${target}` : target;
+    let url = target;
+    if (target.charCodeAt(0) === 47 /* / */) {
+      const host = hostValue ?? "localhost", last = this.#lastUrl;
+      if (target === last.target && host === last.host) url = last.url;
+      else {
+        url = last.url = `http://${host}${target}`;
+        last.host = host;
+        last.target = target;
+      }
+    }
     const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
     let request: Request;
     try {
