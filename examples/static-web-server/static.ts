@@ -7,6 +7,10 @@
  */
 import { fs, ReadableStream, Response, URL, type Request } from "torito";
 
+// The fs functions called per request, read once: in a bundle the members of a namespace
+// like `fs` are getters (a call per access).
+const { statSync, readFileSync } = fs;
+
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8", htm: "text/html; charset=utf-8", css: "text/css; charset=utf-8",
   js: "text/javascript; charset=utf-8", mjs: "text/javascript; charset=utf-8", json: "application/json",
@@ -90,6 +94,9 @@ interface FileFacts {
   /** The headers of a 200 and of a 304, frozen: a Response validates a frozen record once. */
   headers: Readonly<Record<string, string>>;
   notModified: Readonly<Record<string, string>>;
+  /** The Response inits of a whole-file 200 and of a 304 (shared: Response only reads its init). */
+  ok: { status: number; headers: Readonly<Record<string, string>> };
+  notModifiedInit: { status: number; headers: Readonly<Record<string, string>> };
 }
 
 /** Files up to this size are kept in memory after their first read, up to CACHE_BYTES in all. */
@@ -138,10 +145,11 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     if (f === undefined || f.size !== size || f.mtimeMs !== mtimeMs) {
       if (f?.body) cachedBytes -= f.body.length;
       const type = contentType(path), etag = etagOf(size, mtimeMs), lastModified = httpDate(mtimeMs);
+      const headers = Object.freeze({ "content-type": type, etag, "last-modified": lastModified, "accept-ranges": "bytes" });
+      const notModified = Object.freeze({ etag, "last-modified": lastModified });
       f = {
-        size, mtimeMs, type, etag, lastModified, body: null,
-        headers: Object.freeze({ "content-type": type, etag, "last-modified": lastModified, "accept-ranges": "bytes" }),
-        notModified: Object.freeze({ etag, "last-modified": lastModified }),
+        size, mtimeMs, type, etag, lastModified, body: null, headers, notModified,
+        ok: { status: 200, headers }, notModifiedInit: { status: 304, headers: notModified },
       };
       if (facts.size >= 256) {
         facts.clear();
@@ -163,7 +171,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
   /** The file's bytes at once when its file system can (else null: read them with bodyOf). */
   const bodyNow = (path: string, file: FileFacts): Uint8Array | null => {
     try {
-      return keep(path, file, fs.readFileSync(path));
+      return keep(path, file, readFileSync(path));
     } catch {
       return null; // not at once, or an error the promise API reports in full
     }
@@ -200,7 +208,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     if (path === null) return new Response("400 Bad Request\n", { status: 400 });
     let stat;
     try {
-      stat = fs.statSync(path);
+      stat = statSync(path);
     } catch (e) {
       return e instanceof fs.FsError && e.code !== "EAGAIN" ? notFound() : slow(request, url);
     }
@@ -216,7 +224,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     const ims = request.headers.get("if-modified-since");
     if (inm !== null ? inm.split(",").some((t) => t.trim() === etag || t.trim() === "*")
       : ims !== null && Date.parse(ims) >= Math.floor(stat.mtimeMs / 1000) * 1000) {
-      return new Response(null, { status: 304, headers: file.notModified });
+      return new Response(null, file.notModifiedInit);
     }
     const size = stat.size;
     let start = 0, end = size - 1, status = 200;
@@ -233,14 +241,14 @@ export function serveDirectory(root: string): (request: Request) => Response | P
         headers = { ...headers, "content-range": `bytes ${start}-${end}/${size}` };
       }
     }
-    const length = Math.max(0, end - start + 1);
     if (request.method === "HEAD") {
+      const length = Math.max(0, end - start + 1);
       return new Response(null, { status, headers: { ...headers, "content-length": String(length) } });
     }
     if (size <= WHOLE_FILE_LIMIT) {
       // small files in one piece (for packed files a view of the image: no copy at all)
       const body = file.body ?? bodyNow(path, file);
-      if (body !== null) return piece(body, status, start, end, headers);
+      if (body !== null) return status === 200 ? new Response(body, file.ok) : piece(body, status, start, end, headers);
       return bodyOf(path, file).then((bytes) => piece(bytes, status, start, end, headers));
     }
     return streamed(path, start, end, status, headers);

@@ -9,7 +9,7 @@
  * (virtio-fs, `torito run --fs DIR`), /disk (ext2 on the first virtio-blk disk).
  */
 import { TextDecoder, TextEncoder } from "../encoding.ts";
-import { FsError, normalizePath } from "./imagefs.ts";
+import { FsError, ImageFs, normalizePath } from "./imagefs.ts";
 import type { FileHandleOps, FileSystem, FsStat, OpenFlags } from "./types.ts";
 
 /** Open file handles per core, at most. */
@@ -52,6 +52,8 @@ interface Resolved {
   fs: FileSystem;
   rel: string;
   mount: string;
+  /** The path's Stats once asked at once, where they cannot change (the image's files): see statsNow(). */
+  stats: Stats | null;
 }
 
 async function resolve(path: string, syscall: string): Promise<Resolved | null> {
@@ -83,7 +85,7 @@ function resolvePath(path: string, syscall: string): Resolved | null {
   const name = slash < 0 ? p : p.slice(0, slash);
   const fs = mounts.get(name);
   if (!fs) throw new FsError("ENOENT", `no such file or directory, ${syscall}`, path);
-  return { fs, rel: slash < 0 ? "" : p.slice(slash + 1), mount: name };
+  return { fs, rel: slash < 0 ? "" : p.slice(slash + 1), mount: name, stats: null };
 }
 
 /** An error from a file system with the operation and the full path, as Node names them. */
@@ -154,6 +156,32 @@ function toStats(s: FsStat): Stats {
   return new StatsRecord(s);
 }
 
+/**
+ * The Stats of a path whose answer never changes (the image's files), shared by every caller
+ * that asks for it: frozen, so that no caller can change what another sees, and with a Date of
+ * its own per read of `mtime` (a Date can be changed).
+ */
+class SharedStats extends StatsRecord {
+  override get mtime(): Date {
+    return new Date(this.mtimeMs);
+  }
+}
+
+/**
+ * `r.fs.statSync(r.rel)` as Stats. The image file system never changes, so its answer is
+ * kept with the resolved path and shared (no Stats made per call); others get a new one.
+ */
+function statsNow(r: Resolved): Stats {
+  const known = r.stats;
+  if (known !== null) return known;
+  const fs = r.fs;
+  const s = fs.statSync!(r.rel);
+  if (!(fs instanceof ImageFs)) return toStats(s);
+  const stats = Object.freeze(new SharedStats(s));
+  r.stats = stats;
+  return stats;
+}
+
 /** The file system's lstat, or its stat where that never follows a link. */
 function lstatOf(fs: FileSystem, rel: string): Promise<FsStat> {
   return fs.lstat ? fs.lstat(rel) : fs.stat(rel);
@@ -174,7 +202,7 @@ export function stat(path: string): Promise<Stats> {
   if (fs.statSync !== undefined) {
     // answered at once: one settled promise, no async frames
     try {
-      return Promise.resolve(toStats(fs.statSync(r.rel)));
+      return Promise.resolve(statsNow(r));
     } catch (e) {
       return Promise.reject(namedError(e, "stat", path));
     }
@@ -191,9 +219,10 @@ export function stat(path: string): Promise<Stats> {
 export function statSync(path: string): Stats {
   const r = resolveSync(path, "stat");
   if (r === null) return toStats(ROOT_STAT);
+  if (r.stats !== null) return r.stats; // (statsNow's first answer, without its call)
   if (r.fs.statSync === undefined) throw cannotNow("stat", path);
   try {
-    return toStats(r.fs.statSync(r.rel));
+    return statsNow(r);
   } catch (e) {
     throw namedError(e, "stat", path);
   }

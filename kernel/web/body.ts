@@ -40,7 +40,8 @@ export abstract class Body {
   #used = false;
 
   constructor(init: BodyInit | undefined) {
-    this.#source = sourceOf(init);
+    // the usual bodies (none, text, bytes) without a call of sourceOf
+    this.#source = init === null || init === undefined ? null : typeof init === "string" || init instanceof Uint8Array ? init : sourceOf(init);
   }
 
   /** @internal the server's view of the body, without consuming it */

@@ -21,6 +21,27 @@ function normalizeName(name: string): string {
   return lower;
 }
 
+/**
+ * The lower-case form of names looked up (get, has), remembered (bounded): programs look up
+ * the same few names again and again, and toLowerCase builds a new string character by
+ * character, which costs more here than a lookup. Not checked as tokens (a lookup of an
+ * invalid name finds nothing), so kept apart from knownNames.
+ */
+const lookupNames = new Map<string, string>();
+const LOOKUP_NAMES_LIMIT = 256;
+
+function lowerName(name: string): string {
+  let lower = lookupNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (name.length <= 64) {
+      if (lookupNames.size >= LOOKUP_NAMES_LIMIT) lookupNames.clear();
+      lookupNames.set(name, lower);
+    }
+  }
+  return lower;
+}
+
 /** Values already validated, with their normalized form: programs send the same ones again and again. */
 const knownValues = new Map<string, string>();
 const KNOWN_VALUES_LIMIT = 512;
@@ -103,7 +124,8 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   get(name: string): string | null {
-    const values = this.#map.get(name.toLowerCase());
+    // (the cache looked up here first: a call less per known name)
+    const values = this.#map.get(lookupNames.get(name) ?? lowerName(name));
     if (values === undefined) return null;
     return typeof values === "string" ? values : values.join(", ");
   }
@@ -121,7 +143,7 @@ export class Headers implements Iterable<[string, string]> {
   }
 
   has(name: string): boolean {
-    return this.#map.has(name.toLowerCase());
+    return this.#map.has(lookupNames.get(name) ?? lowerName(name));
   }
 
   forEach(callback: (value: string, name: string, headers: Headers) => void): void {
@@ -181,7 +203,14 @@ export class Headers implements Iterable<[string, string]> {
   static fromFields(fields: readonly unknown[], from: number): Headers {
     const headers = new Headers();
     const map = headers.#map;
-    for (let i = from; i < fields.length; i += 2) {
+    const n = fields.length;
+    // Names usually come once: each set without a lookup first, and only when the map ends up
+    // with fewer entries than fields (a name repeated, its first value overwritten) built
+    // again with repeated names kept in order.
+    for (let i = from; i < n; i += 2) map.set(fields[i] as string, fields[i + 1] as string);
+    if (map.size === (n - from) >> 1) return headers;
+    map.clear();
+    for (let i = from; i < n; i += 2) {
       const name = fields[i] as string;
       const known = map.get(name);
       if (known === undefined) map.set(name, fields[i + 1] as string);

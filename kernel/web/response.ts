@@ -26,9 +26,12 @@ export const STATUS_TEXT: Record<number, string> = {
 /** The flat header list of a Response given no headers (shared, never modified). */
 const NO_FIELDS: readonly string[] = [];
 
+/** (read once: a global and a property read less per Response) */
+const ITERATOR = Symbol.iterator;
+
 /** A plain object init (not a Headers, not an iterable of pairs). */
 function isRecord(init: HeadersInit): init is Record<string, string> {
-  return typeof init === "object" && init !== null && !(init instanceof Headers) && !(Symbol.iterator in init);
+  return typeof init === "object" && init !== null && !(init instanceof Headers) && !(ITERATOR in init);
 }
 
 function hasName(flat: readonly string[], name: string): boolean {

@@ -307,3 +307,57 @@ test("over a stream that reads into the server's buffer: pipelined and split hea
   assert.equal(server.stats.activeConnections, 0);
   server.close();
 });
+
+test("Headers lookups are case-insensitive, also when a name's lower-case form is remembered", () => {
+  const h = new Headers({ "If-None-Match": "\"a\"", "x-Mixed": "1" });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(h.get("if-none-match"), "\"a\"");
+    assert.equal(h.get("IF-NONE-MATCH"), "\"a\"");
+    assert.equal(h.get("If-None-Match"), "\"a\"");
+    assert.ok(h.has("X-MIXED") && h.has("x-mixed"));
+    assert.equal(h.get("range"), null);
+    assert.equal(h.has("Range"), false);
+    assert.equal(h.get("not a name"), null); // looked up, never valid for append
+  }
+  assert.throws(() => h.append("not a name", "x"), TypeError);
+});
+
+test("the native parser's answer fills a connection's head record in place, or a new one", async () => {
+  const { fromNative, HttpError } = await import("../../kernel/net/http/wire.ts");
+  const into = { method: "", target: "", minorVersion: 1, headers: new Headers(), length: 0 };
+  const first = fromNative(["GET", "/a", 1, "host", "x", "accept", "*/*"], 40, into);
+  assert.equal(first, into);
+  assert.deepEqual([first.method, first.target, first.minorVersion, first.length], ["GET", "/a", 1, 40]);
+  const firstHeaders = first.headers;
+  assert.equal(firstHeaders.get("host"), "x");
+  const second = fromNative(["HEAD", "/b", 0, "host", "y"], 30, into);
+  assert.equal(second, into);
+  assert.deepEqual([second.method, second.target, second.minorVersion, second.length], ["HEAD", "/b", 0, 30]);
+  // each request still gets Headers of its own: the first request's are untouched
+  assert.notEqual(second.headers, firstHeaders);
+  assert.equal(firstHeaders.get("host"), "x");
+  assert.equal(firstHeaders.get("accept"), "*/*");
+  assert.equal(second.headers.get("accept"), null);
+  const fresh = fromNative(["GET", "/c", 1], 20);
+  assert.notEqual(fresh, into);
+  assert.equal(fresh.target, "/c");
+  // a repeated name keeps its values in order, joined by get() (set-cookie kept apart)
+  const repeated = fromNative(["GET", "/d", 1, "accept", "a", "set-cookie", "x=1", "host", "h", "accept", "b", "set-cookie", "y=2"], 50).headers;
+  assert.equal(repeated.get("accept"), "a, b");
+  assert.deepEqual(repeated.getSetCookie(), ["x=1", "y=2"]);
+  assert.deepEqual([...repeated.keys()], ["accept", "host", "set-cookie", "set-cookie"]);
+  assert.equal(repeated.get("host"), "h");
+  assert.throws(() => fromNative(-4, 10, into), (e) => e instanceof HttpError && e.status === 400 && e.message === "malformed method");
+});
+
+test("request URLs follow each request's Host and target, also when one repeats the last", async () => {
+  const handler: Handler = (req: Request) => new Response(req.url);
+  const s = await exchange(handler, [
+    GET("/a") + GET("/a") + "GET /a HTTP/1.1\r\nHost: other:8080\r\n\r\n" + GET("/a") + GET("/b") +
+      "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET http://abs.example/x HTTP/1.1\r\nHost: abs.example\r\nConnection: close\r\n\r\n",
+  ]);
+  assert.deepEqual([...s.text().matchAll(/\r\n\r\n(http:\/\/[^H]*?)(?=HTTP\/|$)/g)].map((m) => m[1]), [
+    "http://example/a", "http://example/a", "http://other:8080/a", "http://example/a", "http://example/b",
+    "http://localhost/a", "http://abs.example/x",
+  ]);
+});

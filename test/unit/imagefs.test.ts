@@ -51,3 +51,35 @@ test("corrupt blobs are refused with a clear error", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("through the VFS, the image's stats are shared, frozen and the same as before", async () => {
+  const { mount, stat, statSync } = await import("../../kernel/fs/vfs.ts");
+  const dir = mkdtempSync(join(tmpdir(), "torito-pack-"));
+  try {
+    mkdirSync(join(dir, "sub"));
+    writeFileSync(join(dir, "a.txt"), "hello\n");
+    mount("/shared-stats", new ImageFs(packDirectory(dir).slice().buffer));
+    const s = statSync("/shared-stats/a.txt");
+    assert.equal(s.size, 6);
+    assert.ok(s.isFile() && !s.isDirectory() && !s.isSymbolicLink());
+    assert.equal(s.mode, 0o100444);
+    assert.ok(s.mtimeMs > 0);
+    assert.ok(s.mtime instanceof Date);
+    assert.equal(s.mtime.getTime(), s.mtimeMs);
+    // one answer per path (the image never changes), which no caller can change for another
+    assert.equal(statSync("/shared-stats/a.txt"), s);
+    assert.equal(await stat("/shared-stats/a.txt"), s);
+    assert.ok(Object.isFrozen(s));
+    assert.throws(() => { (s as { size: number }).size = 0; }, TypeError);
+    s.mtime.setTime(0); // each read of mtime is a Date of its own
+    assert.equal(s.mtime.getTime(), s.mtimeMs);
+    assert.notEqual(s.mtimeMs, 0);
+    const d = statSync("/shared-stats/sub");
+    assert.ok(d.isDirectory() && !d.isFile());
+    assert.ok(statSync("/shared-stats/./sub/").isDirectory());
+    assert.throws(() => statSync("/shared-stats/missing"), /ENOENT: no such file or directory, stat '\/shared-stats\/missing'/);
+    await assert.rejects(stat("/shared-stats/missing"), /ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

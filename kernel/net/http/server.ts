@@ -87,6 +87,11 @@ class Reader {
   scanned = 0;
   /** While a head is being read: when it must be complete (Date.now() clock), 0 before its first byte. */
   headDeadline = 0;
+  /**
+   * The record the native head parser fills for this connection's requests, one at a time
+   * (the next head is parsed only once the previous exchange is over): no record per request.
+   */
+  readonly head: RequestHead = { method: "", target: "", minorVersion: 1, headers: new Headers(), length: 0 };
 
   /** When the pending read times out (Date.now() clock), or Infinity when none is pending. */
   deadline = Infinity;
@@ -347,6 +352,8 @@ export class HttpServer {
   /** The Date header's text for the second [from, until) of the clock. */
   #dateCache = { from: 0, until: 0, text: "" };
   #lastGoodHost: string | null = null;
+  /** The last request URL made from a Host and an origin-form target, which clients repeat. */
+  #lastUrl = { host: "", target: "", url: "" };
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
   #lastHeadBytes: Uint8Array = new Uint8Array(0);
@@ -605,12 +612,12 @@ export class HttpServer {
     if (reader.start === reader.end) return undefined;
     // Bytes after reader.start already known not to complete the head. Relative to start,
     // because Reader.append() may move the live bytes to the front of its buffer.
-    const end = findHeadEnd(buf, reader.start + Math.max(reader.scanned - 3, 0), reader.end);
+    const end = findHeadEnd(buf, reader.start + (reader.scanned > 3 ? reader.scanned - 3 : 0), reader.end);
     if (end >= 0) {
       // (a whole head no longer than the request line limit cannot hold a line above it)
       if (end - reader.start > limits.maxRequestLineBytes) this.#checkRequestLine(reader);
       if (end - reader.start > limits.maxHeaderBytes) throw new HttpError(431, "request head too large");
-      const head = parseRequestHead(buf, reader.start, end, limits);
+      const head = parseRequestHead(buf, reader.start, end, limits, reader.head);
       reader.start = end;
       return head;
     }
@@ -652,7 +659,16 @@ export class HttpServer {
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
-    const url = target.charCodeAt(0) === 47 /* / */ ? `http://${hostValue ?? "localhost"}${target}` : target;
+    let url = target;
+    if (target.charCodeAt(0) === 47 /* / */) {
+      const host = hostValue ?? "localhost", last = this.#lastUrl;
+      if (target === last.target && host === last.host) url = last.url;
+      else {
+        url = last.url = `http://${host}${target}`;
+        last.host = host;
+        last.target = target;
+      }
+    }
     const hasBody = framing.kind !== "none" && head.method !== "GET" && head.method !== "HEAD";
     let request: Request;
     try {

@@ -107,20 +107,29 @@ const HEAD_ERRORS: readonly (readonly [number, string])[] = [
 
 /**
  * Parses a request head from buf[start, headEnd) (headEnd from findHeadEnd): natively in
- * the guest, by the same rules as parseRequestHeadScript (the reference).
+ * the guest, by the same rules as parseRequestHeadScript (the reference). With `into`, the
+ * native parser's answer is written into that record instead of a new one (the server keeps
+ * one per connection, which reads one head at a time): the result may or may not be `into`.
  */
-export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits): RequestHead {
+export function parseRequestHead(buf: Uint8Array, start: number, headEnd: number, limits: HeadLimits, into?: RequestHead): RequestHead {
   if (nativeHead === null) return parseRequestHeadScript(buf, start, headEnd, limits);
-  return fromNative(nativeHead(buf, start, headEnd, limits.maxRequestLineBytes, limits.maxHeaderCount), headEnd - start);
+  return fromNative(nativeHead(buf, start, headEnd, limits.maxRequestLineBytes, limits.maxHeaderCount), headEnd - start, into);
 }
 
-/** A RequestHead from httpHead()'s answer (exported for the check that both parsers agree). */
-export function fromNative(r: (string | number)[] | number, length: number): RequestHead {
+/** A RequestHead from httpHead()'s answer, in `into` if given (exported for the check that both parsers agree). */
+export function fromNative(r: (string | number)[] | number, length: number, into?: RequestHead): RequestHead {
   if (typeof r === "number") {
     const [status, message] = HEAD_ERRORS[-r] ?? HEAD_ERRORS[0]!;
     throw new HttpError(status, message);
   }
-  return { method: r[0] as string, target: r[1] as string, minorVersion: r[2] as number, headers: Headers.fromFields(r, 3), length };
+  const headers = Headers.fromFields(r, 3);
+  if (into === undefined) return { method: r[0] as string, target: r[1] as string, minorVersion: r[2] as number, headers, length };
+  into.method = r[0] as string;
+  into.target = r[1] as string;
+  into.minorVersion = r[2] as number;
+  into.headers = headers;
+  into.length = length;
+  return into;
 }
 
 /**
