@@ -160,6 +160,9 @@ export class TcpConnection {
   /** Nagle's algorithm off (RFC 9293 §3.7.4). */
   noDelay = false;
 
+  /** The stack queued this connection for output (TcpStack.markDirty); output() clears it. */
+  outputQueued = false;
+
   // TIME-WAIT / FIN-WAIT-2 / misc.
   private closeDeadline = Infinity;
   /** Sequence of our FIN once it is queued (valid when finQueued). */
@@ -205,7 +208,13 @@ export class TcpConnection {
 
   /** Earliest time this connection needs poll() (Infinity: none). */
   get deadline(): number {
-    return Math.min(this.retransmitDeadline, this.delayedAckDeadline, this.persistDeadline, this.keepAliveDeadline, this.closeDeadline);
+    // Compared by hand: Math.min is a native call, and the stack reads this after every segment.
+    let deadline = this.retransmitDeadline;
+    const delayedAck = this.delayedAckDeadline, persist = this.persistDeadline, keepAlive = this.keepAliveDeadline, close = this.closeDeadline;
+    if (delayedAck < deadline) deadline = delayedAck;
+    if (persist < deadline) deadline = persist;
+    if (keepAlive < deadline) deadline = keepAlive;
+    return close < deadline ? close : deadline;
   }
 
   /** Bytes that can be read now. */
@@ -859,6 +868,7 @@ export class TcpConnection {
 
   /** Sends whatever is due: SYN, data within the windows, FIN, or an ACK. */
   output(now: number): void {
+    this.outputQueued = false; // whatever the stack queued this connection for is done here
     switch (this.state) {
       case TcpState.Closed:
         return;

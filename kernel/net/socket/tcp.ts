@@ -63,7 +63,14 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   /** Connections by local port, then by remote address·65536 + remote port. */
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
-  private readonly dirty = new Set<TcpConnection>();
+  /**
+   * Connections that asked for output (markDirty) since the last poll(), each once while its
+   * `outputQueued` is set. An array and a flag rather than a Set: no iterator per pass and no
+   * native call per add, delete or size; output() clears the flag, so a connection whose
+   * output already ran (at the end of input(), which sends a response written inside it) is
+   * skipped instead of running output() again for nothing.
+   */
+  private readonly dirty: TcpConnection[] = [];
   /**
    * A lower bound of every connection's deadline (never later than the earliest), exact after
    * a rescan; deadlineStale asks for a rescan (see pollAt).
@@ -157,20 +164,23 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
    * happened cost O(1) instead of a walk over every connection.
    */
   pollAt(): number {
-    if (this.dirty.size > 0) return 0;
+    if (this.dirty.length !== 0) return 0;
     if (this.deadlineStale) this.rescanDeadlines();
     return this.earliestDeadline;
   }
 
   /** Runs pending output and every expired timer. */
   poll(now: number): void {
-    // Iterating even an empty Set allocates an iterator: not on every idle pass.
-    if (this.dirty.size !== 0) {
-      for (const connection of this.dirty) {
-        this.dirty.delete(connection);
-        connection.output(now);
+    const dirty = this.dirty;
+    if (dirty.length !== 0) {
+      // By index: output may mark connections again, which appends them (visited in this loop).
+      for (let i = 0; i < dirty.length; i++) {
+        const connection = dirty[i]!;
+        if (!connection.outputQueued) continue; // its output ran since it was marked
+        connection.output(now); // clears outputQueued
         this.noteDeadline(connection);
       }
+      dirty.length = 0;
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
@@ -358,9 +368,14 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     return true;
   }
 
+  /**
+   * Queues `connection` for output at the next poll(), which also notes its deadline then
+   * (queuing output moves no timer, so there is nothing to note here).
+   */
   markDirty(connection: TcpConnection): void {
-    this.dirty.add(connection);
-    this.noteDeadline(connection);
+    if (connection.outputQueued) return;
+    connection.outputQueued = true;
+    this.dirty.push(connection);
   }
 
   timersChanged(connection?: TcpConnection): void {
@@ -388,7 +403,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       if (byPort.size === 0) this.connections.delete(connection.localPort);
       this.connectionCount--;
     }
-    this.dirty.delete(connection);
+    connection.outputQueued = false; // (poll() skips its entry in dirty)
     this.deadlineStale = true; // its timers no longer count
     if (connection.passive) {
       const listener = this.listeners.get(connection.localPort);
