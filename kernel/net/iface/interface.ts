@@ -466,7 +466,8 @@ export class Ipv4Interface implements IpSender {
   /** One received frame; `checksumVerified`: the device verified its TCP/UDP checksum. */
   private receiveFrame(frame: Uint8Array, checksumVerified?: boolean): void {
     this.counters.framesReceived++;
-    if (frame.length < ETHERNET_HEADER_LENGTH) { this.drops["ethernet-truncated"]++; return; }
+    const frameLength = frame.length; // (a typed array's length is a getter call: read once)
+    if (frameLength < ETHERNET_HEADER_LENGTH) { this.drops["ethernet-truncated"]++; return; }
     // Only frames for our MAC or broadcast; group addresses we never joined are dropped.
     // Compared as two integers: byte loops cost ~0.1 µs per access under QuickJS.
     const high = (frame[0]! << 8) | frame[1]!;
@@ -476,7 +477,7 @@ export class Ipv4Interface implements IpSender {
       return;
     }
     const etherType = (frame[12]! << 8) | frame[13]!;
-    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, checksumVerified === true);
+    if (etherType === ETHERTYPE_IPV4) this.receiveIpv4(frame, frameLength, checksumVerified === true);
     else if (etherType === ETHERTYPE_ARP) this.receiveArp(frame);
     else this.drops["ethernet-unknown-type"]++;
   }
@@ -509,9 +510,9 @@ export class Ipv4Interface implements IpSender {
    * the Ipv4Packet view (getter calls cost ~0.2 µs each under QuickJS); the view is bound
    * only for the rare paths (fragments, ICMP errors). Checks are those of Ipv4Packet.check().
    */
-  private receiveIpv4(frame: Uint8Array, checksumVerified: boolean): void {
+  private receiveIpv4(frame: Uint8Array, frameLength: number, checksumVerified: boolean): void {
     const start = ETHERNET_HEADER_LENGTH;
-    const available = frame.length - start;
+    const available = frameLength - start;
     if (available < IPV4_HEADER_LENGTH) { this.drops["ipv4-truncated"]++; return; }
     const versionAndLength = frame[start]!;
     if (versionAndLength >>> 4 !== 4) { this.drops["ipv4-bad-version"]++; return; }

@@ -201,6 +201,8 @@ export class TcpSocket implements TcpConnectionEvents {
   }
 
   onWritable(): void {
+    // The usual case, every ACK of new data: nothing waits for room and no end is pending.
+    if (this.pendingWrites.length === 0 && !this.endRequested) return;
     const connection = this.connection;
     while (this.pendingWrites.length > 0) {
       const head = this.pendingWrites[0]!;

@@ -348,16 +348,29 @@ export class TcpConnection {
    */
   readInto(target: Uint8Array, offset: number): number {
     const ring = this.receiveBuffer;
-    if (ring === null || ring.length === 0) return 0;
+    if (ring === null) return 0;
+    const buffered = ring.length;
+    if (buffered === 0) return 0;
     const room = target.length - offset;
-    const n = room < ring.length ? room : ring.length;
-    ring.copyOut(0, n, target, offset);
-    ring.consume(n);
-    if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
+    const n = room < buffered ? room : buffered;
+    ring.takeInto(n, target, offset);
+    const state = this.state;
+    if (n === buffered && (state === TcpState.TimeWait || state === TcpState.Closed)) {
       this.receiveBuffer = null; // nothing more can arrive: give the memory back
       return n;
     }
-    this.maybeWindowUpdate();
+    // maybeWindowUpdate(), written out: a request's read comes through here
+    if (state === TcpState.Closed || state === TcpState.SynSent) return n;
+    let advertised = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (advertised < 0) advertised = 0;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived ? bufferSize : ring.capacity - ring.length;
+    const maxSegment = this.maxSegment;
+    const threshold = bufferSize >> 1 < maxSegment ? bufferSize >> 1 : maxSegment;
+    if (free - advertised >= threshold) {
+      this.ackNow = true;
+      this.host.markDirty(this);
+    }
     return n;
   }
 

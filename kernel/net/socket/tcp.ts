@@ -63,6 +63,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   /** Connections by local port, then by remote address·65536 + remote port. */
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
+  /** The last local port input() looked up and its entry in `connections` (register() and release() forget it). */
+  private lookupPort = -1;
+  private lookupByPort: Map<number, TcpConnection> | undefined = undefined;
   /**
    * Connections that asked for output (markDirty) since the last poll(), each once while its
    * `outputQueued` is set. An array and a flag rather than a Set: no iterator per pass and no
@@ -277,7 +280,14 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const acknowledgment = ((packet[s + 8]! << 24) | (packet[s + 9]! << 16) | (packet[s + 10]! << 8) | packet[s + 11]!) >>> 0;
     const window = (packet[s + 14]! << 8) | packet[s + 15]!;
 
-    let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
+    // The last port's connection map is kept: a server's segments are mostly for one port.
+    let byPort = this.lookupByPort;
+    if (destinationPort !== this.lookupPort) {
+      byPort = this.connections.get(destinationPort);
+      this.lookupPort = destinationPort;
+      this.lookupByPort = byPort;
+    }
+    let connection = byPort?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
         this.listeners.has(destinationPort) && (((sequence - connection.receiveNext) | 0) > 0)) {
       // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection may reopen it.
@@ -286,7 +296,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     if (connection !== undefined) {
       connection.input(sequence, acknowledgment, flags, window, options, packet, start + headerLength, end, now);
-      this.noteDeadline(connection); // whatever this segment did may have moved its timers
+      // whatever this segment did may have moved its timers: noteDeadline(), written out
+      const deadline = connection.deadline;
+      if (deadline < this.earliestDeadline) this.earliestDeadline = deadline;
       return;
     }
     const listener = this.listeners.get(destinationPort);
@@ -349,6 +361,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     if (byPort === undefined) {
       byPort = new Map();
       this.connections.set(connection.localPort, byPort);
+      this.lookupPort = -1;
     }
     byPort.set(connection.remoteAddress * 65536 + connection.remotePort, connection);
     this.connectionCount++;
@@ -400,7 +413,10 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const key = connection.remoteAddress * 65536 + connection.remotePort;
     if (byPort?.get(key) === connection) {
       byPort.delete(key);
-      if (byPort.size === 0) this.connections.delete(connection.localPort);
+      if (byPort.size === 0) {
+        this.connections.delete(connection.localPort);
+        this.lookupPort = -1;
+      }
       this.connectionCount--;
     }
     connection.outputQueued = false; // (poll() skips its entry in dirty)
