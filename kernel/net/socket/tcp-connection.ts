@@ -160,6 +160,16 @@ export class TcpConnection {
   /** Nagle's algorithm off (RFC 9293 §3.7.4). */
   noDelay = false;
 
+  /**
+   * A read waiting for data (set and cleared by TcpSocket.readIntoWith's owner): in-order bytes
+   * that arrive while nothing is buffered are copied from the segment straight to
+   * readTarget[readTargetOffset…] — one copy instead of two, into the receive buffer and out
+   * of it — and readTargetCount says how many; onReadable() then takes them (takeDirect()).
+   */
+  readTarget: Uint8Array | null = null;
+  readTargetOffset = 0;
+  readTargetCount = 0;
+
   /** The stack queued this connection for output (TcpStack.markDirty); output() clears it. */
   outputQueued = false;
 
@@ -371,6 +381,17 @@ export class TcpConnection {
       this.ackNow = true;
       this.host.markDirty(this);
     }
+    return n;
+  }
+
+  /**
+   * The bytes receiveText() copied straight to readTarget (readTargetCount of them, > 0): what
+   * readInto() does after its copy (the window-update test), and the count.
+   */
+  takeDirect(): number {
+    const n = this.readTargetCount;
+    this.readTargetCount = 0;
+    this.maybeWindowUpdate();
     return n;
   }
 
@@ -907,7 +928,21 @@ export class TcpConnection {
     if (this.discardReceived) {
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
-      ring!.write(packet, dataOffset + offset, length);
+      let from = dataOffset + offset;
+      let rest = length;
+      const target = this.readTarget;
+      if (target !== null && ring!.length === 0) {
+        // A read waits and nothing is buffered before these bytes: straight to the reader.
+        const targetOffset = this.readTargetOffset;
+        const room = target.length - targetOffset;
+        const n = room < rest ? room : rest;
+        target.set(packet.subarray(from, from + n), targetOffset);
+        this.readTarget = null;
+        this.readTargetCount = n;
+        from += n;
+        rest -= n;
+      }
+      if (rest > 0) ring!.write(packet, from, rest);
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {
