@@ -157,6 +157,35 @@ test("readIntoWith() copies into the caller's buffer at its offset, at most what
   assert.equal((errors[1] as { code: string }).code, "ECONNRESET");
 });
 
+test("a pending readIntoWith() takes arriving bytes straight into its target, no more than fits; the rest is buffered in order; a cancelled or answered read takes nothing later", async () => {
+  const { link, peer, socket } = await connected();
+  const target = new Uint8Array(8).fill(0x2e);
+  const counts: number[] = [];
+  const onRead = (n: number) => counts.push(n);
+  const onError = (e: unknown) => assert.fail(String(e));
+  const text = (from: number, to: number) => new TextDecoder().decode(target.subarray(from, to));
+  peer.readIntoWith(target, 5, onRead, onError);
+  await socket.write(new TextEncoder().encode("abcdefgh"));
+  await link.run(() => counts.length === 1);
+  assert.deepEqual(counts, [3]);
+  assert.equal(text(0, 8), ".....abc");
+  assert.equal(peer.connection.readableLength, 5, "what did not fit stays buffered");
+  target.fill(0x2e);
+  await socket.write(new TextEncoder().encode("ij"));
+  await link.run(() => peer.connection.readableLength === 7);
+  assert.equal(text(0, 8), "........", "the answered read's target is not written again");
+  peer.readIntoWith(target, 0, onRead, onError);
+  assert.deepEqual(counts, [3, 7]);
+  assert.equal(text(0, 7), "defghij");
+  target.fill(0x2e);
+  peer.readIntoWith(target, 0, onRead, () => undefined);
+  peer.cancelRead("cancelled");
+  await socket.write(new TextEncoder().encode("kl"));
+  await link.run(() => peer.connection.readableLength === 2);
+  assert.equal(text(0, 8), "........", "a cancelled read's target is not written");
+  assert.deepEqual(counts, [3, 7]);
+});
+
 test("a pending readIntoWith() fails with the error of a reset", async () => {
   const { link, peer, socket } = await connected();
   const errors: unknown[] = [];

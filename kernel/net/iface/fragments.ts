@@ -47,8 +47,12 @@ interface PartialDatagram {
 export class FragmentReassembler {
   private readonly datagrams = new Map<string, PartialDatagram>();
   private bufferedBytes = 0;
-  /** No datagram times out before this (a lower bound, exact after poll() walked). */
-  private nextDeadline = Infinity;
+  /**
+   * No datagram times out before this (a lower bound, exact after poll() walked); what
+   * pollAt() returns. Public for the interface's event-loop pass, which reads it rather than
+   * calling poll() or pollAt() (a call each per pass); written only here.
+   */
+  nextDeadline = Infinity;
   private readonly maxDatagrams: number;
   private readonly maxBytes: number;
   private readonly timeout: number;

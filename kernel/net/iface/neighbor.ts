@@ -41,8 +41,12 @@ export class NeighborCache {
   private readonly entries = new Map<number, NeighborEntry>();
   private readonly pending = new Map<number, PendingResolution>();
   private pendingTotal = 0;
-  /** No pending resolution is due before this (a lower bound, exact after poll() walked). */
-  private nextDueAt = Infinity;
+  /**
+   * No pending resolution is due before this (a lower bound, exact after poll() walked); what
+   * pollAt() returns. Public for the interface's event-loop pass, which reads it rather than
+   * calling poll() or pollAt() (a call each per pass); written only here.
+   */
+  nextDueAt = Infinity;
   private readonly entryLifetime: number;
   private readonly maxEntries: number;
   private readonly requestInterval: number;

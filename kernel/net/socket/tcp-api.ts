@@ -70,6 +70,9 @@ export class TcpSocket implements TcpConnectionEvents {
       this.readReject = onError;
       this.readTarget = target;
       this.readOffset = offset;
+      // In-order data arriving next is copied straight to target (TcpConnection.readTarget).
+      connection.readTarget = target;
+      connection.readTargetOffset = offset;
     }
   }
 
@@ -100,6 +103,7 @@ export class TcpSocket implements TcpConnectionEvents {
     if (reject === null) return;
     this.readResolve = this.readReject = null;
     this.readTarget = null;
+    this.connection.readTarget = null;
     reject(error as TcpError);
   }
 
@@ -174,8 +178,16 @@ export class TcpSocket implements TcpConnectionEvents {
     const resolve = this.readResolve;
     if (resolve === null) return;
     const connection = this.connection;
+    if (connection.readTargetCount > 0) {
+      // The connection copied the bytes straight into this read's target.
+      this.readResolve = this.readReject = null;
+      this.readTarget = null;
+      (resolve as (count: number) => void)(connection.takeDirect());
+      return;
+    }
     if (connection.readableLength > 0) {
       this.readResolve = this.readReject = null;
+      connection.readTarget = null;
       const target = this.readTarget;
       if (target === null) (resolve as (data: Uint8Array) => void)(connection.read());
       else {
@@ -184,6 +196,7 @@ export class TcpSocket implements TcpConnectionEvents {
       }
     } else if (connection.atEndOfStream) {
       this.readResolve = this.readReject = null;
+      connection.readTarget = null;
       this.deliver(resolve);
     }
   }
@@ -201,6 +214,8 @@ export class TcpSocket implements TcpConnectionEvents {
   }
 
   onWritable(): void {
+    // The usual case, every ACK of new data: nothing waits for room and no end is pending.
+    if (this.pendingWrites.length === 0 && !this.endRequested) return;
     const connection = this.connection;
     while (this.pendingWrites.length > 0) {
       const head = this.pendingWrites[0]!;
@@ -219,6 +234,7 @@ export class TcpSocket implements TcpConnectionEvents {
     const resolve = this.readResolve, reject = this.readReject;
     if (resolve !== null && reject !== null && (error !== null || this.connection.state === TcpState.Closed || this.connection.atEndOfStream)) {
       this.readResolve = this.readReject = null;
+      this.connection.readTarget = null;
       if (this.connection.readableLength > 0 || error === null) this.deliver(resolve);
       else {
         this.readTarget = null;

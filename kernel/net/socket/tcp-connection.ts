@@ -160,6 +160,19 @@ export class TcpConnection {
   /** Nagle's algorithm off (RFC 9293 §3.7.4). */
   noDelay = false;
 
+  /**
+   * A read waiting for data (set and cleared by TcpSocket.readIntoWith's owner): in-order bytes
+   * that arrive while nothing is buffered are copied from the segment straight to
+   * readTarget[readTargetOffset…] — one copy instead of two, into the receive buffer and out
+   * of it — and readTargetCount says how many; onReadable() then takes them (takeDirect()).
+   */
+  readTarget: Uint8Array | null = null;
+  readTargetOffset = 0;
+  readTargetCount = 0;
+
+  /** The stack queued this connection for output (TcpStack.markDirty); output() clears it. */
+  outputQueued = false;
+
   // TIME-WAIT / FIN-WAIT-2 / misc.
   private closeDeadline = Infinity;
   /** Sequence of our FIN once it is queued (valid when finQueued). */
@@ -205,7 +218,13 @@ export class TcpConnection {
 
   /** Earliest time this connection needs poll() (Infinity: none). */
   get deadline(): number {
-    return Math.min(this.retransmitDeadline, this.delayedAckDeadline, this.persistDeadline, this.keepAliveDeadline, this.closeDeadline);
+    // Compared by hand: Math.min is a native call, and the stack reads this after every segment.
+    let deadline = this.retransmitDeadline;
+    const delayedAck = this.delayedAckDeadline, persist = this.persistDeadline, keepAlive = this.keepAliveDeadline, close = this.closeDeadline;
+    if (delayedAck < deadline) deadline = delayedAck;
+    if (persist < deadline) deadline = persist;
+    if (keepAlive < deadline) deadline = keepAlive;
+    return close < deadline ? close : deadline;
   }
 
   /** Bytes that can be read now. */
@@ -339,15 +358,39 @@ export class TcpConnection {
    */
   readInto(target: Uint8Array, offset: number): number {
     const ring = this.receiveBuffer;
-    if (ring === null || ring.length === 0) return 0;
+    if (ring === null) return 0;
+    const buffered = ring.length;
+    if (buffered === 0) return 0;
     const room = target.length - offset;
-    const n = room < ring.length ? room : ring.length;
-    ring.copyOut(0, n, target, offset);
-    ring.consume(n);
-    if (ring.length === 0 && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
+    const n = room < buffered ? room : buffered;
+    ring.takeInto(n, target, offset);
+    const state = this.state;
+    if (n === buffered && (state === TcpState.TimeWait || state === TcpState.Closed)) {
       this.receiveBuffer = null; // nothing more can arrive: give the memory back
       return n;
     }
+    // maybeWindowUpdate(), written out: a request's read comes through here
+    if (state === TcpState.Closed || state === TcpState.SynSent) return n;
+    let advertised = ((this.receiveWindowEdge - this.receiveNext) | 0);
+    if (advertised < 0) advertised = 0;
+    const bufferSize = this.host.config.receiveBufferSize;
+    const free = this.discardReceived ? bufferSize : ring.capacity - ring.length;
+    const maxSegment = this.maxSegment;
+    const threshold = bufferSize >> 1 < maxSegment ? bufferSize >> 1 : maxSegment;
+    if (free - advertised >= threshold) {
+      this.ackNow = true;
+      this.host.markDirty(this);
+    }
+    return n;
+  }
+
+  /**
+   * The bytes receiveText() copied straight to readTarget (readTargetCount of them, > 0): what
+   * readInto() does after its copy (the window-update test), and the count.
+   */
+  takeDirect(): number {
+    const n = this.readTargetCount;
+    this.readTargetCount = 0;
     this.maybeWindowUpdate();
     return n;
   }
@@ -425,7 +468,15 @@ export class TcpConnection {
    * 16-bit field; `options` were parsed by the stack.
    */
   input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, packet: Uint8Array, dataOffset: number, end: number, now: number): void {
-    if (this.state === TcpState.SynSent) {
+    const state = this.state;
+    if (state === TcpState.Established && (flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK)) === TCP_ACK &&
+        sequence === this.receiveNext) {
+      // Header prediction (as in BSD's tcp_input): the usual segment, in order with an ACK and
+      // neither SYN, FIN nor RST, on an ESTABLISHED connection. inputPredicted() takes it when
+      // every check below would pass for it, with fewer calls and field reads.
+      if (this.inputPredicted(sequence, acknowledgment, window, options, packet, dataOffset, end, now)) return;
+    }
+    if (state === TcpState.SynSent) {
       this.inputSynSent(sequence, acknowledgment, flags, window, options, now);
       return;
     }
@@ -566,6 +617,69 @@ export class TcpConnection {
       this.receiveFin(now);
     }
     this.output(now);
+  }
+
+  /**
+   * input() for an in-order ACK segment (no SYN, FIN, RST) on an ESTABLISHED connection:
+   * RFC 9293 §3.10.7.4's steps as input() runs them, for the case where none of their
+   * exceptions applies: false (nothing done) when one might — a PAWS failure (RFC 7323 §5.3),
+   * data into a closed window, an ACK outside [SND.UNA, SND.MAX] (RFC 5961 §5.2 and the
+   * general path decide) — and input() runs its general path then.
+   */
+  private inputPredicted(sequence: number, acknowledgment: number, window: number, options: TcpOptions, packet: Uint8Array, dataOffset: number, end: number, now: number): boolean {
+    const timestamps = this.timestampsEnabled && options.hasTimestamps;
+    if (timestamps && (((options.timestampValue - this.timestampRecent) | 0) < 0)) return false; // PAWS
+    const dataLength = end - dataOffset;
+    // In order, so acceptable (first check) unless it carries data into a zero window.
+    if (dataLength > 0 && (((this.receiveWindowEdge - sequence) | 0) <= 0)) return false;
+    const sendUnacknowledged = this.sendUnacknowledged;
+    const sendMax = this.sendMax;
+    // Fifth check's limits: neither older than SND.UNA nor beyond SND.MAX.
+    if ((((acknowledgment - sendUnacknowledged) | 0) < 0) || (((acknowledgment - sendMax) | 0) > 0)) return false;
+
+    this.keepAliveProbesSent = 0;
+    if (this.keepAliveEnabled) this.keepAliveDeadline = now + this.keepAliveIdle;
+    // RFC 7323 §4.3: update TS.Recent when the segment covers Last.ACK.sent.
+    if (timestamps) {
+      const lastAckSent = this.lastAckSent;
+      if ((((sequence - lastAckSent) | 0) <= 0) && (((lastAckSent - (((sequence + dataLength) >>> 0))) | 0) <= 0)) {
+        this.timestampRecent = options.timestampValue;
+      }
+    }
+    // processAck(), past the checks above.
+    const scaledWindow = window << this.sendWindowShift;
+    if (acknowledgment !== sendUnacknowledged) {
+      this.acknowledge(acknowledgment, options, now);
+    } else if (dataLength === 0 && scaledWindow === this.sendWindow && sendMax !== sendUnacknowledged) {
+      this.duplicateAck(now);
+    }
+    const updateSequence = this.sendWindowUpdateSequence;
+    if ((((updateSequence - sequence) | 0) < 0) ||
+        (updateSequence === sequence && (((this.sendWindowUpdateAck - acknowledgment) | 0) <= 0))) {
+      const opened = this.sendWindow === 0 && scaledWindow > 0;
+      this.sendWindow = scaledWindow;
+      this.sendWindowUpdateSequence = sequence;
+      this.sendWindowUpdateAck = acknowledgment;
+      if (scaledWindow > this.maxSendWindow) this.maxSendWindow = scaledWindow;
+      if (opened) {
+        this.persistDeadline = Infinity;
+        this.persistBackoff = 0;
+      }
+    }
+    // The app may have closed or aborted the connection from onWritable().
+    const state = this.state;
+    if (state === TcpState.Closed) return true;
+    // Seventh: segment text.
+    if (dataLength > 0 && (state === TcpState.Established || state === TcpState.FinWait1 || state === TcpState.FinWait2)) {
+      this.receiveText(sequence, packet, dataOffset, dataLength, now);
+    }
+    // Eighth: a FIN held beyond a hole that this segment filled.
+    if (this.pendingFinSequence >= 0 && this.receiveNext === this.pendingFinSequence && !this.finReceived) {
+      this.pendingFinSequence = -1;
+      this.receiveFin(now);
+    }
+    this.output(now);
+    return true;
   }
 
   private inputSynSent(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, now: number): void {
@@ -751,27 +865,39 @@ export class TcpConnection {
     this.retransmitDeadline = now + this.retransmitTimeout;
   }
 
-  /** RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). */
+  /**
+   * RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). Runs for most ACKs of new data,
+   * so timestampNow() and min/max/abs are written out (Math's are native calls).
+   */
   private sampleRoundTrip(options: TcpOptions, now: number): void {
     let sample = -1;
     if (this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) {
-      sample = ((this.timestampNow(now) - options.timestampEcho) >>> 0);
+      sample = ((((now - now % 1 + this.timestampOffset) >>> 0) - options.timestampEcho) >>> 0); // now ≥ 0
       if (sample > 0x7fffffff) sample = -1;
     } else if (this.timedAt >= 0 && (((this.sendUnacknowledged - this.timedSequence) | 0) >= 0)) {
       sample = now - this.timedAt;
       this.timedAt = -1;
     }
     if (sample < 0) return;
-    if (this.smoothedRoundTrip < 0) {
-      this.smoothedRoundTrip = sample;
-      this.roundTripVariance = sample / 2;
+    let smoothed = this.smoothedRoundTrip;
+    let variance: number;
+    if (smoothed < 0) {
+      smoothed = sample;
+      variance = sample / 2;
     } else {
-      this.roundTripVariance = 0.75 * this.roundTripVariance + 0.25 * Math.abs(this.smoothedRoundTrip - sample);
-      this.smoothedRoundTrip = 0.875 * this.smoothedRoundTrip + 0.125 * sample;
+      const error = smoothed - sample;
+      variance = 0.75 * this.roundTripVariance + 0.25 * (error < 0 ? -error : error);
+      smoothed = 0.875 * smoothed + 0.125 * sample;
     }
+    this.smoothedRoundTrip = smoothed;
+    this.roundTripVariance = variance;
+    // RTO = min(max, max(min, SRTT + max(G, 4·RTTVAR))), with a clock granularity G of 1 ms
     const config = this.host.config;
-    this.retransmitTimeout = Math.min(config.maxRetransmitTimeout,
-      Math.max(config.minRetransmitTimeout, this.smoothedRoundTrip + Math.max(1, 4 * this.roundTripVariance)));
+    const spread = 4 * variance;
+    let timeout = smoothed + (spread > 1 ? spread : 1);
+    if (timeout < config.minRetransmitTimeout) timeout = config.minRetransmitTimeout;
+    const limit = config.maxRetransmitTimeout;
+    this.retransmitTimeout = timeout < limit ? timeout : limit;
   }
 
   /** The text of a segment: `dataLength` bytes at packet[dataOffset…], sequence `sequence`. */
@@ -802,7 +928,21 @@ export class TcpConnection {
     if (this.discardReceived) {
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     } else {
-      ring!.write(packet, dataOffset + offset, length);
+      let from = dataOffset + offset;
+      let rest = length;
+      const target = this.readTarget;
+      if (target !== null && ring!.length === 0) {
+        // A read waits and nothing is buffered before these bytes: straight to the reader.
+        const targetOffset = this.readTargetOffset;
+        const room = target.length - targetOffset;
+        const n = room < rest ? room : rest;
+        target.set(packet.subarray(from, from + n), targetOffset);
+        this.readTarget = null;
+        this.readTargetCount = n;
+        from += n;
+        rest -= n;
+      }
+      if (rest > 0) ring!.write(packet, from, rest);
       this.receiveNext = ((this.receiveNext + length) >>> 0);
     }
     if (hadHole) {
@@ -859,6 +999,7 @@ export class TcpConnection {
 
   /** Sends whatever is due: SYN, data within the windows, FIN, or an ACK. */
   output(now: number): void {
+    this.outputQueued = false; // whatever the stack queued this connection for is done here
     switch (this.state) {
       case TcpState.Closed:
         return;

@@ -63,7 +63,17 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
   /** Connections by local port, then by remote address·65536 + remote port. */
   private readonly connections = new Map<number, Map<number, TcpConnection>>();
   private readonly listeners = new Map<number, TcpListener>();
-  private readonly dirty = new Set<TcpConnection>();
+  /** The last local port input() looked up and its entry in `connections` (register() and release() forget it). */
+  private lookupPort = -1;
+  private lookupByPort: Map<number, TcpConnection> | undefined = undefined;
+  /**
+   * Connections that asked for output (markDirty) since the last poll(), each once while its
+   * `outputQueued` is set. An array and a flag rather than a Set: no iterator per pass and no
+   * native call per add, delete or size; output() clears the flag, so a connection whose
+   * output already ran (at the end of input(), which sends a response written inside it) is
+   * skipped instead of running output() again for nothing.
+   */
+  private readonly dirty: TcpConnection[] = [];
   /**
    * A lower bound of every connection's deadline (never later than the earliest), exact after
    * a rescan; deadlineStale asks for a rescan (see pollAt).
@@ -157,20 +167,23 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
    * happened cost O(1) instead of a walk over every connection.
    */
   pollAt(): number {
-    if (this.dirty.size > 0) return 0;
+    if (this.dirty.length !== 0) return 0;
     if (this.deadlineStale) this.rescanDeadlines();
     return this.earliestDeadline;
   }
 
   /** Runs pending output and every expired timer. */
   poll(now: number): void {
-    // Iterating even an empty Set allocates an iterator: not on every idle pass.
-    if (this.dirty.size !== 0) {
-      for (const connection of this.dirty) {
-        this.dirty.delete(connection);
-        connection.output(now);
+    const dirty = this.dirty;
+    if (dirty.length !== 0) {
+      // By index: output may mark connections again, which appends them (visited in this loop).
+      for (let i = 0; i < dirty.length; i++) {
+        const connection = dirty[i]!;
+        if (!connection.outputQueued) continue; // its output ran since it was marked
+        connection.output(now); // clears outputQueued
         this.noteDeadline(connection);
       }
+      dirty.length = 0;
     }
     if (this.deadlineStale) this.rescanDeadlines();
     if (now < this.earliestDeadline) return; // no timer is due
@@ -267,7 +280,14 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const acknowledgment = ((packet[s + 8]! << 24) | (packet[s + 9]! << 16) | (packet[s + 10]! << 8) | packet[s + 11]!) >>> 0;
     const window = (packet[s + 14]! << 8) | packet[s + 15]!;
 
-    let connection = this.connections.get(destinationPort)?.get(source * 65536 + sourcePort);
+    // The last port's connection map is kept: a server's segments are mostly for one port.
+    let byPort = this.lookupByPort;
+    if (destinationPort !== this.lookupPort) {
+      byPort = this.connections.get(destinationPort);
+      this.lookupPort = destinationPort;
+      this.lookupByPort = byPort;
+    }
+    let connection = byPort?.get(source * 65536 + sourcePort);
     if (connection !== undefined && connection.state === TcpState.TimeWait && (flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN &&
         this.listeners.has(destinationPort) && (((sequence - connection.receiveNext) | 0) > 0)) {
       // RFC 9293 §3.10.7.4 / RFC 6191: a new SYN beyond the old connection may reopen it.
@@ -276,7 +296,9 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     if (connection !== undefined) {
       connection.input(sequence, acknowledgment, flags, window, options, packet, start + headerLength, end, now);
-      this.noteDeadline(connection); // whatever this segment did may have moved its timers
+      // whatever this segment did may have moved its timers: noteDeadline(), written out
+      const deadline = connection.deadline;
+      if (deadline < this.earliestDeadline) this.earliestDeadline = deadline;
       return;
     }
     const listener = this.listeners.get(destinationPort);
@@ -339,6 +361,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     if (byPort === undefined) {
       byPort = new Map();
       this.connections.set(connection.localPort, byPort);
+      this.lookupPort = -1;
     }
     byPort.set(connection.remoteAddress * 65536 + connection.remotePort, connection);
     this.connectionCount++;
@@ -358,9 +381,14 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     return true;
   }
 
+  /**
+   * Queues `connection` for output at the next poll(), which also notes its deadline then
+   * (queuing output moves no timer, so there is nothing to note here).
+   */
   markDirty(connection: TcpConnection): void {
-    this.dirty.add(connection);
-    this.noteDeadline(connection);
+    if (connection.outputQueued) return;
+    connection.outputQueued = true;
+    this.dirty.push(connection);
   }
 
   timersChanged(connection?: TcpConnection): void {
@@ -385,10 +413,13 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     const key = connection.remoteAddress * 65536 + connection.remotePort;
     if (byPort?.get(key) === connection) {
       byPort.delete(key);
-      if (byPort.size === 0) this.connections.delete(connection.localPort);
+      if (byPort.size === 0) {
+        this.connections.delete(connection.localPort);
+        this.lookupPort = -1;
+      }
       this.connectionCount--;
     }
-    this.dirty.delete(connection);
+    connection.outputQueued = false; // (poll() skips its entry in dirty)
     this.deadlineStale = true; // its timers no longer count
     if (connection.passive) {
       const listener = this.listeners.get(connection.localPort);
