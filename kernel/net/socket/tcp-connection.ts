@@ -186,6 +186,12 @@ export class TcpConnection {
   private readonly fill: (buffer: Uint8Array, offset: number) => void;
   /** The checksum's pseudo-header sum without the length (addresses and protocol, RFC 9293 §3.1). */
   private readonly pseudoHeaderSum: number;
+  /**
+   * The bytes every 32-byte header of this connection shares (ports, data offset 8 words, zero
+   * checksum and urgent pointer, NOP NOP and the timestamps option's kind and length): the
+   * segment filler copies them with one `set` and stores only the fields that change.
+   */
+  private readonly timestampHeader: Uint8Array;
 
   constructor(
     private readonly host: TcpConnectionHost,
@@ -208,6 +214,11 @@ export class TcpConnection {
     };
     this.fill = this.fillSegment.bind(this); // bound, not an arrow: no interpreter frame of its own
     this.pseudoHeaderSum = (localAddress >>> 16) + (localAddress & 0xffff) + (remoteAddress >>> 16) + (remoteAddress & 0xffff) + PROTOCOL_TCP;
+    const template = new Uint8Array(TCP_HEADER_LENGTH + 12);
+    template[0] = localPort >> 8; template[1] = localPort; template[2] = remotePort >> 8; template[3] = remotePort;
+    template[12] = 0x80; // data offset 8 words
+    template[20] = 1; template[21] = 1; template[22] = 8; template[23] = 10; // NOP NOP, kind 8 length 10
+    this.timestampHeader = template;
     this.congestion = config.congestionControl(this.localMaxSegment());
     if (config.windowScaling) {
       let shift = 0;
@@ -867,12 +878,13 @@ export class TcpConnection {
 
   /**
    * RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). Runs for most ACKs of new data,
-   * so timestampNow() and min/max/abs are written out (Math's are native calls).
+   * so the timestamp clock (as in transmit()) and min/max/abs are written out (Math's are
+   * native calls).
    */
   private sampleRoundTrip(options: TcpOptions, now: number): void {
     let sample = -1;
     if (this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) {
-      sample = ((((now - now % 1 + this.timestampOffset) >>> 0) - options.timestampEcho) >>> 0); // now ≥ 0
+      sample = (((((now >>> 0) + this.timestampOffset) >>> 0) - options.timestampEcho) >>> 0); // TSval now, as transmit()
       if (sample > 0x7fffffff) sample = -1;
     } else if (this.timedAt >= 0 && (((this.sendUnacknowledged - this.timedSequence) | 0) >= 0)) {
       sample = now - this.timedAt;
@@ -1134,8 +1146,8 @@ export class TcpConnection {
    * It carries the window to advertise now (RFC 9293 §3.8.6.2.2 receiver SWS avoidance; the
    * right edge never shrinks), computed here rather than in a function of its own, with
    * freeReceiveSpace() and the update threshold written out and min/max as comparisons:
-   * this runs for every segment sent, so the header set-up and timestampNow() are written out
-   * here too.
+   * this runs for every segment sent, so the header set-up and the timestamp clock are written
+   * out here too.
    */
   private transmit(sequence: number, flags: number, ring: ByteRing | null, offset: number, length: number, now: number): boolean {
     const host = this.host;
@@ -1171,7 +1183,11 @@ export class TcpConnection {
     const timestamps = (flags & TCP_RST) === 0 && this.timestampsEnabled;
     h.hasTimestamps = timestamps;
     if (timestamps) {
-      h.timestampValue = (now - now % 1 + this.timestampOffset) >>> 0; // timestampNow(now); now ≥ 0
+      // The timestamp clock (RFC 7323 §5.4): whole milliseconds of `now` plus this
+      // connection's offset, modulo 2^32. `now >>> 0` is floor(now) mod 2^32 for now ≥ 0, so
+      // the sum modulo 2^32 is exact — and cheaper than `now % 1`, a floating-point
+      // remainder through the interpreter's slow path (fmod).
+      h.timestampValue = ((now >>> 0) + this.timestampOffset) >>> 0;
       h.timestampEcho = hasAck ? this.timestampRecent : 0;
     }
     this.fillSource = ring;
@@ -1205,27 +1221,27 @@ export class TcpConnection {
       headerLength = writeTcpHeader(buffer, h, offset);
     } else {
       const o = offset;
-      const sourcePort = this.localPort, destinationPort = this.remotePort;
       const sequence = h.sequence, acknowledgment = h.acknowledgment, window = h.window;
-      buffer[o] = sourcePort >> 8; buffer[o + 1] = sourcePort;
-      buffer[o + 2] = destinationPort >> 8; buffer[o + 3] = destinationPort;
+      if (h.hasTimestamps) {
+        // ports, data offset, checksum and urgent pointer (0), NOP NOP kind length: the template
+        headerLength = TCP_HEADER_LENGTH + 12;
+        buffer.set(this.timestampHeader, o);
+        const value = h.timestampValue, echo = h.timestampEcho;
+        buffer[o + 24] = value >>> 24; buffer[o + 25] = value >>> 16; buffer[o + 26] = value >>> 8; buffer[o + 27] = value;
+        buffer[o + 28] = echo >>> 24; buffer[o + 29] = echo >>> 16; buffer[o + 30] = echo >>> 8; buffer[o + 31] = echo;
+      } else {
+        headerLength = TCP_HEADER_LENGTH;
+        const sourcePort = this.localPort, destinationPort = this.remotePort;
+        buffer[o] = sourcePort >> 8; buffer[o + 1] = sourcePort;
+        buffer[o + 2] = destinationPort >> 8; buffer[o + 3] = destinationPort;
+        buffer[o + 12] = 0x50; // data offset 5 words
+        buffer[o + 16] = 0; buffer[o + 17] = 0; buffer[o + 18] = 0; buffer[o + 19] = 0;
+      }
       buffer[o + 4] = sequence >>> 24; buffer[o + 5] = sequence >>> 16; buffer[o + 6] = sequence >>> 8; buffer[o + 7] = sequence;
       buffer[o + 8] = acknowledgment >>> 24; buffer[o + 9] = acknowledgment >>> 16;
       buffer[o + 10] = acknowledgment >>> 8; buffer[o + 11] = acknowledgment;
       buffer[o + 13] = flags;
       buffer[o + 14] = window >> 8; buffer[o + 15] = window;
-      buffer[o + 16] = 0; buffer[o + 17] = 0; buffer[o + 18] = 0; buffer[o + 19] = 0;
-      if (h.hasTimestamps) {
-        headerLength = TCP_HEADER_LENGTH + 12;
-        buffer[o + 12] = 0x80; // data offset 8 words
-        const value = h.timestampValue, echo = h.timestampEcho;
-        buffer[o + 20] = 1; buffer[o + 21] = 1; buffer[o + 22] = 8; buffer[o + 23] = 10; // NOP NOP, kind 8 length 10
-        buffer[o + 24] = value >>> 24; buffer[o + 25] = value >>> 16; buffer[o + 26] = value >>> 8; buffer[o + 27] = value;
-        buffer[o + 28] = echo >>> 24; buffer[o + 29] = echo >>> 16; buffer[o + 30] = echo >>> 8; buffer[o + 31] = echo;
-      } else {
-        headerLength = TCP_HEADER_LENGTH;
-        buffer[o + 12] = 0x50; // data offset 5 words
-      }
     }
     const length = this.fillDataLength;
     if (length > 0) {
@@ -1240,10 +1256,6 @@ export class TcpConnection {
     sum = ~((sum & 0xffff) + (sum >>> 16));
     buffer[offset + 16] = sum >> 8;
     buffer[offset + 17] = sum;
-  }
-
-  private timestampNow(now: number): number {
-    return (Math.floor(now) + this.timestampOffset) >>> 0;
   }
 
   // ─── Timers ──────────────────────────────────────────────────────────────────────────
