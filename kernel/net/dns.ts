@@ -82,11 +82,16 @@ export class DnsResolver {
   private readonly random: () => number;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly byId = new Map<number, Query>();
-  /** No query in flight times out before this (a lower bound, exact after poll() walked). */
-  private nextDeadline = Infinity;
+  /**
+   * No query in flight times out before this (a lower bound, exact after poll() walked).
+   * Read directly by the network unit's pass (what pollAt() returns, without a call).
+   */
+  nextDeadline = Infinity;
   private readonly byName = new Map<string, Query>();
-  private socket: UdpSocket | null = null;
-  private now = 0;
+  /** Bound at the first query and kept; the network unit's pass polls only while it is open. */
+  socket: UdpSocket | null = null;
+  /** The clock as of the last pass (cache expiry, query deadlines); set by poll() or, when idle, by the network unit's pass. */
+  now = 0;
 
   constructor(private readonly udp: UdpLayer, options: DnsResolverOptions = {}) {
     this.servers = options.servers ?? [];
@@ -134,7 +139,11 @@ export class DnsResolver {
     });
   }
 
-  /** Handles answers, then retransmits or fails queries whose time is up. */
+  /**
+   * Handles answers, then retransmits or fails queries whose time is up. With no socket open
+   * and nothing due (`socket === null && now < nextDeadline`) it only sets `now`, which the
+   * network unit's pass then does itself instead of calling it (two calls per pass less).
+   */
   poll(now: number): void {
     this.now = now;
     const socket = this.socket;

@@ -162,7 +162,11 @@ function poll(_vectors: number, now: number, quiet: boolean): boolean {
   s.iface.pollLocal(now);
   const dhcp = s.dhcp;
   if (dhcp !== null) dhcp.poll(now);
-  s.resolver.poll(now);
+  // The resolver's poll() and pollAt() written out for its idle case (no socket, nothing due):
+  // only its clock moves then, and its deadline is a field.
+  const resolver = s.resolver;
+  if (resolver.socket !== null || now >= resolver.nextDeadline) resolver.poll(now);
+  else resolver.now = now;
   s.tcp.poll(now);
   s.device.flush?.();
   // The earliest deadline, compared by hand (Math.min is a native call).
@@ -172,7 +176,7 @@ function poll(_vectors: number, now: number, quiet: boolean): boolean {
     at = dhcp.pollAt();
     if (at < next) next = at;
   }
-  at = s.resolver.pollAt();
+  at = resolver.nextDeadline;
   if (at < next) next = at;
   at = s.tcp.pollAt();
   if (at < next) next = at;

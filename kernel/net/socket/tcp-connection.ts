@@ -476,7 +476,8 @@ export class TcpConnection {
   /**
    * Processes one segment for this connection. Its data is packet[dataOffset, end) (the
    * packet is valid only during the call; no view of the data is made); `window` is the raw
-   * 16-bit field; `options` were parsed by the stack.
+   * 16-bit field; `options` were parsed by the stack (its SYN-only fields — MSS, window
+   * scale, SACK-permitted — are valid only when the segment carries SYN).
    */
   input(sequence: number, acknowledgment: number, flags: number, window: number, options: TcpOptions, packet: Uint8Array, dataOffset: number, end: number, now: number): void {
     const state = this.state;
@@ -660,7 +661,7 @@ export class TcpConnection {
     // processAck(), past the checks above.
     const scaledWindow = window << this.sendWindowShift;
     if (acknowledgment !== sendUnacknowledged) {
-      this.acknowledge(acknowledgment, options, now);
+      this.acknowledge(acknowledgment, timestamps ? options.timestampEcho : 0, now);
     } else if (dataLength === 0 && scaledWindow === this.sendWindow && sendMax !== sendUnacknowledged) {
       this.duplicateAck(now);
     }
@@ -724,7 +725,7 @@ export class TcpConnection {
       this.sendWindowUpdateAck = acknowledgment;
       this.retransmitDeadline = Infinity;
       this.retransmitCount = 0;
-      this.sampleRoundTrip(options, now);
+      this.sampleRoundTrip(this.timestampsEnabled && options.hasTimestamps ? options.timestampEcho : 0, now);
       this.state = TcpState.Established;
       if (this.keepAliveEnabled) this.keepAliveDeadline = now + this.keepAliveIdle;
       this.ackNow = true;
@@ -757,7 +758,7 @@ export class TcpConnection {
     }
     const scaledWindow = window << this.sendWindowShift;
     if ((((acknowledgment - this.sendUnacknowledged) | 0) > 0)) {
-      this.acknowledge(acknowledgment, options, now);
+      this.acknowledge(acknowledgment, this.timestampsEnabled && options.hasTimestamps ? options.timestampEcho : 0, now);
     } else if (acknowledgment === this.sendUnacknowledged && pureAck && scaledWindow === this.sendWindow &&
         this.sendMax !== this.sendUnacknowledged) {
       this.duplicateAck(now);
@@ -778,7 +779,11 @@ export class TcpConnection {
     return true;
   }
 
-  private acknowledge(acknowledgment: number, options: TcpOptions, now: number): void {
+  /**
+   * New data acknowledged up to `acknowledgment`; `echo` is the segment's TSecr when
+   * timestamps are in use on it (RFC 7323 §3.2), else 0 (no timestamp sample).
+   */
+  private acknowledge(acknowledgment: number, echo: number, now: number): void {
     const acked = ((acknowledgment - this.sendUnacknowledged) | 0);
     // Which parts are acknowledged: SYN, data, FIN.
     const ring = this.sendBuffer;
@@ -793,9 +798,7 @@ export class TcpConnection {
       this.sendBufferSequence = acknowledgment;
     }
     // sampleRoundTrip() only when it may have a sample to take (its own first tests, written out).
-    if ((this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) || this.timedAt >= 0) {
-      this.sampleRoundTrip(options, now);
-    }
+    if (echo !== 0 || this.timedAt >= 0) this.sampleRoundTrip(echo, now);
     this.sendUnacknowledged = acknowledgment;
     if ((((this.sendNext - acknowledgment) | 0) < 0)) this.sendNext = acknowledgment;
     this.retransmitCount = 0;
@@ -879,12 +882,13 @@ export class TcpConnection {
   /**
    * RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). Runs for most ACKs of new data,
    * so the timestamp clock (as in transmit()) and min/max/abs are written out (Math's are
-   * native calls).
+   * native calls). `echo`: the segment's TSecr when timestamps are in use on it, else 0 (the
+   * callers read it once from the options).
    */
-  private sampleRoundTrip(options: TcpOptions, now: number): void {
+  private sampleRoundTrip(echo: number, now: number): void {
     let sample = -1;
-    if (this.timestampsEnabled && options.hasTimestamps && options.timestampEcho !== 0) {
-      sample = (((((now >>> 0) + this.timestampOffset) >>> 0) - options.timestampEcho) >>> 0); // TSval now, as transmit()
+    if (echo !== 0) {
+      sample = (((((now >>> 0) + this.timestampOffset) >>> 0) - echo) >>> 0); // TSval now, as transmit()
       if (sample > 0x7fffffff) sample = -1;
     } else if (this.timedAt >= 0 && (((this.sendUnacknowledged - this.timedSequence) | 0) >= 0)) {
       sample = now - this.timedAt;

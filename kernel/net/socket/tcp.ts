@@ -250,18 +250,26 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
         return;
       }
     }
+    const flags = packet[s + 13]!;
+    // The options record: SYN-only options (MSS, window scale, SACK-permitted) are read only
+    // for a SYN (negotiateOptions() via openPassive() and inputSynSent()), so the two usual
+    // layouts below reset them only for a SYN — three stores less per segment.
     const options = this.options;
     if (headerLength === TCP_HEADER_LENGTH) {
-      options.maxSegmentSize = -1;
-      options.windowScale = -1;
-      options.sackPermitted = false;
+      if ((flags & TCP_SYN) !== 0) {
+        options.maxSegmentSize = -1;
+        options.windowScale = -1;
+        options.sackPermitted = false;
+      }
       options.hasTimestamps = false;
     } else if (headerLength === TCP_HEADER_LENGTH + 12 && packet[s + 20] === 1 && packet[s + 21] === 1 && packet[s + 22] === 8 && packet[s + 23] === 10) {
       // NOP NOP timestamps, the layout of every segment after the handshake when timestamps
       // are on (RFC 7323 Appendix A): read in place rather than through parseTcpOptions.
-      options.maxSegmentSize = -1;
-      options.windowScale = -1;
-      options.sackPermitted = false;
+      if ((flags & TCP_SYN) !== 0) {
+        options.maxSegmentSize = -1;
+        options.windowScale = -1;
+        options.sackPermitted = false;
+      }
       options.hasTimestamps = true;
       options.timestampValue = ((packet[s + 24]! << 24) | (packet[s + 25]! << 16) | (packet[s + 26]! << 8) | packet[s + 27]!) >>> 0;
       options.timestampEcho = ((packet[s + 28]! << 24) | (packet[s + 29]! << 16) | (packet[s + 30]! << 8) | packet[s + 31]!) >>> 0;
@@ -269,7 +277,6 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
       counters.droppedMalformed++;
       return;
     }
-    const flags = packet[s + 13]!;
     const sourcePort = (packet[s]! << 8) | packet[s + 1]!;
     const destinationPort = (packet[s + 2]! << 8) | packet[s + 3]!;
     if (sourcePort === 0 || destinationPort === 0 || (flags & TCP_SYN && flags & TCP_FIN) || (flags & TCP_SYN && flags & TCP_RST)) {
