@@ -192,6 +192,8 @@ export class TcpConnection {
    * segment filler copies them with one `set` and stores only the fields that change.
    */
   private readonly timestampHeader: Uint8Array;
+  /** The same for 20-byte headers (no options): ports, data offset 5 words, zero checksum and urgent pointer. */
+  private readonly plainHeader: Uint8Array;
 
   constructor(
     private readonly host: TcpConnectionHost,
@@ -219,6 +221,10 @@ export class TcpConnection {
     template[12] = 0x80; // data offset 8 words
     template[20] = 1; template[21] = 1; template[22] = 8; template[23] = 10; // NOP NOP, kind 8 length 10
     this.timestampHeader = template;
+    const plain = new Uint8Array(TCP_HEADER_LENGTH);
+    plain[0] = localPort >> 8; plain[1] = localPort; plain[2] = remotePort >> 8; plain[3] = remotePort;
+    plain[12] = 0x50; // data offset 5 words
+    this.plainHeader = plain;
     this.congestion = config.congestionControl(this.localMaxSegment());
     if (config.windowScaling) {
       let shift = 0;
@@ -1216,6 +1222,8 @@ export class TcpConnection {
    * IpSender's fill: the segment set up by transmit() or sendReset(), written at buffer[offset…].
    * A header without options but timestamps (NOP NOP TS, as writeTcpHeader lays them out) is
    * written out here: a call costs more than its byte stores; SYNs go through writeTcpHeader.
+   * The bytes that never change on a connection come from its templates (timestampHeader,
+   * plainHeader) with one `set`: a native call costs less than the 9–13 byte stores it replaces.
    */
   private fillSegment(buffer: Uint8Array, offset: number): void {
     const h = this.header;
@@ -1235,11 +1243,7 @@ export class TcpConnection {
         buffer[o + 28] = echo >>> 24; buffer[o + 29] = echo >>> 16; buffer[o + 30] = echo >>> 8; buffer[o + 31] = echo;
       } else {
         headerLength = TCP_HEADER_LENGTH;
-        const sourcePort = this.localPort, destinationPort = this.remotePort;
-        buffer[o] = sourcePort >> 8; buffer[o + 1] = sourcePort;
-        buffer[o + 2] = destinationPort >> 8; buffer[o + 3] = destinationPort;
-        buffer[o + 12] = 0x50; // data offset 5 words
-        buffer[o + 16] = 0; buffer[o + 17] = 0; buffer[o + 18] = 0; buffer[o + 19] = 0;
+        buffer.set(this.plainHeader, o); // ports, data offset, checksum and urgent pointer (0)
       }
       buffer[o + 4] = sequence >>> 24; buffer[o + 5] = sequence >>> 16; buffer[o + 6] = sequence >>> 8; buffer[o + 7] = sequence;
       buffer[o + 8] = acknowledgment >>> 24; buffer[o + 9] = acknowledgment >>> 16;
