@@ -14,6 +14,7 @@ import type { IpSender, TransportInput } from "../ip.ts";
 import { PROTOCOL_ICMP, PROTOCOL_UDP } from "../ip.ts";
 import type { ArpError } from "../wire/arp.ts";
 import { ARP_OPERATION_REPLY, ARP_OPERATION_REQUEST, ARP_PACKET_LENGTH, ArpPacket, emitArp } from "../wire/arp.ts";
+import { sumWordsFrom } from "../wire/checksum.ts";
 import type { EthernetError } from "../wire/ethernet.ts";
 import {
   BROADCAST_MAC, ETHERNET_HEADER_LENGTH, ETHERTYPE_ARP, ETHERTYPE_IPV4, isMulticastMac, macEquals, writeEthernetHeader,
@@ -522,17 +523,9 @@ export class Ipv4Interface implements IpSender {
     if (headerLength < IPV4_HEADER_LENGTH) { this.drops["ipv4-bad-header-length"]++; return; }
     const totalLength = (frame[start + 2]! << 8) | frame[start + 3]!;
     if (totalLength < headerLength || totalLength > available) { this.drops["ipv4-bad-total-length"]++; return; }
-    let sum = 0;
-    if (headerLength === IPV4_HEADER_LENGTH) {
-      // the usual header without options, summed in one expression (no loop in the interpreter)
-      const f = frame, s = start;
-      sum = ((f[s]! << 8) | f[s + 1]!) + ((f[s + 2]! << 8) | f[s + 3]!) + ((f[s + 4]! << 8) | f[s + 5]!) +
-        ((f[s + 6]! << 8) | f[s + 7]!) + ((f[s + 8]! << 8) | f[s + 9]!) + ((f[s + 10]! << 8) | f[s + 11]!) +
-        ((f[s + 12]! << 8) | f[s + 13]!) + ((f[s + 14]! << 8) | f[s + 15]!) + ((f[s + 16]! << 8) | f[s + 17]!) +
-        ((f[s + 18]! << 8) | f[s + 19]!);
-    } else {
-      for (let i = start; i < start + headerLength; i += 2) sum += (frame[i]! << 8) | frame[i + 1]!;
-    }
+    // The header's sum through the native summer (in the guest; one call costs less than the
+    // ten words' 20 element reads in the interpreter).
+    let sum = sumWordsFrom(frame, start, start + headerLength, 0);
     sum = (sum & 0xffff) + (sum >>> 16);
     if (((sum & 0xffff) + (sum >>> 16)) !== 0xffff) { this.drops["ipv4-bad-checksum"]++; return; }
     const destination = ((frame[start + 16]! << 24) | (frame[start + 17]! << 16) | (frame[start + 18]! << 8) | frame[start + 19]!) >>> 0;
