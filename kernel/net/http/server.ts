@@ -66,6 +66,8 @@ const SWEEP_MS = 100;
 
 class Timeout extends Error {}
 
+/** An empty array (never written to). */
+const NO_BYTES = new Uint8Array(0);
 /** What a write that completed at once returns. */
 const WRITTEN: Promise<void> = Promise.resolve();
 /** What #exchange returns when the handler answered with a promise (in reader.pending). */
@@ -356,7 +358,13 @@ export class HttpServer {
   #lastUrl = { host: "", target: "", url: "" };
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
-  #lastHeadBytes: Uint8Array = new Uint8Array(0);
+  #lastHeadBytes: Uint8Array = NO_BYTES;
+  /**
+   * The head + body array of the last response that went out through tryWrite (which copies
+   * it), to be filled again for a response of the same length, and the head bytes it holds.
+   */
+  #out: Uint8Array = NO_BYTES;
+  #outHead: Uint8Array | null = null;
   /**
    * What the last head from #writeResponse was made of: the same flat header list (a frozen
    * record's, shared by its responses) with the same status, length, connection and date
@@ -746,13 +754,33 @@ export class HttpServer {
     let out = headBytes;
     if (!noBody && bytes !== null && bytes.length > 0) {
       if (bytes.length > 16 * 1024) return this.#writeTwo(stream, headBytes, bytes, keepAlive);
-      // one write for head and body: one segment for small responses
-      out = new Uint8Array(headBytes.length + bytes.length);
-      out.set(headBytes, 0);
+      // One write for head and body: one segment for small responses. tryWrite copies what it
+      // is given (ByteStream), so the array of the last response written that way is filled
+      // again when the length is the same (the same file again), its head left as it is when
+      // it holds the same head bytes (never modified: see #head). The body is copied every
+      // time: a handler may have changed the bytes of the array it answers with again.
+      const total = headBytes.length + bytes.length;
+      out = this.#out;
+      if (out.length !== total) {
+        out = new Uint8Array(total);
+        this.#outHead = null;
+      }
+      if (this.#outHead !== headBytes) out.set(headBytes, 0);
       out.set(bytes, headBytes.length);
+      if (stream.tryWrite !== undefined && stream.tryWrite(out)) {
+        this.#out = out;
+        this.#outHead = headBytes;
+        return keepAlive;
+      }
+      // write() may keep the array until it is sent: it is no longer ours to fill
+      if (out === this.#out) {
+        this.#out = NO_BYTES;
+        this.#outHead = null;
+      }
+    } else if (stream.tryWrite !== undefined && stream.tryWrite(out)) {
+      // fits the send buffer now: done, without a call through write()
+      return keepAlive;
     }
-    // fits the send buffer now: done, without a call through write()
-    if (stream.tryWrite !== undefined && stream.tryWrite(out)) return keepAlive;
     const written = stream.write(out);
     if (written === WRITTEN) return keepAlive;
     return written.then(() => keepAlive);
