@@ -34,6 +34,15 @@ function isRecord(init: HeadersInit): init is Record<string, string> {
   return typeof init === "object" && init !== null && !(init instanceof Headers) && !(ITERATOR in init);
 }
 
+/**
+ * The last frozen header record a Response was given, and its flat list: a program that
+ * answers with the same frozen record again and again (the appliance keeps one per file)
+ * finds it here, without the checks of isRecord and the WeakMap lookup of Headers.flatten.
+ * (a frozen record cannot change, and flatten() gives its same list every time)
+ */
+let lastFrozen: object | null = null;
+let lastFrozenFlat: readonly string[] = NO_FIELDS;
+
 function hasName(flat: readonly string[], name: string): boolean {
   for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return true;
   return false;
@@ -68,7 +77,16 @@ export class Response extends Body {
     // A record (the common case) is validated now but becomes a Headers only if asked for:
     // the server writes it to the wire from the flat list.
     // (a frozen record's list is shared: a copy when something is added)
-    const flat = h === undefined ? NO_FIELDS : isRecord(h) ? Headers.flatten(h) : null;
+    let flat: readonly string[] | null;
+    if (h === undefined) flat = NO_FIELDS;
+    else if (h === lastFrozen) flat = lastFrozenFlat;
+    else {
+      flat = isRecord(h) ? Headers.flatten(h) : null;
+      if (flat !== null && Object.isFrozen(h)) {
+        lastFrozen = h;
+        lastFrozenFlat = flat;
+      }
+    }
     if (flat !== null) {
       this.#flat = typeof body === "string" && !hasName(flat, "content-type") ? flat.concat("content-type", "text/plain;charset=UTF-8") : flat;
       this.#headers = null;
