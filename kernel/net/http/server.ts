@@ -644,9 +644,14 @@ export class HttpServer {
     const minor = head.minorVersion;
     const headers = head.headers;
     let framing: BodyFraming;
-    const hostValue = Headers.getLower(headers, "host");
+    // The server's lookups straight in the map (not a call of Headers.getLower each); a value
+    // repeated is read joined, as get() reads it.
+    const fields = Headers.fieldsOf(headers);
+    const hostField = fields.get("host");
+    const hostValue = hostField === undefined ? null : typeof hostField === "string" ? hostField : hostField.join(", ");
     try {
-      framing = requestFraming(head);
+      // (without either header there is no body: no framing to work out)
+      framing = fields.get("transfer-encoding") === undefined && fields.get("content-length") === undefined ? NO_FRAMING : requestFraming(head);
       if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
       if (minor === 1 && hostValue === null) throw new HttpError(400, "missing Host header");
       // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
@@ -659,11 +664,13 @@ export class HttpServer {
     } catch (e) {
       return this.#fail(stream, e, minor).then(CLOSE);
     }
-    const connection = Headers.getLower(headers, "connection")?.toLowerCase() ?? null;
+    const connectionField = fields.get("connection");
+    const connection = connectionField === undefined ? null : (typeof connectionField === "string" ? connectionField : connectionField.join(", ")).toLowerCase();
     const keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const expectContinue = minor === 1 && Headers.getLower(headers, "expect")?.toLowerCase() === "100-continue";
+    const expectField = minor === 1 ? fields.get("expect") : undefined;
+    const expectContinue = expectField !== undefined && (typeof expectField === "string" ? expectField : expectField.join(", ")).toLowerCase() === "100-continue";
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
