@@ -697,7 +697,12 @@ export class HttpServer {
     } catch (e) {
       return this.#handlerFailed(stream, e, head, body);
     }
-    if (result instanceof Response) return this.#respond(stream, result, head, keepAlive, body);
+    if (result instanceof Response) {
+      // #respond written out for the usual case (written at once, no body to drain): a call less
+      const written = this.#writeResponse(stream, result, head, keepAlive);
+      if (written === true && body === NO_BODY) return true;
+      return this.#drainAfter(written, body);
+    }
     reader.pendingResult = result;
     reader.pendingKeepAlive = keepAlive;
     reader.pendingBody = body;
@@ -721,7 +726,11 @@ export class HttpServer {
    * closes): the next pipelined request can only be parsed after it.
    */
   #respond(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean, body: BodyReader): boolean | Promise<boolean> {
-    const written = this.#writeResponse(stream, response, head, keepAlive);
+    return this.#drainAfter(this.#writeResponse(stream, response, head, keepAlive), body);
+  }
+
+  /** #respond once the response is written (or being written): the drain, unless the connection closes. */
+  #drainAfter(written: boolean | Promise<boolean>, body: BodyReader): boolean | Promise<boolean> {
     if (written === true) return body === NO_BODY || body.finished || body.drain();
     if (written === false) return false;
     return written.then((k) => k && (body.finished || body.drain()));
@@ -741,7 +750,9 @@ export class HttpServer {
     const bytes = typeof source === "string" ? encoder.encode(source) : source;
     const flat = Response.flatHeaders(response);
     const length = bytes === null ? -1 : bytes.length;
-    const date = this.#date();
+    // (#date()'s test written out for the usual case, the same second: a call less)
+    const now = Date.now(), dateCache = this.#dateCache;
+    const date = now < dateCache.until && now >= dateCache.from ? dateCache.text : this.#date();
     const from = this.#lastHeadFrom;
     let headBytes: Uint8Array;
     if (flat !== null && flat === from.flat && status === from.status && response.statusText === from.statusText &&
