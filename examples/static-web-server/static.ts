@@ -111,20 +111,6 @@ interface Target {
   path: string | null;
 }
 
-/** Bounded memo for pure functions of a string (cleared when full). */
-function memo<T>(limit: number, f: (key: string) => T): (key: string) => T {
-  const cache = new Map<string, T>();
-  return (key) => {
-    let value = cache.get(key);
-    if (value === undefined && !cache.has(key)) {
-      value = f(key);
-      if (cache.size >= limit) cache.clear();
-      cache.set(key, value);
-    }
-    return value as T;
-  };
-}
-
 /** A request handler serving the directory `root` (an absolute VFS path such as "/app"). */
 export function serveDirectory(root: string): (request: Request) => Response | Promise<Response> {
   // The file systems mount on their first use: start that now, while the server waits for
@@ -134,10 +120,15 @@ export function serveDirectory(root: string): (request: Request) => Response | P
   // Per request only the stat is asked again (files may change); what follows from the path
   // and from (size, mtime) is computed once.
   // request URL -> what follows from it (no URL parse per request)
-  const targetOf = memo(256, (href): Target => {
+  // (the map looked up by the handler itself first: a call less per request URL seen before)
+  const targets = new Map<string, Target>();
+  const targetOf = (href: string): Target => {
     const url = new URL(href);
-    return { pathname: url.pathname, search: url.search, path: resolveRequestPath(root, url.pathname) };
-  });
+    const target = { pathname: url.pathname, search: url.search, path: resolveRequestPath(root, url.pathname) };
+    if (targets.size >= 256) targets.clear();
+    targets.set(href, target);
+    return target;
+  };
   const facts = new Map<string, FileFacts>();
   let cachedBytes = 0;
   const factsOf = (path: string, size: number, mtimeMs: number): FileFacts => {
@@ -203,7 +194,8 @@ export function serveDirectory(root: string): (request: Request) => Response | P
     if (request.method !== "GET" && request.method !== "HEAD") {
       return new Response("405 Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    const url = targetOf(request.url);
+    const href = request.url;
+    const url = targets.get(href) ?? targetOf(href);
     const path = url.path;
     if (path === null) return new Response("400 Bad Request\n", { status: 400 });
     let stat;
@@ -216,7 +208,9 @@ export function serveDirectory(root: string): (request: Request) => Response | P
   };
 
   function fileResponse(request: Request, path: string, stat: fs.Stats): Response | Promise<Response> {
-    const file = factsOf(path, stat.size, stat.mtimeMs);
+    // (the facts kept looked up here first: a call less when size and mtime stay)
+    let file = facts.get(path);
+    if (file === undefined || file.size !== stat.size || file.mtimeMs !== stat.mtimeMs) file = factsOf(path, stat.size, stat.mtimeMs);
     const etag = file.etag;
     const lastModified = file.lastModified;
     let headers = file.headers;

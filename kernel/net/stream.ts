@@ -32,7 +32,9 @@ export interface ByteStream {
   readIntoWith?(target: Uint8Array, offset: number, onRead: (count: number) => void, onError: (error: unknown) => void): void;
   /**
    * Optional: buffers all of `data` at once and returns true when it fits now (what write()
-   * would do without waiting); otherwise writes nothing and returns false.
+   * would do without waiting); otherwise writes nothing and returns false. Either way the
+   * stream neither keeps nor modifies `data`: it copies what it buffers before returning, so
+   * the caller may fill the same array again at once (the HTTP server reuses one per response).
    */
   tryWrite?(data: Uint8Array): boolean;
   readonly remoteAddress: string;

@@ -137,6 +137,15 @@ export class Headers implements Iterable<[string, string]> {
     return typeof values === "string" ? values : values.join(", ");
   }
 
+  /**
+   * @internal The map itself (lower-case name -> its value, or its values in order once the
+   * name repeats), for the server's own lookups in a request's headers: one call for all of
+   * them. Callers only read it.
+   */
+  static fieldsOf(headers: Headers): ReadonlyMap<string, string | readonly string[]> {
+    return headers.#map;
+  }
+
   getSetCookie(): string[] {
     const values = this.#map.get("set-cookie");
     return values === undefined ? [] : typeof values === "string" ? [values] : values.slice();

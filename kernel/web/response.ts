@@ -1,6 +1,7 @@
 /** `Response` (WHATWG Fetch §5.5) for the guest: what a `serve` handler returns. */
-import { Body, type BodyInit } from "./body.ts";
+import { arrayBufferOf, bytesOf, sourceOf, streamOf, textOf, type BodyInit, type BodySource } from "./body.ts";
 import { Headers, type HeadersInit } from "./headers.ts";
+import { ReadableStream } from "./streams.ts";
 
 export interface ResponseInit {
   status?: number;
@@ -34,12 +35,21 @@ function isRecord(init: HeadersInit): init is Record<string, string> {
   return typeof init === "object" && init !== null && !(init instanceof Headers) && !(ITERATOR in init);
 }
 
+/**
+ * The last frozen header record a Response was given, and its flat list: a program that
+ * answers with the same frozen record again and again (the appliance keeps one per file)
+ * finds it here, without the checks of isRecord and the WeakMap lookup of Headers.flatten.
+ * (a frozen record cannot change, and flatten() gives its same list every time)
+ */
+let lastFrozen: object | null = null;
+let lastFrozenFlat: readonly string[] = NO_FIELDS;
+
 function hasName(flat: readonly string[], name: string): boolean {
   for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return true;
   return false;
 }
 
-export class Response extends Body {
+export class Response {
   // `declare`: assigned once in the constructor, not first defined as undefined by a field
   // initializer (a second pass per Response in QuickJS).
   declare readonly status: number;
@@ -48,12 +58,56 @@ export class Response extends Body {
   #headers: Headers | null;
   /** Headers given as a record, validated but kept flat until someone asks (Headers.flatten). */
   #flat: readonly string[] | null;
+  // The body (WHATWG Fetch §5.3, a mixin: no base class, see body.ts).
+  #source: BodySource;
+  #used: boolean;
+
+  get bodyUsed(): boolean {
+    return this.#used;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    const s = this.#source;
+    if (s === null || s instanceof ReadableStream) return s;
+    return (this.#source = streamOf(s));
+  }
+
+  bytes(): Promise<Uint8Array> {
+    if (this.#used) return Promise.reject(new TypeError("body already used"));
+    this.#used = true;
+    return bytesOf(this.#source);
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    return arrayBufferOf(await this.bytes());
+  }
+
+  async text(): Promise<string> {
+    const s = this.#source;
+    if (typeof s === "string" && !this.#used) {
+      this.#used = true;
+      return s;
+    }
+    return textOf(await this.bytes());
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+
+  /** @internal the server's view of the body, without consuming it */
+  static source(response: Response): BodySource {
+    return response.#source;
+  }
+
   get type(): "default" { return "default"; }
   get redirected(): boolean { return false; }
   get url(): string { return ""; }
 
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
-    super(body);
+    // the usual bodies (none, text, bytes) without a call of sourceOf
+    this.#source = body === null || body === undefined ? null : typeof body === "string" || body instanceof Uint8Array ? body : sourceOf(body);
+    this.#used = false;
     const status = init.status ?? 200;
     // (comparisons rather than Number.isInteger and a Set: no native call per Response)
     if (typeof status !== "number" || !(status >= 200 && status <= 599) || status % 1 !== 0) {
@@ -68,7 +122,16 @@ export class Response extends Body {
     // A record (the common case) is validated now but becomes a Headers only if asked for:
     // the server writes it to the wire from the flat list.
     // (a frozen record's list is shared: a copy when something is added)
-    const flat = h === undefined ? NO_FIELDS : isRecord(h) ? Headers.flatten(h) : null;
+    let flat: readonly string[] | null;
+    if (h === undefined) flat = NO_FIELDS;
+    else if (h === lastFrozen) flat = lastFrozenFlat;
+    else {
+      flat = isRecord(h) ? Headers.flatten(h) : null;
+      if (flat !== null && Object.isFrozen(h)) {
+        lastFrozen = h;
+        lastFrozenFlat = flat;
+      }
+    }
     if (flat !== null) {
       this.#flat = typeof body === "string" && !hasName(flat, "content-type") ? flat.concat("content-type", "text/plain;charset=UTF-8") : flat;
       this.#headers = null;

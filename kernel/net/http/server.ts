@@ -9,7 +9,7 @@
  * Every other connection keeps being served.
  */
 import { TextEncoder } from "../../encoding.ts";
-import { Body, concatChunks } from "../../web/body.ts";
+import { concatChunks } from "../../web/body.ts";
 import { Headers } from "../../web/headers.ts";
 import { Request } from "../../web/request.ts";
 import { Response, STATUS_TEXT } from "../../web/response.ts";
@@ -66,6 +66,8 @@ const SWEEP_MS = 100;
 
 class Timeout extends Error {}
 
+/** An empty array (never written to). */
+const NO_BYTES = new Uint8Array(0);
 /** What a write that completed at once returns. */
 const WRITTEN: Promise<void> = Promise.resolve();
 /** What #exchange returns when the handler answered with a promise (in reader.pending). */
@@ -356,7 +358,13 @@ export class HttpServer {
   #lastUrl = { host: "", target: "", url: "" };
   /** The last response head written from #writeResponse's fast path, and its bytes (never modified). */
   #lastHeadText = "";
-  #lastHeadBytes: Uint8Array = new Uint8Array(0);
+  #lastHeadBytes: Uint8Array = NO_BYTES;
+  /**
+   * The head + body array of the last response that went out through tryWrite (which copies
+   * it), to be filled again for a response of the same length, and the head bytes it holds.
+   */
+  #out: Uint8Array = NO_BYTES;
+  #outHead: Uint8Array | null = null;
   /**
    * What the last head from #writeResponse was made of: the same flat header list (a frozen
    * record's, shared by its responses) with the same status, length, connection and date
@@ -636,9 +644,14 @@ export class HttpServer {
     const minor = head.minorVersion;
     const headers = head.headers;
     let framing: BodyFraming;
-    const hostValue = Headers.getLower(headers, "host");
+    // The server's lookups straight in the map (not a call of Headers.getLower each); a value
+    // repeated is read joined, as get() reads it.
+    const fields = Headers.fieldsOf(headers);
+    const hostField = fields.get("host");
+    const hostValue = hostField === undefined ? null : typeof hostField === "string" ? hostField : hostField.join(", ");
     try {
-      framing = requestFraming(head);
+      // (without either header there is no body: no framing to work out)
+      framing = fields.get("transfer-encoding") === undefined && fields.get("content-length") === undefined ? NO_FRAMING : requestFraming(head);
       if (framing.kind === "length" && framing.length > this.limits.maxBodyBytes) throw new HttpError(413, "request body too large");
       if (minor === 1 && hostValue === null) throw new HttpError(400, "missing Host header");
       // an authority only (RFC 9110 §7.2): "Host: x/admin#" must not change the path the handler sees
@@ -651,11 +664,13 @@ export class HttpServer {
     } catch (e) {
       return this.#fail(stream, e, minor).then(CLOSE);
     }
-    const connection = Headers.getLower(headers, "connection")?.toLowerCase() ?? null;
+    const connectionField = fields.get("connection");
+    const connection = connectionField === undefined ? null : (typeof connectionField === "string" ? connectionField : connectionField.join(", ")).toLowerCase();
     const keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
-    const expectContinue = minor === 1 && Headers.getLower(headers, "expect")?.toLowerCase() === "100-continue";
+    const expectField = minor === 1 ? fields.get("expect") : undefined;
+    const expectContinue = expectField !== undefined && (typeof expectField === "string" ? expectField : expectField.join(", ")).toLowerCase() === "100-continue";
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
@@ -682,7 +697,12 @@ export class HttpServer {
     } catch (e) {
       return this.#handlerFailed(stream, e, head, body);
     }
-    if (result instanceof Response) return this.#respond(stream, result, head, keepAlive, body);
+    if (result instanceof Response) {
+      // #respond written out for the usual case (written at once, no body to drain): a call less
+      const written = this.#writeResponse(stream, result, head, keepAlive);
+      if (written === true && body === NO_BODY) return true;
+      return this.#drainAfter(written, body);
+    }
     reader.pendingResult = result;
     reader.pendingKeepAlive = keepAlive;
     reader.pendingBody = body;
@@ -706,7 +726,11 @@ export class HttpServer {
    * closes): the next pipelined request can only be parsed after it.
    */
   #respond(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean, body: BodyReader): boolean | Promise<boolean> {
-    const written = this.#writeResponse(stream, response, head, keepAlive);
+    return this.#drainAfter(this.#writeResponse(stream, response, head, keepAlive), body);
+  }
+
+  /** #respond once the response is written (or being written): the drain, unless the connection closes. */
+  #drainAfter(written: boolean | Promise<boolean>, body: BodyReader): boolean | Promise<boolean> {
     if (written === true) return body === NO_BODY || body.finished || body.drain();
     if (written === false) return false;
     return written.then((k) => k && (body.finished || body.drain()));
@@ -720,13 +744,15 @@ export class HttpServer {
   #writeResponse(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean): boolean | Promise<boolean> {
     const minor = head.minorVersion;
     const status = response.status;
-    const source = Body.source(response);
+    const source = Response.source(response);
     if (source instanceof ReadableStream) return this.#writeStreamed(stream, response, source, head, keepAlive);
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
     const bytes = typeof source === "string" ? encoder.encode(source) : source;
     const flat = Response.flatHeaders(response);
     const length = bytes === null ? -1 : bytes.length;
-    const date = this.#date();
+    // (#date()'s test written out for the usual case, the same second: a call less)
+    const now = Date.now(), dateCache = this.#dateCache;
+    const date = now < dateCache.until && now >= dateCache.from ? dateCache.text : this.#date();
     const from = this.#lastHeadFrom;
     let headBytes: Uint8Array;
     if (flat !== null && flat === from.flat && status === from.status && response.statusText === from.statusText &&
@@ -746,13 +772,33 @@ export class HttpServer {
     let out = headBytes;
     if (!noBody && bytes !== null && bytes.length > 0) {
       if (bytes.length > 16 * 1024) return this.#writeTwo(stream, headBytes, bytes, keepAlive);
-      // one write for head and body: one segment for small responses
-      out = new Uint8Array(headBytes.length + bytes.length);
-      out.set(headBytes, 0);
+      // One write for head and body: one segment for small responses. tryWrite copies what it
+      // is given (ByteStream), so the array of the last response written that way is filled
+      // again when the length is the same (the same file again), its head left as it is when
+      // it holds the same head bytes (never modified: see #head). The body is copied every
+      // time: a handler may have changed the bytes of the array it answers with again.
+      const total = headBytes.length + bytes.length;
+      out = this.#out;
+      if (out.length !== total) {
+        out = new Uint8Array(total);
+        this.#outHead = null;
+      }
+      if (this.#outHead !== headBytes) out.set(headBytes, 0);
       out.set(bytes, headBytes.length);
+      if (stream.tryWrite !== undefined && stream.tryWrite(out)) {
+        this.#out = out;
+        this.#outHead = headBytes;
+        return keepAlive;
+      }
+      // write() may keep the array until it is sent: it is no longer ours to fill
+      if (out === this.#out) {
+        this.#out = NO_BYTES;
+        this.#outHead = null;
+      }
+    } else if (stream.tryWrite !== undefined && stream.tryWrite(out)) {
+      // fits the send buffer now: done, without a call through write()
+      return keepAlive;
     }
-    // fits the send buffer now: done, without a call through write()
-    if (stream.tryWrite !== undefined && stream.tryWrite(out)) return keepAlive;
     const written = stream.write(out);
     if (written === WRITTEN) return keepAlive;
     return written.then(() => keepAlive);
