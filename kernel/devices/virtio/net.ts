@@ -311,6 +311,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       this.txq = this.createQueue(TRANSMITQ1, options.txBuffers ?? 256, segments);
     }
     // The other cores' queue pairs: rings registered now (before DRIVER_OK), handed over below.
+    // They halt only if this core takes the device's interrupt to wake them: route it now.
+    if (pairs > 1) this.routeInterrupt();
     const handOver: QueuePairSetup[] = [];
     for (let pair = 1; pair < pairs; pair++) {
       const rxSize = this.queueSize(2 * pair, options.rxBuffers ?? 256);
