@@ -272,10 +272,21 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       ? { mac: new Uint8Array(setup.mac), status: setup.link ? VIRTIO_NET_S_LINK_UP : 0, pairs: setup.maxPairs, mtu: setup.mtu }
       : t.readConfig((c) => {
       const mac = new Uint8Array(6);
-      if (t.has(VIRTIO_NET_F_MAC)) for (let i = 0; i < 6; i++) mac[i] = c.u8(CONFIG_MAC + i);
+      let status = -1;
+      if (t.legacy && t.has(VIRTIO_NET_F_MAC) && this.hasStatus) {
+        // A legacy device takes config reads of any width (the byte-per-field rule is the
+        // modern interface's, §4.2.2.2): the MAC and the status in two reads, not seven
+        // (each a VM exit, on the boot path). Legacy config space is guest-endian, and with
+        // VIRTIO_NET_F_STATUS it is at least 8 bytes long, so the second read stays inside.
+        const low = c.u32(CONFIG_MAC), high = c.u32(CONFIG_MAC + 4);
+        mac.set([low & 0xff, (low >>> 8) & 0xff, (low >>> 16) & 0xff, low >>> 24, high & 0xff, (high >>> 8) & 0xff]);
+        status = high >>> 16;
+      } else if (t.has(VIRTIO_NET_F_MAC)) {
+        for (let i = 0; i < 6; i++) mac[i] = c.u8(CONFIG_MAC + i);
+      }
       return {
         mac,
-        status: this.hasStatus ? c.u16(CONFIG_STATUS) : VIRTIO_NET_S_LINK_UP,
+        status: !this.hasStatus ? VIRTIO_NET_S_LINK_UP : status >= 0 ? status : c.u16(CONFIG_STATUS),
         pairs: multiqueue ? c.u16(CONFIG_MAX_PAIRS) : 1,
         mtu: t.has(VIRTIO_NET_F_MTU) ? c.u16(CONFIG_MTU) : 1500,
       };
