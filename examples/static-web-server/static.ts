@@ -113,10 +113,11 @@ interface Target {
 
 /** A request handler serving the directory `root` (an absolute VFS path such as "/app"). */
 export function serveDirectory(root: string): (request: Request) => Response | Promise<Response> {
-  // The file systems mount on their first use: start that now, while the server waits for
-  // its first connection, so the first request takes the synchronous path like the rest
-  // (a missing root shows up as 404s, per request).
-  fs.stat(root).catch(() => undefined);
+  // The file systems mount on their first use: start that once the caller's synchronous
+  // start-up is done (a microtask: after serve() and its console line), while the server
+  // waits for its first connection, so the first request takes the synchronous path like the
+  // rest (a missing root shows up as 404s, per request).
+  queueMicrotask(() => void fs.stat(root).catch(() => undefined));
   // Per request only the stat is asked again (files may change); what follows from the path
   // and from (size, mtime) is computed once.
   // request URL -> what follows from it (no URL parse per request)
