@@ -86,7 +86,7 @@ try {
         const per = (key: string) => ((after[key]! - before[key]!) / n).toFixed(3);
         const net = (o: { net?: Record<string, number> }) => o.net!;
         const perNet = (key: string) => ((net(after)[key]! - net(before)[key]!) / n).toFixed(3);
-        console.log(`  ${basename(image)}: per request: turns ${per("turns")}, rx notifies ${per("rxNotifications")}, tx notifies ${per("txNotifications")}, halts ${per("halts")}, interrupts ${per("interruptsHandled")}, frames in ${perNet("rxFrames")}, out ${perNet("txFrames")}`);
+        console.log(`  ${basename(image)}: per request: turns ${per("turns")}, rx notifies ${per("rxNotifications")}, tx notifies ${per("txNotifications")}, halts ${per("halts")}, interrupts ${per("interruptsHandled")}, frames in ${perNet("rxFrames")}, out ${perNet("txFrames")}, idle µs ${(1000 * (after.idleMs! - before.idleMs!) / n).toFixed(1)}`);
       }
       guest.kill("SIGKILL");
       await new Promise((r) => guest!.once("exit", r));

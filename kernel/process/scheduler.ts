@@ -157,6 +157,10 @@ let lastPassIdle = false;
 let halts = 0;
 let interruptsHandled = 0;
 let turns = 0;
+/** Time from passes that found nothing to do to the next pass (spinning or halted), in ms. */
+let idleMs = 0;
+/** When the last pass found nothing to do, or -1. */
+let idleAt = -1;
 
 let batchActive = false;
 let batchNow = 0;
@@ -398,6 +402,10 @@ export function turn(firedVectors: number, ranJobs = true): number {
   if (n > 0) {
     // A batch that began in an earlier turn ran timer callbacks since its instant.
     if (now < 0) now = hw.now();
+    if (idleAt >= 0) {
+      idleMs += now - idleAt;
+      idleAt = -1;
+    }
     // A poller may unregister itself or others (`pollers` then is another array). A poller
     // that did work may have queued microtasks, so the answer is "again" even if the last
     // poller just left: a wait or an exit is only ever returned by a turn that ran no
@@ -410,6 +418,7 @@ export function turn(firedVectors: number, ranJobs = true): number {
       return now;
     }
     lastPassIdle = true;
+    idleAt = now;
     if (idleSince < 0) idleSince = now;
     if (now - idleSince < spinMs) return now;
     for (let i = 0; i < n; i++) if (list[i]!.onIdle === undefined) return now;
@@ -454,6 +463,6 @@ export function schedulerStats(): { timers: number; refedTimers: number; pollers
 }
 
 /** Idle-policy counters: halts taken because every poller was idle, interrupt handlers run, turns (event-loop passes). */
-export function idleStats(): { halts: number; interruptsHandled: number; spinMs: number; turns: number } {
-  return { halts, interruptsHandled, spinMs, turns };
+export function idleStats(): { halts: number; interruptsHandled: number; spinMs: number; turns: number; idleMs: number } {
+  return { halts, interruptsHandled, spinMs, turns, idleMs };
 }
