@@ -35,48 +35,71 @@ export function concatChunks(chunks: readonly Uint8Array[], total: number): Uint
   return out;
 }
 
-/*
- * The body mixin (WHATWG Fetch §5.3: bodyUsed, body, bytes(), arrayBuffer(), text(), json()).
- * As in the standard there is no base class: `Request` and `Response` each keep their body in
- * private fields of their own (#source, #used) and answer these members through the functions
- * below. A derived class costs here, per object: a constructor call for `super()` and a field
- * initializer call per class with private fields, and every request makes a Request and a
- * Response.
- */
+export abstract class Body {
+  #source: BodySource;
+  #used = false;
 
-/** The source of the first `body` read: a stream of the text's or bytes' one chunk (source neither null nor a stream). */
-export function streamOf(source: string | Uint8Array): ReadableStream<Uint8Array> {
-  const bytes = typeof source === "string" ? encoder.encode(source) : source;
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(bytes);
-      controller.close();
-    },
-  });
-}
-
-/** All the bytes of a body being consumed (bytes()). */
-export async function bytesOf(source: BodySource): Promise<Uint8Array> {
-  if (source === null) return new Uint8Array(0);
-  if (typeof source === "string") return encoder.encode(source);
-  if (source instanceof Uint8Array) return source;
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of source) {
-    chunks.push(chunk);
-    total += chunk.length;
+  constructor(init: BodyInit | undefined) {
+    // the usual bodies (none, text, bytes) without a call of sourceOf
+    this.#source = init === null || init === undefined ? null : typeof init === "string" || init instanceof Uint8Array ? init : sourceOf(init);
   }
-  return concatChunks(chunks, total);
-}
 
-/** The ArrayBuffer of bytes(): the bytes' own buffer when they fill it, else a copy. */
-export function arrayBufferOf(b: Uint8Array): ArrayBuffer {
-  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
-    ? (b.buffer as ArrayBuffer)
-    : (b.slice().buffer as ArrayBuffer);
-}
+  /** @internal the server's view of the body, without consuming it */
+  static source(body: Body): BodySource {
+    return body.#source;
+  }
 
-/** The text of bytes(). */
-export function textOf(b: Uint8Array): string {
-  return decoder.decode(b);
+  get bodyUsed(): boolean {
+    return this.#used;
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    const s = this.#source;
+    if (s === null || s instanceof ReadableStream) return s;
+    const bytes = typeof s === "string" ? encoder.encode(s) : s;
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes);
+        controller.close();
+      },
+    });
+    this.#source = stream;
+    return stream;
+  }
+
+  async bytes(): Promise<Uint8Array> {
+    if (this.#used) throw new TypeError("body already used");
+    this.#used = true;
+    const s = this.#source;
+    if (s === null) return new Uint8Array(0);
+    if (typeof s === "string") return encoder.encode(s);
+    if (s instanceof Uint8Array) return s;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for await (const chunk of s) {
+      chunks.push(chunk);
+      total += chunk.length;
+    }
+    return concatChunks(chunks, total);
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const b = await this.bytes();
+    return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
+      ? (b.buffer as ArrayBuffer)
+      : (b.slice().buffer as ArrayBuffer);
+  }
+
+  async text(): Promise<string> {
+    const s = this.#source;
+    if (typeof s === "string" && !this.#used) {
+      this.#used = true;
+      return s;
+    }
+    return decoder.decode(await this.bytes());
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
 }

@@ -1,7 +1,6 @@
 /** `Response` (WHATWG Fetch §5.5) for the guest: what a `serve` handler returns. */
-import { arrayBufferOf, bytesOf, sourceOf, streamOf, textOf, type BodyInit, type BodySource } from "./body.ts";
+import { Body, type BodyInit } from "./body.ts";
 import { Headers, type HeadersInit } from "./headers.ts";
-import { ReadableStream } from "./streams.ts";
 
 export interface ResponseInit {
   status?: number;
@@ -49,7 +48,7 @@ function hasName(flat: readonly string[], name: string): boolean {
   return false;
 }
 
-export class Response {
+export class Response extends Body {
   // `declare`: assigned once in the constructor, not first defined as undefined by a field
   // initializer (a second pass per Response in QuickJS).
   declare readonly status: number;
@@ -58,56 +57,12 @@ export class Response {
   #headers: Headers | null;
   /** Headers given as a record, validated but kept flat until someone asks (Headers.flatten). */
   #flat: readonly string[] | null;
-  // The body (WHATWG Fetch §5.3, a mixin: no base class, see body.ts).
-  #source: BodySource;
-  #used: boolean;
-
-  get bodyUsed(): boolean {
-    return this.#used;
-  }
-
-  get body(): ReadableStream<Uint8Array> | null {
-    const s = this.#source;
-    if (s === null || s instanceof ReadableStream) return s;
-    return (this.#source = streamOf(s));
-  }
-
-  bytes(): Promise<Uint8Array> {
-    if (this.#used) return Promise.reject(new TypeError("body already used"));
-    this.#used = true;
-    return bytesOf(this.#source);
-  }
-
-  async arrayBuffer(): Promise<ArrayBuffer> {
-    return arrayBufferOf(await this.bytes());
-  }
-
-  async text(): Promise<string> {
-    const s = this.#source;
-    if (typeof s === "string" && !this.#used) {
-      this.#used = true;
-      return s;
-    }
-    return textOf(await this.bytes());
-  }
-
-  async json(): Promise<unknown> {
-    return JSON.parse(await this.text());
-  }
-
-  /** @internal the server's view of the body, without consuming it */
-  static source(response: Response): BodySource {
-    return response.#source;
-  }
-
   get type(): "default" { return "default"; }
   get redirected(): boolean { return false; }
   get url(): string { return ""; }
 
   constructor(body: BodyInit = null, init: ResponseInit = {}) {
-    // the usual bodies (none, text, bytes) without a call of sourceOf
-    this.#source = body === null || body === undefined ? null : typeof body === "string" || body instanceof Uint8Array ? body : sourceOf(body);
-    this.#used = false;
+    super(body);
     const status = init.status ?? 200;
     // (comparisons rather than Number.isInteger and a Set: no native call per Response)
     if (typeof status !== "number" || !(status >= 200 && status <= 599) || status % 1 !== 0) {

@@ -9,7 +9,7 @@
  * Every other connection keeps being served.
  */
 import { TextEncoder } from "../../encoding.ts";
-import { concatChunks } from "../../web/body.ts";
+import { Body, concatChunks } from "../../web/body.ts";
 import { Headers } from "../../web/headers.ts";
 import { Request } from "../../web/request.ts";
 import { Response, STATUS_TEXT } from "../../web/response.ts";
@@ -744,7 +744,7 @@ export class HttpServer {
   #writeResponse(stream: ByteStream, response: Response, head: RequestHead, keepAlive: boolean): boolean | Promise<boolean> {
     const minor = head.minorVersion;
     const status = response.status;
-    const source = Response.source(response);
+    const source = Body.source(response);
     if (source instanceof ReadableStream) return this.#writeStreamed(stream, response, source, head, keepAlive);
     const noBody = head.method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200);
     const bytes = typeof source === "string" ? encoder.encode(source) : source;
