@@ -671,19 +671,7 @@ export class TcpConnection {
     } else if (dataLength === 0 && scaledWindow === this.sendWindow && sendMax !== sendUnacknowledged) {
       this.duplicateAck(now);
     }
-    const updateSequence = this.sendWindowUpdateSequence;
-    if ((((updateSequence - sequence) | 0) < 0) ||
-        (updateSequence === sequence && (((this.sendWindowUpdateAck - acknowledgment) | 0) <= 0))) {
-      const opened = this.sendWindow === 0 && scaledWindow > 0;
-      this.sendWindow = scaledWindow;
-      this.sendWindowUpdateSequence = sequence;
-      this.sendWindowUpdateAck = acknowledgment;
-      if (scaledWindow > this.maxSendWindow) this.maxSendWindow = scaledWindow;
-      if (opened) {
-        this.persistDeadline = Infinity;
-        this.persistBackoff = 0;
-      }
-    }
+    this.updateSendWindow(sequence, acknowledgment, scaledWindow);
     // The app may have closed or aborted the connection from onWritable().
     const state = this.state;
     if (state === TcpState.Closed) return true;
@@ -769,19 +757,7 @@ export class TcpConnection {
         this.sendMax !== this.sendUnacknowledged) {
       this.duplicateAck(now);
     }
-    // Window update (§3.10.7.4, SND.WL1/SND.WL2 rule).
-    if ((((this.sendWindowUpdateSequence - sequence) | 0) < 0) ||
-        (this.sendWindowUpdateSequence === sequence && (((this.sendWindowUpdateAck - acknowledgment) | 0) <= 0))) {
-      const opened = this.sendWindow === 0 && scaledWindow > 0;
-      this.sendWindow = scaledWindow;
-      this.sendWindowUpdateSequence = sequence;
-      this.sendWindowUpdateAck = acknowledgment;
-      if (scaledWindow > this.maxSendWindow) this.maxSendWindow = scaledWindow;
-      if (opened) {
-        this.persistDeadline = Infinity;
-        this.persistBackoff = 0;
-      }
-    }
+    this.updateSendWindow(sequence, acknowledgment, scaledWindow);
     return true;
   }
 
@@ -891,6 +867,24 @@ export class TcpConnection {
    * native calls). `echo`: the segment's TSecr when timestamps are in use on it, else 0 (the
    * callers read it once from the options).
    */
+  /** Window update (§3.10.7.4): SND.WND from a segment newer by the SND.WL1/SND.WL2 rule. */
+  private updateSendWindow(sequence: number, acknowledgment: number, scaledWindow: number): void {
+    const updateSequence = this.sendWindowUpdateSequence;
+    if ((((updateSequence - sequence) | 0) < 0) ||
+        (updateSequence === sequence && (((this.sendWindowUpdateAck - acknowledgment) | 0) <= 0))) {
+      const opened = this.sendWindow === 0 && scaledWindow > 0;
+      this.sendWindow = scaledWindow;
+      this.sendWindowUpdateSequence = sequence;
+      this.sendWindowUpdateAck = acknowledgment;
+      if (scaledWindow > this.maxSendWindow) this.maxSendWindow = scaledWindow;
+      if (opened) {
+        // §3.8.6.1: the window opened; the persist timer stops
+        this.persistDeadline = Infinity;
+        this.persistBackoff = 0;
+      }
+    }
+  }
+
   private sampleRoundTrip(echo: number, now: number): void {
     let sample = -1;
     if (echo !== 0) {
