@@ -88,10 +88,10 @@ export class DnsResolver {
    */
   nextDeadline = Infinity;
   private readonly byName = new Map<string, Query>();
-  /** Bound at the first query and kept; the network unit's pass polls only while it is open. */
-  socket: UdpSocket | null = null;
-  /** The clock as of the last pass (cache expiry, query deadlines); set by poll() or, when idle, by the network unit's pass. */
-  now = 0;
+  /** Bound at the first query and kept. */
+  private socket: UdpSocket | null = null;
+  /** The clock as of the last pass (cache expiry, query deadlines). */
+  private now = 0;
 
   constructor(private readonly udp: UdpLayer, options: DnsResolverOptions = {}) {
     this.servers = options.servers ?? [];
@@ -139,11 +139,7 @@ export class DnsResolver {
     });
   }
 
-  /**
-   * Handles answers, then retransmits or fails queries whose time is up. With no socket open
-   * and nothing due (`socket === null && now < nextDeadline`) it only sets `now`, which the
-   * network unit's pass then does itself instead of calling it (two calls per pass less).
-   */
+  /** Handles answers, then retransmits or fails queries whose time is up. */
   poll(now: number): void {
     this.now = now;
     const socket = this.socket;

@@ -162,11 +162,8 @@ function poll(_vectors: number, now: number, quiet: boolean): boolean {
   s.iface.pollLocal(now);
   const dhcp = s.dhcp;
   if (dhcp !== null) dhcp.poll(now);
-  // The resolver's poll() and pollAt() written out for its idle case (no socket, nothing due):
-  // only its clock moves then, and its deadline is a field.
   const resolver = s.resolver;
-  if (resolver.socket !== null || now >= resolver.nextDeadline) resolver.poll(now);
-  else resolver.now = now;
+  resolver.poll(now);
   s.tcp.poll(now);
   s.device.flush?.();
   // The earliest deadline, compared by hand (Math.min is a native call).

@@ -185,16 +185,7 @@ export class TcpSocket implements TcpConnectionEvents {
       (resolve as (count: number) => void)(connection.takeDirect());
       return;
     }
-    if (connection.readableLength > 0) {
-      this.readResolve = this.readReject = null;
-      connection.readTarget = null;
-      const target = this.readTarget;
-      if (target === null) (resolve as (data: Uint8Array) => void)(connection.read());
-      else {
-        this.readTarget = null;
-        (resolve as (count: number) => void)(connection.readInto(target, this.readOffset));
-      }
-    } else if (connection.atEndOfStream) {
+    if (connection.readableLength > 0 || connection.atEndOfStream) {
       this.readResolve = this.readReject = null;
       connection.readTarget = null;
       this.deliver(resolve);
