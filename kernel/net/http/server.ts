@@ -68,6 +68,11 @@ class Timeout extends Error {}
 
 /** An empty array (never written to). */
 const NO_BYTES = new Uint8Array(0);
+
+/** A request field's value as Headers.get() reads it (a repeated field joined). */
+function fieldText(field: string | readonly string[]): string {
+  return typeof field === "string" ? field : field.join(", ");
+}
 /** What a write that completed at once returns. */
 const WRITTEN: Promise<void> = Promise.resolve();
 /** What #exchange returns when the handler answered with a promise (in reader.pending). */
@@ -648,7 +653,7 @@ export class HttpServer {
     // repeated is read joined, as get() reads it.
     const fields = Headers.fieldsOf(headers);
     const hostField = fields.get("host");
-    const hostValue = hostField === undefined ? null : typeof hostField === "string" ? hostField : hostField.join(", ");
+    const hostValue = hostField === undefined ? null : fieldText(hostField);
     try {
       // (without either header there is no body: no framing to work out)
       framing = fields.get("transfer-encoding") === undefined && fields.get("content-length") === undefined ? NO_FRAMING : requestFraming(head);
@@ -665,12 +670,12 @@ export class HttpServer {
       return this.#fail(stream, e, minor).then(CLOSE);
     }
     const connectionField = fields.get("connection");
-    const connection = connectionField === undefined ? null : (typeof connectionField === "string" ? connectionField : connectionField.join(", ")).toLowerCase();
+    const connection = connectionField === undefined ? null : fieldText(connectionField).toLowerCase();
     const keepAlive = !last && (minor === 1 ? connection === null || !/\bclose\b/.test(connection) : connection !== null && /\bkeep-alive\b/.test(connection));
     this.stats.requests++;
 
     const expectField = minor === 1 ? fields.get("expect") : undefined;
-    const expectContinue = expectField !== undefined && (typeof expectField === "string" ? expectField : expectField.join(", ")).toLowerCase() === "100-continue";
+    const expectContinue = expectField !== undefined && fieldText(expectField).toLowerCase() === "100-continue";
     // Most requests have no body: they share one reader that has nothing to read or drain.
     const body = framing.kind === "none" && !expectContinue ? NO_BODY : new BodyReader(reader, framing, this.limits, stream, expectContinue);
     const target = head.target;
