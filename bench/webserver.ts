@@ -18,8 +18,8 @@ import { benchSeed, fmt, launch, median, parseWrk, runIfMain, table, type WrkRes
 import { freePort } from "../test/helpers/ports.ts";
 
 const BOOT_RUNS = 11;
-const WRK_SECONDS = 5;
-const WRK_ROUNDS = 3;
+const WRK_SECONDS = 4;
+const WRK_ROUNDS = 5;
 const PROBE_SECONDS = 3;
 const BULK_BYTES = 100 << 20;
 const BULK_MEM = 256 << 20;
