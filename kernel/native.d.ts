@@ -97,6 +97,9 @@ export interface NativeBindings {
   /** The Internet checksum's running sum of bytes[start, end) as big-endian 16-bit words,
    *  plus `initial` (unfolded; see kernel/net/wire/checksum.ts). */
   checksum(bytes: Uint8Array, start: number, end: number, initial: number): number;
+  /** ChaCha20 (RFC 8439): `blocks` key-stream blocks for key (8 words), nonce (3 words) and
+   *  counters from `counter`, into out (16 words per block). */
+  chacha20(key: Uint32Array, nonce: Uint32Array, counter: number, blocks: number, out: Uint32Array): void;
   /** UTF-8 bytes of `text`, or null if it holds lone surrogates (then encode in TypeScript). */
   utf8Encode(text: string): ArrayBuffer | null;
   /** The HTTP request head in bytes[start, end) cut and checked (platform/runtime/httphead.c):

@@ -162,6 +162,13 @@ describe("console and entropy", () => {
     });
   }
 
+  test("the native ChaCha20 block function agrees with the TypeScript one (RFC 8439 vector and 200 random inputs)", () => {
+    const r = run(images.misc, [], ["chacha", "200"]);
+    assert.equal(r.status, 0, r.stderr);
+    // RFC 8439 §2.3.2: the block's first serialized word is 10 f1 e7 e4 (little-endian 0xe4e7f110)
+    assert.equal(r.stdout, "chacha20 native = script: 201 of 201; RFC 8439 word 0: e4e7f110\n");
+  });
+
   test("every core seeds its own generator: two cores draw different bytes", () => {
     const r = run(images.misc, ["--cpus", "2"], ["random"]);
     assert.equal(r.status, 0, r.stderr);
