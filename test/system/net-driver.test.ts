@@ -187,7 +187,7 @@ function suite(accel: Accel, full: boolean): void {
     test(`${accel}, ${transport}: the link is up and the MAC comes from config space`, async () => {
       const r = await runGuest(peer, ["info"], { accel, modern });
       assert.equal(r.status, 0, r.stdout + r.stderr);
-      const info = lastJson<{ mac: string; mtu: number; linkUp: boolean; refreshedLink: boolean; headerLength: number; version: number; offload: { mergeableRxBuffers: boolean } }>(r.stdout);
+      const info = lastJson<{ mac: string; mtu: number; linkUp: boolean; refreshedLink: boolean; headerLength: number; version: number; offload: { mergeableRxBuffers: boolean }; rxAtStart: number; buffers: { rx: number } }>(r.stdout);
       assert.equal(info.mac, "52:54:00:12:34:56"); // QEMU's default for the first NIC
       assert.equal(info.linkUp, true);
       assert.equal(info.refreshedLink, true);
@@ -195,6 +195,8 @@ function suite(accel: Accel, full: boolean): void {
       assert.equal(info.version, modern ? 2 : 1);
       assert.equal(info.offload.mergeableRxBuffers, true);
       assert.equal(info.headerLength, 12);
+      // 64 receive buffers posted at start-up, the other 192 in the first idle passes
+      assert.deepEqual([info.rxAtStart, info.buffers.rx], [64, 256]);
     });
 
     test(`${accel}, ${transport}: 400 frames of 42..1514 bytes (ARP-sized, broadcast, max-size) come back byte for byte`, async () => {

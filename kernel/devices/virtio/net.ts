@@ -102,6 +102,9 @@ const ETHERNET_HEADER = 14;
 const MAX_FRAME = 1518;
 /** Largest frame a multi-buffer receive may reassemble to (then counted and dropped): a 64 KiB IPv4 packet (GUEST_TSO4) in a VLAN-tagged frame. */
 const MAX_MERGED_FRAME = 65535 + 18;
+/** Receive buffers posted during start-up; the rest follow in idle passes (deferredStart). Enough
+ *  for a 64 KiB GUEST_TSO4 segment in 2 KiB buffers. */
+const RX_POSTED_AT_START = 64;
 
 /** Sizing of a virtio-net device's buffers (all optional). */
 export interface NetDeviceOptions {
@@ -196,6 +199,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   private link = true;
   // Receive side: one DMA block of rxCount buffers of rxStride bytes.
   private readonly rxCount: number;
+  /** Receive buffers posted so far: slots [0, rxPosted); the rest wait for deferredStart(). */
+  private rxPosted = 0;
   private readonly rxStride: number;
   private readonly rxMemory: ArrayBuffer;
   private readonly rxBytes: Uint8Array;
@@ -370,7 +375,10 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     // §3.1.1 step 8, then §5.1.5: fill the receive queue. (Multiqueue stays at one pair until
     // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, §5.1.6.5.5.) A remote pair's device is live already.
     if (setup === undefined) t.driverOk();
-    for (let slot = 0; slot < this.rxCount; slot++) this.post(slot);
+    // The first RX_POSTED_AT_START buffers now, the rest in the first idle passes
+    // (deferredStart): ~1 µs of JavaScript each, and the boot path is every server's.
+    this.rxPosted = Math.min(this.rxCount, RX_POSTED_AT_START);
+    for (let slot = 0; slot < this.rxPosted; slot++) this.post(slot);
     this.rxq.kick();
     if (ctrlq !== null) {
       this.setQueuePairs(ctrlq, pairs);
@@ -431,7 +439,17 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
 
   /** Receive buffers posted and transmit buffers, for diagnostics. */
   get bufferCounts(): { rx: number; rxBufferSize: number; tx: number; txFree: number } {
-    return { rx: this.rxCount, rxBufferSize: this.rxStride, tx: this.txCount, txFree: this.txFreeCount };
+    return { rx: this.rxPosted, rxBufferSize: this.rxStride, tx: this.txCount, txFree: this.txFreeCount };
+  }
+
+  /** Posts the receive buffers start-up left for later, RX_POSTED_AT_START per idle pass (or poll()). */
+  protected override deferredStart(): boolean {
+    const end = Math.min(this.rxCount, this.rxPosted + RX_POSTED_AT_START);
+    if (this.rxPosted === end) return false;
+    for (let slot = this.rxPosted; slot < end; slot++) this.post(slot);
+    this.rxPosted = end;
+    this.rxq.kick();
+    return true;
   }
 
   /**
@@ -554,6 +572,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     } finally {
       this.polling = false;
       if (this.broken === null) {
+        // An app that polls by itself, never idle in the scheduler, gets the rest too.
+        if (this.rxPosted < this.rxCount) this.deferredStart();
         this.rxq.kick(); // no-op unless buffers were re-posted
         if (this.txUnkicked) {
           this.txUnkicked = false;
