@@ -17,7 +17,7 @@ import { NetNamespace, runCommand, tapUnavailableReason, testSite } from "../tes
 import { benchSeed, fmt, launch, median, parseWrk, runIfMain, table, type WrkResult } from "./lib.ts";
 import { freePort } from "../test/helpers/ports.ts";
 
-const BOOT_RUNS = 11;
+const BOOT_RUNS = 21;
 const WRK_SECONDS = 4;
 const WRK_ROUNDS = 5;
 const PROBE_SECONDS = 3;
