@@ -89,7 +89,8 @@ export function parseWrk(out: string): WrkResult {
   const errors = (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + (non2xx ? Number(non2xx[1]) : 0);
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    p50: /50%\s+(\S+)/.exec(out)?.[1] ?? "n/a",
+    // anchored: the thread-stats rows end in percentages too ("… 62.50%"), one line before "Latency Distribution"
+    p50: /^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "n/a",
     p99: /^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "n/a",
     requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
     errors,
