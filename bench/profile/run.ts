@@ -7,31 +7,20 @@
  * --timestamps: the client sends RFC 7323 timestamps on every segment, as Linux peers do.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { build } from "esbuild";
-import { packDirectory } from "../../host/pack.ts";
-import { testSite } from "../../test/tools/netns.ts";
+import { origin as originIn, out, prepareHarness } from "./harness.ts";
 
-const repo = join(import.meta.dirname, "../..");
-const out = join(repo, "build/profile");
-mkdirSync(out, { recursive: true });
+const { bundle: bundlePath, site: sitePack } = await prepareHarness();
 const qjs = join(out, "qjs-prof");
 if (!existsSync(qjs)) execFileSync("sh", [join(import.meta.dirname, "build.sh")], { stdio: "inherit" });
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const profile = !process.argv.includes("--no-prof");
 /** --timestamps: the scripted client sends RFC 7323 timestamps, as Linux (wrk over a tap) does. */
 const client = process.argv.includes("--timestamps") ? "ts" : "plain";
-const site = testSite(repo, "bench-small", 1024);
-writeFileSync(join(out, "site.pack"), packDirectory(site));
-await build({
-  entryPoints: [join(import.meta.dirname, "web-host.ts")], bundle: true, format: "esm", platform: "neutral",
-  outfile: join(out, "web-host.mjs"), external: ["os", "std"], alias: { torito: join(import.meta.dirname, "torito-shim.ts") },
-  target: "es2023", logLevel: "warning", mainFields: ["module", "main"],
-});
 if (process.argv.includes("--count")) {
   const spawnCount = (perConn: number): number => {
-    const r = spawnSync("valgrind", ["--tool=callgrind", "--callgrind-out-file=/dev/null", qjs, "-m", join(out, "web-host.mjs"), join(out, "site.pack"),
+    const r = spawnSync("valgrind", ["--tool=callgrind", "--callgrind-out-file=/dev/null", qjs, "-m", bundlePath, sitePack,
       args[0] ?? "30", String(perConn), args[2] ?? "30", "-", client], { encoding: "utf8" });
     const m = /Collected : (\d+)/.exec(r.stderr);
     if (r.status !== 0 || !m) throw new Error(`callgrind run failed: ${r.stderr}${r.stdout}`);
@@ -44,15 +33,12 @@ if (process.argv.includes("--count")) {
   process.exit(0);
 }
 const folded = join(out, "web-host.folded");
-const result = execFileSync(qjs, ["-m", join(out, "web-host.mjs"), join(out, "site.pack"), args[0] ?? "30", args[1] ?? "200", args[2] ?? "30", profile ? folded : "-", client], { encoding: "utf8" });
+const result = execFileSync(qjs, ["-m", bundlePath, sitePack, args[0] ?? "30", args[1] ?? "200", args[2] ?? "30", profile ? folded : "-", client], { encoding: "utf8" });
 console.log(result.trim());
 if (profile) {
   // Functions are named by the bundle line they start on (the bytecode keeps no names here).
-  const bundle = readFileSync(join(out, "web-host.mjs"), "utf8").split("\n");
-  const origin = (line: number): string => {
-    for (let l = line - 1; l >= 0; l--) { const m = /^\/\/ (\S+)$/.exec(bundle[l]!); if (m) return m[1]!.replace(/^.*\//, ""); }
-    return "?";
-  };
+  const bundle = readFileSync(bundlePath, "utf8").split("\n");
+  const origin = (line: number): string => originIn(bundle, line);
   const label = (f: string): string => {
     const m = /^<(?:null|anon)>:(\d+)$/.exec(f) ?? /^.*:(\d+)$/.exec(f);
     if (f.startsWith("native@")) return nativeNames.get(f) ?? f;
