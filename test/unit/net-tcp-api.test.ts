@@ -119,14 +119,18 @@ test("readWith() calls back at once with buffered bytes, later when they arrive,
   assert.equal((errors[2] as { code: string }).code, "ECONNRESET");
 });
 
-test("readIntoWith() copies into the caller's buffer at its offset, at most what fits; 0 at EOF; a pending read is answered when bytes arrive, or by a reset", async () => {
-  const { link, peer, socket } = await connected();
+/** An 8-byte read target filled with dots, the counts its reads reported, and its text. */
+function readTarget(): { target: Uint8Array; counts: number[]; onRead: (n: number) => void; text: (from: number, to: number) => string } {
   const target = new Uint8Array(8).fill(0x2e);
   const counts: number[] = [];
+  return { target, counts, onRead: (n) => counts.push(n), text: (from, to) => new TextDecoder().decode(target.subarray(from, to)) };
+}
+
+test("readIntoWith() copies into the caller's buffer at its offset, at most what fits; 0 at EOF; a pending read is answered when bytes arrive, or by a reset", async () => {
+  const { link, peer, socket } = await connected();
+  const { target, counts, onRead, text } = readTarget();
   const errors: unknown[] = [];
-  const onRead = (n: number) => counts.push(n);
   const onError = (e: unknown) => errors.push(e);
-  const text = (from: number, to: number) => new TextDecoder().decode(target.subarray(from, to));
   // pending: the bytes go straight to target[2…] when they arrive
   peer.readIntoWith(target, 2, onRead, onError);
   await socket.write(new TextEncoder().encode("abc"));
@@ -159,11 +163,8 @@ test("readIntoWith() copies into the caller's buffer at its offset, at most what
 
 test("a pending readIntoWith() takes arriving bytes straight into its target, no more than fits; the rest is buffered in order; a cancelled or answered read takes nothing later", async () => {
   const { link, peer, socket } = await connected();
-  const target = new Uint8Array(8).fill(0x2e);
-  const counts: number[] = [];
-  const onRead = (n: number) => counts.push(n);
+  const { target, counts, onRead, text } = readTarget();
   const onError = (e: unknown) => assert.fail(String(e));
-  const text = (from: number, to: number) => new TextDecoder().decode(target.subarray(from, to));
   peer.readIntoWith(target, 5, onRead, onError);
   await socket.write(new TextEncoder().encode("abcdefgh"));
   await link.run(() => counts.length === 1);

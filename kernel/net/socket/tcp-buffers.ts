@@ -60,23 +60,6 @@ export class ByteRing {
     }
   }
 
-  /** copyOut(0, count, target, targetOffset) and consume(count) in one call: a read's copy. */
-  takeInto(count: number, target: Uint8Array, targetOffset: number): void {
-    const capacity = this.capacity;
-    const data = this.data;
-    const start = this.head;
-    const first = capacity - start;
-    if (count <= first) {
-      target.set(data.subarray(start, start + count), targetOffset);
-    } else {
-      target.set(data.subarray(start, capacity), targetOffset);
-      target.set(data.subarray(0, count - first), targetOffset + first);
-    }
-    const length = this.length - count;
-    this.length = length;
-    this.head = length === 0 ? 0 : (start + count) % capacity;
-  }
-
   /** Removes the first `count` stored bytes and returns them (a copy: one native call when contiguous). */
   take(count: number): Uint8Array {
     const start = this.head;

@@ -380,24 +380,13 @@ export class TcpConnection {
     if (buffered === 0) return 0;
     const room = target.length - offset;
     const n = room < buffered ? room : buffered;
-    ring.takeInto(n, target, offset);
-    const state = this.state;
-    if (n === buffered && (state === TcpState.TimeWait || state === TcpState.Closed)) {
+    ring.copyOut(0, n, target, offset);
+    ring.consume(n);
+    if (n === buffered && (this.state === TcpState.TimeWait || this.state === TcpState.Closed)) {
       this.receiveBuffer = null; // nothing more can arrive: give the memory back
       return n;
     }
-    // maybeWindowUpdate(), written out: a request's read comes through here
-    if (state === TcpState.Closed || state === TcpState.SynSent) return n;
-    let advertised = ((this.receiveWindowEdge - this.receiveNext) | 0);
-    if (advertised < 0) advertised = 0;
-    const bufferSize = this.host.config.receiveBufferSize;
-    const free = this.discardReceived ? bufferSize : ring.capacity - ring.length;
-    const maxSegment = this.maxSegment;
-    const threshold = bufferSize >> 1 < maxSegment ? bufferSize >> 1 : maxSegment;
-    if (free - advertised >= threshold) {
-      this.ackNow = true;
-      this.host.markDirty(this);
-    }
+    this.maybeWindowUpdate();
     return n;
   }
 
@@ -861,12 +850,6 @@ export class TcpConnection {
     this.retransmitDeadline = now + this.retransmitTimeout;
   }
 
-  /**
-   * RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). Runs for most ACKs of new data,
-   * so the timestamp clock (as in transmit()) and min/max/abs are written out (Math's are
-   * native calls). `echo`: the segment's TSecr when timestamps are in use on it, else 0 (the
-   * callers read it once from the options).
-   */
   /** Window update (§3.10.7.4): SND.WND from a segment newer by the SND.WL1/SND.WL2 rule. */
   private updateSendWindow(sequence: number, acknowledgment: number, scaledWindow: number): void {
     const updateSequence = this.sendWindowUpdateSequence;
@@ -885,6 +868,12 @@ export class TcpConnection {
     }
   }
 
+  /**
+   * RFC 6298 §2–3 (Karn's rule via timestamps, RFC 7323 §4). Runs for most ACKs of new data,
+   * so the timestamp clock (as in transmit()) and min/max/abs are written out (Math's are
+   * native calls). `echo`: the segment's TSecr when timestamps are in use on it, else 0 (the
+   * callers read it once from the options).
+   */
   private sampleRoundTrip(echo: number, now: number): void {
     let sample = -1;
     if (echo !== 0) {

@@ -303,9 +303,7 @@ export class TcpStack implements TransportInput, TcpConnectionHost {
     }
     if (connection !== undefined) {
       connection.input(sequence, acknowledgment, flags, window, options, packet, start + headerLength, end, now);
-      // whatever this segment did may have moved its timers: noteDeadline(), written out
-      const deadline = connection.deadline;
-      if (deadline < this.earliestDeadline) this.earliestDeadline = deadline;
+      this.noteDeadline(connection); // whatever this segment did may have moved its timers
       return;
     }
     const listener = this.listeners.get(destinationPort);
