@@ -209,9 +209,7 @@ export function serveDirectory(root: string): (request: Request) => Response | P
   };
 
   function fileResponse(request: Request, path: string, stat: fs.Stats): Response | Promise<Response> {
-    // (the facts kept looked up here first: a call less when size and mtime stay)
-    let file = facts.get(path);
-    if (file === undefined || file.size !== stat.size || file.mtimeMs !== stat.mtimeMs) file = factsOf(path, stat.size, stat.mtimeMs);
+    const file = factsOf(path, stat.size, stat.mtimeMs);
     const etag = file.etag;
     const lastModified = file.lastModified;
     let headers = file.headers;
