@@ -187,6 +187,38 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
 }
 
 /**
+ * Rewrites the bundle's `let`/`const`/`class` bindings as `var`s (SWC's block-scoping pass,
+ * nothing else: every other feature stays as esbuild wrote it) and composes the source maps.
+ *
+ * Why: QuickJS compiles every access to a lexical binding to a checked opcode (a test for the
+ * temporal dead zone, with no one-byte short form and no fused forms such as `inc_loc`), and
+ * re-initialises a block's lexical bindings on every entry into the block, in loops on every
+ * iteration. The same code with `var`s costs ~5 % fewer instructions per request on the web
+ * server's path (bench/profile, `run.ts 30 20 30 --count --timestamps`). A loop whose closures
+ * capture a per-iteration binding keeps its semantics through a function per iteration.
+ * What is lost: a read before initialisation yields `undefined` instead of a ReferenceError.
+ */
+export async function lowerBlockScopes(bundle: Bundle): Promise<Bundle> {
+  const swc = await import("@swc/core");
+  const out = await swc.transform(bundle.code, {
+    filename: bundle.map.file ?? "app.js",
+    inputSourceMap: JSON.stringify(bundle.map),
+    sourceMaps: true,
+    isModule: true,
+    swcrc: false,
+    configFile: false,
+    jsc: { parser: { syntax: "ecmascript" }, preserveAllComments: true },
+    // every other transform is unneeded for a target this recent
+    env: { targets: { chrome: "120" }, include: ["transform-block-scoping"] },
+  });
+  if (out.map === undefined) throw new ToolError("swc produced no source map");
+  const map = JSON.parse(out.map) as SourceMapV3;
+  delete map.sourcesContent;
+  map.file = bundle.map.file;
+  return { code: out.code, map: { ...map, sources: map.sources.map((s) => s.replace(/^\.\//, "")) } };
+}
+
+/**
  * Extracts the byte array named `name` from C source emitted by `qjsc -c`
  * (`const uint8_t name[N] = { 0x.., ... };`) and checks its declared length.
  */
@@ -284,7 +316,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
 
   const work = mkdtempSync(join(tmpdir(), "torito-build-"));
   try {
-    const bundle = await bundleApp(entry, repo, cwd);
+    const bundle = await lowerBlockScopes(await bundleApp(entry, repo, cwd));
     const t1 = performance.now();
 
     writeFileSync(join(work, "app.js"), bundle.code);

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
+import { lowerBlockScopes } from "../../host/build.ts";
 import { packDirectory } from "../../host/pack.ts";
 import { testSite } from "../../test/tools/netns.ts";
 
@@ -17,11 +18,14 @@ export async function prepareHarness(): Promise<{ bundle: string; site: string }
   const site = join(out, "site.pack");
   writeFileSync(site, packDirectory(testSite(repo, "bench-small", 1024)));
   const bundle = join(out, "web-host.mjs");
-  await build({
+  const built = await build({
     entryPoints: [join(import.meta.dirname, "web-host.ts")], bundle: true, format: "esm", platform: "neutral",
     outfile: bundle, external: ["os", "std"], alias: { torito: join(import.meta.dirname, "torito-shim.ts") },
-    target: "es2023", logLevel: "warning", mainFields: ["module", "main"],
+    target: "es2023", logLevel: "warning", mainFields: ["module", "main"], sourcemap: "external", write: false,
   });
+  // as the image build does (host/build.ts): the same bytecode shapes as in the guest
+  const js = built.outputFiles.find((f) => !f.path.endsWith(".map"))!, map = built.outputFiles.find((f) => f.path.endsWith(".map"))!;
+  writeFileSync(bundle, (await lowerBlockScopes({ code: js.text, map: JSON.parse(map.text) })).code);
   return { bundle, site };
 }
 

@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { appAssembly, bundleApp, formatEsbuildErrors, parseQjscOutput, BundleError } from "../../host/build.ts";
+import { TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
+import { appAssembly, bundleApp, formatEsbuildErrors, lowerBlockScopes, parseQjscOutput, BundleError } from "../../host/build.ts";
 import { RUN_FLAGS, parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
 import {
   UsageError, checkImageFits, defaultAccel, inspectImage, kernelCommandLine, parseMem, parsePort, parseSize,
@@ -245,6 +246,37 @@ describe("build helpers", () => {
       assert.ok(e.lines.length >= 1 && e.lines.every((l) => /^elsewhere\/app\/broken\.ts:\d+:\d+: /.test(l)), e.lines.join("\n"));
       return true;
     });
+  });
+
+  test("lowerBlockScopes leaves no let/const/class binding, keeps per-iteration closures and maps back to the TypeScript", async () => {
+    const repo = join(work, "lower");
+    mkdirSync(join(repo, "kernel"), { recursive: true });
+    writeFileSync(join(repo, "kernel/init.ts"), `export {};\n`);
+    writeFileSync(join(repo, "kernel/api.ts"), `export {};\n`);
+    writeFileSync(join(repo, "main.ts"), [
+      `const fns: Array<() => number> = [];`,
+      `for (let i = 0; i < 3; i++) { const j = i * 10; fns.push(() => i + j); }`,
+      `class Box { constructor(readonly v: number) {} }`,
+      `{ let hidden = 1; hidden++; (globalThis as any).hidden = hidden; }`,
+      `let hidden = "outer";`,
+      `(globalThis as any).lowered = [fns.map((f) => f()), new Box(7).v, hidden];`,
+      `throw new Error("MARKER");`,
+      ``,
+    ].join("\n"));
+    const lowered = await lowerBlockScopes(await bundleApp(join(repo, "main.ts"), repo, repo));
+    assert.doesNotMatch(lowered.code, /\b(let|const)\s|^\s*class\s+\w/m);
+    const g = globalThis as { lowered?: unknown; hidden?: unknown };
+    assert.throws(() => new Function(lowered.code)(), /MARKER/);
+    assert.deepEqual(g.lowered, [[0, 11, 22], 7, "outer"]);
+    assert.equal(g.hidden, 2);
+    delete g.lowered;
+    delete g.hidden;
+    // the composed map still leads from the lowered code to the TypeScript line
+    const lines = lowered.code.split("\n");
+    const line = lines.findIndex((l) => l.includes("MARKER"));
+    const pos = originalPositionFor(new TraceMap({ ...lowered.map, file: "app.js" }), { line: line + 1, column: lines[line]!.indexOf("throw") });
+    assert.equal(pos.source, "main.ts");
+    assert.equal(pos.line, 7);
   });
 
   test("formatEsbuildErrors caps the list", () => {
