@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { TcpStack } from "../../kernel/net/socket/tcp.ts";
-import { TcpState } from "../../kernel/net/socket/tcp-connection.ts";
+import { TcpState, tcpStateName } from "../../kernel/net/socket/tcp-connection.ts";
 import { TCP_ACK, TCP_SYN, tcpChecksum, tcpHeaderValid, fillTcpChecksum } from "../../kernel/net/wire/tcp.ts";
 import { ADDRESS_A, ADDRESS_B, buildSegment, RecordingSender, SECRET, seededRandom } from "./net-tcp-harness.ts";
 
@@ -61,7 +61,7 @@ test("random and mutated segments cause only counted drops and RSTs, never excep
   const c = stack.counters;
   assert.equal(c.segmentsReceived, iterations + 2);
   assert.ok(c.droppedChecksum > 0 && c.droppedMalformed > 0 && c.droppedNoConnection > 0);
-  console.log(`# fuzz: ${JSON.stringify(c)}; connection ended ${connection.state} ${connection.error?.code ?? ""}`);
+  console.log(`# fuzz: ${JSON.stringify(c)}; connection ended ${tcpStateName(connection.state)} ${connection.error?.code ?? ""}`);
   // The stack still works afterwards.
   now += 1_000_000;
   stack.poll(now);

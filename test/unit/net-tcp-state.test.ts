@@ -328,7 +328,7 @@ test("simultaneous close: both FINs cross, CLOSING on both sides, then TIME-WAIT
   const b = server.accept()!;
   a.shutdownSend();
   b.shutdownSend();
-  const seen = new Set<string>();
+  const seen = new Set<TcpState>();
   await link.run(() => { seen.add(a.state); seen.add(b.state); return a.state === TcpState.TimeWait && b.state === TcpState.TimeWait; }, 10_000, false);
   assert.ok(seen.has(TcpState.Closing));
   await link.run(() => link.a.size === 0 && link.b.size === 0, 10_000, false);

@@ -22,18 +22,29 @@ import type { CongestionController } from "./tcp-congestion.ts";
 // per comparison is a large share of a segment's cost in the interpreter.
 import type { IpSender } from "../ip.ts";
 
-/** RFC 9293 §3.3.2 connection states (LISTEN lives in TcpStack's listeners). */
+/**
+ * RFC 9293 §3.3.2 connection states (LISTEN lives in TcpStack's listeners). Numbers, not
+ * strings: a state test runs several times per segment, and the interpreter compares two
+ * small integers inline but two strings through a call. `tcpStateName()` gives the RFC's name.
+ */
 export enum TcpState {
-  Closed = "CLOSED",
-  SynSent = "SYN-SENT",
-  SynReceived = "SYN-RECEIVED",
-  Established = "ESTABLISHED",
-  FinWait1 = "FIN-WAIT-1",
-  FinWait2 = "FIN-WAIT-2",
-  CloseWait = "CLOSE-WAIT",
-  Closing = "CLOSING",
-  LastAck = "LAST-ACK",
-  TimeWait = "TIME-WAIT",
+  Closed,
+  SynSent,
+  SynReceived,
+  Established,
+  FinWait1,
+  FinWait2,
+  CloseWait,
+  Closing,
+  LastAck,
+  TimeWait,
+}
+
+const STATE_NAMES = ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"] as const;
+
+/** The RFC 9293 name of a state ("ESTABLISHED", "TIME-WAIT", …), for diagnostics. */
+export function tcpStateName(state: TcpState): string {
+  return STATE_NAMES[state] ?? `state ${state}`;
 }
 
 /** What the stack provides to its connections. */
