@@ -24,7 +24,7 @@ const MEMBERS: readonly (keyof Hardware)[] = [
   "mmioRead8", "mmioRead16", "mmioRead32", "mmioRead64",
   "mmioWrite8", "mmioWrite16", "mmioWrite32", "mmioWrite64",
   "inb", "inw", "inl", "outb", "outw", "outl",
-  "dmaAlloc", "physAddr", "irqRoute", "irqMask", "irqForward", "fence", "checksum", "chacha20", "imageFiles", "utf8Encode", "httpHead", "sourceMap",
+  "dmaAlloc", "physAddr", "irqRoute", "irqMask", "irqForward", "fence", "checksum", "chacha20", "imageFiles", "utf8Encode", "httpHead", "httpHeadEnd", "sourceMap",
   "memoryUsage", "gc", "setHooks", "coreSend", "coreReceive", "coreArmWake", "coreFlush", "coresFailed", "coreWake",
 ];
 

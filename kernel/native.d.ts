@@ -105,6 +105,8 @@ export interface NativeBindings {
   /** The HTTP request head in bytes[start, end) cut and checked (platform/runtime/httphead.c):
    *  [method, target, minorVersion, name, value, …] or a negative error code (kernel/net/http/wire.ts). */
   httpHead(bytes: Uint8Array, start: number, end: number, maxRequestLine: number, maxHeaderCount: number): (string | number)[] | number;
+  /** The index just past the blank line (CRLFCRLF or LF LF) ending a head in bytes[from, end), or -1 (wire.ts findHeadEnd). */
+  httpHeadEnd(bytes: Uint8Array, from: number, end: number): number;
 
   /** The source-map table linked into the image (see host/build.ts), or null. */
   sourceMap(): ArrayBuffer | null;

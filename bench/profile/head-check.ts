@@ -1,15 +1,22 @@
 /**
  * Checks that the native request-head parser (platform/runtime/httphead.c, compiled into
  * qjs-prof) and the TypeScript one (parseRequestHeadScript, the reference) agree on every head:
- * same method, target, version and headers, or the same status and message. A fixed corpus
- * of valid and malformed heads, then random ones built from the bytes that matter.
+ * same method, target, version and headers, or the same status and message; and that the
+ * native head-end search agrees with findHeadEndScript over several ranges of each buffer.
+ * A fixed corpus of valid and malformed heads, then random ones built from the bytes that matter.
  *   build/profile/qjs-prof -m head-check.mjs [random cases]   (test/platform/http-head.test.ts)
  */
 import "./prelude.ts";
-import { fromNative, HttpError, parseRequestHeadScript, type RequestHead } from "../../kernel/net/http/wire.ts";
+import { findHeadEndScript, fromNative, HttpError, parseRequestHeadScript, type RequestHead } from "../../kernel/net/http/wire.ts";
 
 declare const scriptArgs: string[];
-const native = (globalThis as { __profNative?: { httpHead: (b: Uint8Array, s: number, e: number, l: number, c: number) => (string | number)[] | number } }).__profNative!.httpHead;
+const natives = (globalThis as {
+  __profNative?: {
+    httpHead: (b: Uint8Array, s: number, e: number, l: number, c: number) => (string | number)[] | number;
+    httpHeadEnd: (b: Uint8Array, from: number, end: number) => number;
+  };
+}).__profNative!;
+const native = natives.httpHead;
 
 function bytes(s: string): Uint8Array {
   const b = new Uint8Array(s.length);
@@ -41,6 +48,14 @@ function check(head: string, limits = { maxRequestLineBytes: 8192, maxHeaderByte
   if (a !== n) {
     failures++;
     if (failures <= 10) console.log(`MISMATCH for ${JSON.stringify(head)}:\n  script ${a}\n  native ${n}`);
+  }
+  // the head-end search, over the head, the whole buffer (LFs around it) and cut ranges
+  for (const [from, to] of [[start, end], [0, b.length], [start + 1, end - 1], [end - 2, end], [-2, 2], [end, start]] as const) {
+    const x = findHeadEndScript(b, from, to), y = natives.httpHeadEnd(b, from, to);
+    if (x !== y) {
+      failures++;
+      if (failures <= 10) console.log(`HEAD END MISMATCH for ${JSON.stringify(head)} in [${from}, ${to}): script ${x}, native ${y}`);
+    }
   }
 }
 

@@ -11,6 +11,7 @@ let virtualMs = 1000;
   checksum: p.checksum,
   utf8Encode: p.utf8Encode,
   httpHead: p.httpHead,
+  httpHeadEnd: p.httpHeadEnd,
   cmdline: () => "torito.ip=10.0.0.2/24",
   coreId: () => 0,
   coreCount: () => 1,

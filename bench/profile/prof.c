@@ -4,7 +4,7 @@
  * the interpreter's stack frames from a SIGPROF handler: each sample records the JavaScript
  * call stack (function bytecode or native function per frame) and the C instruction pointer.
  * Also provides `__toritoNative`-shaped natives the kernel's hot paths use in the guest
- * (checksum, utf8Encode, httpHead), so the profile matches the guest's split between C and JavaScript.
+ * (checksum, utf8Encode, httpHead, httpHeadEnd), so the profile matches the guest's split between C and JavaScript.
  *   __profStart(intervalUs) / __profStop(path): sample, then write folded stacks to path.
  */
 #include "quickjs.c"
@@ -140,6 +140,7 @@ static const JSCFunctionListEntry prof_funcs[] = {
     JS_CFUNC_DEF("checksum", 4, prof_checksum),
     JS_CFUNC_DEF("utf8Encode", 1, prof_utf8),
     JS_CFUNC_DEF("httpHead", 5, torito_http_head),
+    JS_CFUNC_DEF("httpHeadEnd", 3, torito_http_head_end),
     JS_CFUNC_DEF("now", 0, prof_now),
 };
 

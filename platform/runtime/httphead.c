@@ -5,6 +5,8 @@
  *   httpHead(bytes, start, end, maxRequestLine, maxHeaderCount)
  *     -> [method, target, minorVersion, name, value, name, value, …] (names in lower case,
  *        values without surrounding SP/HTAB), or a negative error code (HEAD_ERRORS in wire.ts).
+ *   httpHeadEnd(bytes, from, end) -> the index just past the first CRLFCRLF or LF LF that
+ *        starts at or after `from` and ends by `end`, or -1 (findHeadEnd's rule in wire.ts).
  * Also compiled into the host profiler (bench/profile/prof.c), so keep it free of runtime.h.
  */
 #include <stdint.h>
@@ -191,4 +193,30 @@ JSValue torito_http_head(JSContext *ctx, JSValueConst this_val, int argc, JSValu
         return JS_NewInt32(ctx, r);
     }
     return out;
+}
+
+/* findHeadEnd (wire.ts): the blank line that ends a head, searched LF by LF. */
+JSValue torito_http_head_end(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    (void)argc;
+    uint8_t *p;
+    size_t len;
+    int32_t from;
+    uint32_t end;
+    if (typed_array_bytes(ctx, argv[0], &p, &len) || JS_ToInt32(ctx, &from, argv[1]) || JS_ToUint32(ctx, &end, argv[2]))
+        return JS_EXCEPTION;
+    if (end > len)
+        return JS_ThrowRangeError(ctx, "httpHeadEnd end %u outside %zu bytes", end, len);
+    for (uint32_t i = from < 0 ? 0 : (uint32_t)from; i < end; i++) {
+        const uint8_t *lf = memchr(p + i, '\n', end - i);
+        if (lf == NULL)
+            break;
+        i = (uint32_t)(lf - p);
+        if (i + 1 < end && p[i + 1] == '\n')
+            return JS_NewInt32(ctx, (int32_t)(i + 2));
+        if (i + 2 < end && p[i + 1] == '\r' && p[i + 2] == '\n')
+            return JS_NewInt32(ctx, (int32_t)(i + 3));
+    }
+    return JS_NewInt32(ctx, -1);
 }

@@ -348,6 +348,7 @@ static JSValue n_checksum(ARGS)
    then null is returned and kernel/encoding.ts takes its own path. */
 /* httphead.c: the HTTP request-head parser's native fast path */
 JSValue torito_http_head(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv);
+JSValue torito_http_head_end(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv);
 
 static JSValue n_utf8_encode(ARGS)
 {
@@ -446,6 +447,7 @@ static const JSCFunctionListEntry native_functions[] = {
     JS_CFUNC_DEF("chacha20", 5, n_chacha20),
     JS_CFUNC_DEF("utf8Encode", 1, n_utf8_encode),
     JS_CFUNC_DEF("httpHead", 5, torito_http_head),
+    JS_CFUNC_DEF("httpHeadEnd", 3, torito_http_head_end),
     JS_CFUNC_DEF("memoryUsage", 0, n_memory_usage),
     JS_CFUNC_DEF("gc", 0, n_gc),
     JS_CFUNC_DEF("setHooks", 1, n_set_hooks),

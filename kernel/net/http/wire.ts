@@ -29,8 +29,15 @@ export interface HeadLimits {
 }
 
 
-/** Finds the end of the head (index just past CRLFCRLF, or LF LF) or -1. */
-export function findHeadEnd(buf: Uint8Array, from: number, end: number): number {
+/**
+ * Finds the end of the head (index just past CRLFCRLF, or LF LF) in buf[from, end) or -1:
+ * natively in the guest (platform/runtime/httphead.c, one call instead of a loop of calls and
+ * element reads per line), findHeadEndScript elsewhere (the reference).
+ */
+export const findHeadEnd: (buf: Uint8Array, from: number, end: number) => number = isNative ? hw.httpHeadEnd : findHeadEndScript;
+
+/** findHeadEnd in TypeScript: the reference, and the path on Node. */
+export function findHeadEndScript(buf: Uint8Array, from: number, end: number): number {
   // LF by LF with the native indexOf (a loop over every byte is slow in an interpreter).
   // Only the search past the last LF before `end` looks beyond it, and indexOf is a memchr,
   // cheaper over several KiB than a view: a view ending at `end` (same indices) only when
