@@ -1,9 +1,9 @@
 /**
  * A census of what the interpreter does per request in the harness, by JavaScript call site:
  * property reads (by name, and those on typed arrays, which pay QuickJS's numeric-index check
- * for every non-index name), JavaScript calls (by callee) and shape insertions (an object
- * layout built again because no live object had it). Counts, not time: what the sampling
- * profile (run.ts) spreads thin, this attributes exactly.
+ * for every non-index name), JavaScript calls (by callee), shape insertions (an object
+ * layout built again because no live object had it) and bytecode operations (by function).
+ * Counts, not time: what the sampling profile (run.ts) spreads thin, this attributes exactly.
  *   node --import tsx bench/profile/census.ts [connections] [requestsPerConn] [batch] [--timestamps]
  * It builds build/profile/qjs-census: the host qjs with counters compiled into a copy of
  * quickjs.c (each insertion below is checked against the source), runs the harness twice
@@ -34,8 +34,8 @@ static void census_dump(void) {
     FILE *o = fopen(getenv("CENSUS_OUT"), "w");
     if (!o) return;
     for (int i = 0; i < CENSUS_SITES; i++) if (census_key[i]) {
-        unsigned a = census_key[i] >> 26;
-        fprintf(o, "%lu %lu %s %lu\\n", census_count[i], (census_key[i] >> 24) & 3,
+        unsigned a = census_key[i] >> 27;
+        fprintf(o, "%lu %lu %s %lu\\n", census_count[i], (census_key[i] >> 24) & 7,
                 a < (1 << 18) && census_names[a] ? census_names[a] : "-", census_key[i] & 0xffffff);
     }
     fclose(o);
@@ -50,7 +50,7 @@ static void census(JSContext *ctx, JSStackFrame *sf, const uint8_t *pc, int kind
     int col, line = find_line_num(ctx, b, pc ? (uint32_t)(pc - b->byte_code_buf - 1) : 0, &col);
     if (atom >= (1 << 18)) atom = 0;
     if (atom && !census_names[atom]) { char buf[64]; census_names[atom] = strdup(JS_AtomGetStr(ctx, buf, sizeof buf, atom)); }
-    unsigned long key = ((unsigned long)atom << 26) | ((unsigned long)kind << 24) | ((unsigned)line & 0xffffff);
+    unsigned long key = ((unsigned long)atom << 27) | ((unsigned long)kind << 24) | ((unsigned)line & 0xffffff);
     unsigned h = (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 48) & (CENSUS_SITES - 1);
     while (census_key[h] && census_key[h] != key) h = (h + 1) & (CENSUS_SITES - 1);
     census_key[h] = key;
@@ -67,6 +67,10 @@ q = insert(q, "    assert(p->shape->header.ref_count == 1);\n    if (add_shape_p
 // A call: counted at the callee's first line (its frame is current, pc at its start).
 q = insert(q, "    rt->current_stack_frame = sf;\n    ctx = b->realm; /* set the current realm */",
   "\n    census(caller_ctx, sf, b->byte_code_buf + 1, 2, 0);", true);
+// A bytecode operation: counted per function, at the same line as its calls (direct dispatch).
+const dispatch = "#define SWITCH(pc)      goto *dispatch_table[opcode = *pc++];";
+q = insert(q, dispatch, "#define SWITCH(pc)      census(ctx, sf, b->byte_code_buf + 1, 4, 0); goto *dispatch_table[opcode = *pc++];\n#if 0\n", true);
+q = insert(q, dispatch, "\n#endif");
 writeFileSync(join(dir, "quickjs.c"), q);
 
 const binary = join(out, "qjs-census");
@@ -92,7 +96,8 @@ const runCensus = (n: number): Map<string, number> => {
 const a = runCensus(perConn), b = runCensus(2 * perConn);
 const requests = conns * perConn;
 const lines = readFileSync(bundle, "utf8").split("\n");
-const KINDS = ["property reads", "typed-array property reads (numeric-index check)", "JavaScript calls (at the callee)", "shape insertions"];
+const KINDS = ["property reads", "typed-array property reads (numeric-index check)", "JavaScript calls (at the callee)", "shape insertions",
+  "bytecode operations (by function)"];
 for (const [kind, title] of KINDS.entries()) {
   const rows: [number, string][] = [];
   let total = 0;
@@ -102,8 +107,9 @@ for (const [kind, title] of KINDS.entries()) {
     const per = (count - (a.get(key) ?? 0)) / requests;
     total += per;
     const at = Number(line);
-    const text = (lines[at - 1] ?? "").trim().slice(0, 80);
-    if (per >= 0.05) rows.push([per, `${kind === 2 ? "" : `${name}  `}[${origin(lines, at)}:${at}]  ${text}`]);
+    // (line 1: code without a line of its own, such as the function that initialises a class's fields)
+    const text = at <= 1 ? "(no source line: e.g. a class's field initializer)" : (lines[at - 1] ?? "").trim().slice(0, 80);
+    if (per >= 0.05) rows.push([per, `${kind === 2 || kind === 4 ? "" : `${name}  `}[${origin(lines, at)}:${at}]  ${text}`]);
   }
   rows.sort((x, y) => y[0] - x[0]);
   console.log(`\n${title}: ${total.toFixed(1)} per request`);
