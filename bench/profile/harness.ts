@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
-import { lowerBlockScopes } from "../../host/build.ts";
+import * as hostBuild from "../../host/build.ts";
 import { packDirectory } from "../../host/pack.ts";
 import { testSite } from "../../test/tools/netns.ts";
 
@@ -23,9 +23,12 @@ export async function prepareHarness(): Promise<{ bundle: string; site: string }
     outfile: bundle, external: ["os", "std"], alias: { torito: join(import.meta.dirname, "torito-shim.ts") },
     target: "es2023", logLevel: "warning", mainFields: ["module", "main"], sourcemap: "external", write: false,
   });
-  // as the image build does (host/build.ts): the same bytecode shapes as in the guest
+  // As the tree's own image build does (host/build.ts), so that the bytecode has the guest's
+  // shapes: a tree whose build has no lowering (an older baseline of webserver-cost.ts,
+  // which runs this harness in it) is measured without.
+  const lower = (hostBuild as Partial<typeof hostBuild>).lowerBlockScopes;
   const js = built.outputFiles.find((f) => !f.path.endsWith(".map"))!, map = built.outputFiles.find((f) => f.path.endsWith(".map"))!;
-  writeFileSync(bundle, (await lowerBlockScopes({ code: js.text, map: JSON.parse(map.text) })).code);
+  writeFileSync(bundle, lower === undefined ? js.text : (await lower({ code: js.text, map: JSON.parse(map.text) })).code);
   return { bundle, site };
 }
 
