@@ -21,7 +21,8 @@
  *    - some poller did work (returned anything but `false`), or an interrupt fired
  *                                     -> return now: poll again at once (busy polling);
  *    - every poller has been idle for less than the spin period (`setIdleSpin`, default
- *      SPIN_MS_DEFAULT)               -> return now: keep spinning, work may be close;
+ *      SPIN_MS_DEFAULT), or, the first time, for START_SPIN_MS more
+ *                                     -> return now: keep spinning, work may be close;
  *    - idle for the whole spin period and every poller has an `onIdle` -> call each
  *      `onIdle` (the driver arms its device interrupt, then re-checks for work it raced
  *      with); if none found work the core halts until an interrupt or the next timer.
@@ -146,6 +147,15 @@ const lineHandlers: ((() => void) | undefined)[] = new Array(32).fill(undefined)
 /** Default spin period (ms) before idle pollers let the core halt. */
 export const SPIN_MS_DEFAULT = 2;
 let spinMs = SPIN_MS_DEFAULT;
+/**
+ * The core's first halt comes this much (ms) later than the spin period says: a service's
+ * first client usually comes right after it starts listening (the request the VM was started
+ * for, an orchestrator's probe), and a halt then would add a wake-up (about a millisecond
+ * here) to that first answer. setIdleSpin() gives up this start-up window.
+ */
+export const START_SPIN_MS = 50;
+/** hw.now() until which idle pollers keep spinning (set when the core would first halt); -1 before. */
+let startSpinUntil = -1;
 /** hw.now() when every poller was first seen idle, or -1 while there is work. */
 let idleSince = -1;
 /**
@@ -332,6 +342,7 @@ export function addInterruptHandler(handler: () => void): { line: number; remove
 export function setIdleSpin(ms: number): void {
   if (!(ms >= 0)) throw new RangeError(`idle spin must be >= 0 ms, got ${String(ms)}`);
   spinMs = ms;
+  startSpinUntil = 0; // the caller's choice from now on, start-up included
 }
 
 /**
@@ -422,6 +433,8 @@ export function turn(firedVectors: number, ranJobs = true): number {
     if (idleSince < 0) idleSince = now;
     if (now - idleSince < spinMs) return now;
     for (let i = 0; i < n; i++) if (list[i]!.onIdle === undefined) return now;
+    if (startSpinUntil < 0) startSpinUntil = now + START_SPIN_MS;
+    if (now < startSpinUntil) return now;
     let raced = false;
     for (let i = 0; i < n; i++) if (list[i]!.onIdle!()) raced = true;
     idleSince = -1;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 import { installNativeForTests } from "../../kernel/hw.ts";
 import {
-  addInterruptHandler, addPoller, clearInterval, idleStats, setIdleSpin, SPIN_MS_DEFAULT, clearTimeout, keepAlive, schedulerStats, setInterval, setTimeout, turn,
+  addInterruptHandler, addPoller, clearInterval, idleStats, setIdleSpin, SPIN_MS_DEFAULT, START_SPIN_MS, clearTimeout, keepAlive, schedulerStats, setInterval, setTimeout, turn,
   TURN_EXIT, TURN_WAIT_INTERRUPT,
 } from "../../kernel/process/scheduler.ts";
 
@@ -243,6 +243,27 @@ test("many timers: the heap keeps order through cancellations", async () => {
     .sort((x, y) => x.delay - y.delay || x.i - y.i)
     .map(({ i }) => i);
   assert.deepEqual(log, expected);
+});
+
+test("the core's first halt comes START_SPIN_MS after the spin period (start-up), later ones after the spin period alone", () => {
+  let armed = 0;
+  const stop = addPoller(() => false, { onIdle: () => (armed++, false) });
+  assert.equal(turn(0), clock, "first idle pass: keep spinning");
+  clock += SPIN_MS_DEFAULT + 0.5;
+  assert.equal(turn(0), clock, "the spin period is over, but not the start-up window");
+  clock += START_SPIN_MS - 1;
+  assert.equal(turn(0), clock, "still within the start-up window");
+  assert.equal(armed, 0);
+  clock += 1;
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT, "the first halt");
+  assert.equal(armed, 1);
+  clock += 10;
+  assert.equal(turn(0), clock, "idle again: spinning");
+  clock += SPIN_MS_DEFAULT + 0.5;
+  assert.equal(turn(0), TURN_WAIT_INTERRUPT, "after the spin period alone from now on");
+  assert.equal(armed, 2);
+  stop();
+  turn(0);
 });
 
 test("idle pollers spin for the spin period, arm interrupts through onIdle, then the core halts", () => {
