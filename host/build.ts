@@ -187,8 +187,8 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
 }
 
 /**
- * Rewrites the bundle's `let`/`const`/`class` bindings as `var`s (SWC's block-scoping pass,
- * nothing else: every other feature stays as esbuild wrote it) and composes the source maps.
+ * Rewrites the bundle's `let`/`const` bindings as `var`s (SWC's block-scoping pass, nothing
+ * else: every other feature stays as esbuild wrote it) and composes the source maps.
  *
  * Why: QuickJS compiles every access to a lexical binding to a checked opcode (a test for the
  * temporal dead zone, with no one-byte short form and no fused forms such as `inc_loc`), and
@@ -215,7 +215,7 @@ export async function lowerBlockScopes(bundle: Bundle): Promise<Bundle> {
   const map = JSON.parse(out.map) as SourceMapV3;
   delete map.sourcesContent;
   map.file = bundle.map.file;
-  return { code: out.code, map: { ...map, sources: map.sources.map((s) => s.replace(/^\.\//, "")) } };
+  return { code: out.code, map };
 }
 
 /**
