@@ -10,7 +10,11 @@
  *   - 63 exact-size bins for blocks up to 1 KiB, then one bin per power of two; a bitmap
  *     of non-empty bins finds the smallest usable bin in two instructions;
  *   - the untouched rest of the region (the "top") grows and shrinks as blocks next to it
- *     are allocated and freed;
+ *     are allocated and freed; memory above the highest the top has ever been ("fresh") was
+ *     never part of a block, so it is still zero, as guest RAM starts: zeroed allocations
+ *     (calloc, aligned_alloc_zeroed for DMA) clear only what lies below it, and the pages of
+ *     a large buffer are first touched when they are used, not all at start-up (each first
+ *     touch of a page is a VM exit);
  *   - freed blocks of up to QUICK_LIMIT bytes first go to a short LIFO list per size (at
  *     most QUICK_DEPTH each) and stay marked in use, so the next request of that size
  *     takes one back without binning, splitting or merging: QuickJS frees and allocates
@@ -41,6 +45,7 @@ struct free_block {
 
 struct heap {
     uintptr_t start, top, end;     /* [start, top) holds blocks; [top, end) is free */
+    uintptr_t fresh;               /* [fresh, end) was never inside a block: still zero */
     size_t used, peak;             /* bytes in allocated blocks, headers included */
     uint64_t bitmap[NUM_BINS / 64];
     struct free_block *bins[NUM_BINS];
@@ -170,6 +175,8 @@ static void *heap_alloc(struct heap *h, size_t n)
         return NULL;
     uintptr_t b = h->top;
     h->top += size;
+    if (h->top > h->fresh)
+        h->fresh = h->top;
     *(size_t *)b = size | IN_USE;       /* a free block never borders the top */
     account(h, size);
     return (void *)(b + 8);
@@ -229,7 +236,7 @@ void heap_init(unsigned core, uintptr_t start, uintptr_t end)
 {
     struct heap *h = &heaps[core];
     /* blocks start at 8 mod 16 so that payloads are 16-byte aligned */
-    h->start = h->top = ((start + 15) & ~15ul) + 8;
+    h->start = h->top = h->fresh = ((start + 15) & ~15ul) + 8;
     h->end = end & ~15ul;
     h->end = h->end > h->start ? h->end - 8 : h->start;
 }
@@ -287,6 +294,16 @@ void free(void *p)
 }
 
 
+/* Clears the part of a new block [p, p+n) that lies below `fresh_before` (the heap's fresh
+   mark before the block was allocated): the rest was never inside a block, so it is zero. */
+static void *zero_below(void *p, size_t n, uintptr_t fresh_before)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (p && a < fresh_before)
+        memset(p, 0, fresh_before - a < n ? fresh_before - a : n);
+    return p;
+}
+
 void *calloc(size_t count, size_t n)
 {
     size_t total;
@@ -294,10 +311,8 @@ void *calloc(size_t count, size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    void *p = malloc(total);
-    if (p)
-        memset(p, 0, total);
-    return p;
+    uintptr_t fresh = this_heap()->fresh;
+    return zero_below(malloc(total), total, fresh);
 }
 
 size_t malloc_usable_size(void *p)
@@ -326,6 +341,8 @@ void *realloc(void *p, size_t n)
     uintptr_t next = b + have;
     if (next == h->top && h->end - b >= want) {           /* grow into the top */
         h->top = b + want;
+        if (h->top > h->fresh)
+            h->fresh = h->top;
         *(size_t *)b = want | (*(size_t *)b & FLAGS);
         account(h, want - have);
         return p;
@@ -379,6 +396,13 @@ void *aligned_alloc(size_t align, size_t n)
     }
     split(h, (uintptr_t)header_of(p), request_size(n));
     return p;
+}
+
+/* aligned_alloc of zeroed memory (DMA rings and buffers). */
+void *aligned_alloc_zeroed(size_t align, size_t n)
+{
+    uintptr_t fresh = this_heap()->fresh;
+    return zero_below(aligned_alloc(align, n), n, fresh);
 }
 
 int posix_memalign(void **out, size_t align, size_t n)

@@ -168,10 +168,9 @@ static JSValue n_dma_alloc(ARGS)
         align = 16;
     if (align & (align - 1) || align > 1u << 21)
         return JS_ThrowRangeError(ctx, "DMA alignment %llu is not a power of two up to 2 MiB", (unsigned long long)align);
-    void *p = aligned_alloc(align, size);
+    void *p = aligned_alloc_zeroed(align, size);
     if (!p)
         return JS_ThrowRangeError(ctx, "out of DMA memory (%llu bytes requested)", (unsigned long long)size);
-    memset(p, 0, size);
     dma_used += malloc_usable_size(p);
     JSValue buf = JS_NewArrayBuffer(ctx, p, size, dma_free, NULL, 0);
     if (JS_IsException(buf)) {

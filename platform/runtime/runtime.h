@@ -89,6 +89,8 @@ void ioapic_mask(unsigned gsi);
 /* --- malloc.c -------------------------------------------------------------------------- */
 void heap_init(unsigned core, uintptr_t start, uintptr_t end);
 void heap_usage(size_t *limit, size_t *used, size_t *peak);
+/* aligned_alloc of zeroed memory; clears only what was ever used before (malloc.c). */
+void *aligned_alloc_zeroed(size_t align, size_t n);
 void heap_out_of_memory_hook(size_t request);
 
 /* --- main.c ---------------------------------------------------------------------------- */

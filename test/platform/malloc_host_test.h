@@ -11,6 +11,7 @@
 #define realloc t_realloc
 #define malloc_usable_size t_malloc_usable_size
 #define aligned_alloc t_aligned_alloc
+#define aligned_alloc_zeroed t_aligned_alloc_zeroed
 #define posix_memalign t_posix_memalign
 static inline unsigned this_core_id(void) { return 0; }
 void heap_out_of_memory_hook(size_t request);

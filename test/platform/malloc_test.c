@@ -41,6 +41,20 @@ int main(int argc, char **argv)
     static uint8_t mem[64u << 20] __attribute__((aligned(4096)));
     size_t region = sizeof mem;
     heap_init(0, (uintptr_t)mem, (uintptr_t)mem + region);
+    /* A block grown into the top by realloc, dirtied and freed back into the top: zeroed
+       allocations from there must clear it (the fresh mark followed the top up). */
+    {
+        uint8_t *p = t_malloc(64);
+        p = t_realloc(p, 8192);
+        memset(p, 0xff, 8192);
+        t_free(p);
+        uint8_t *q = t_calloc(1, 8192);
+        uint8_t *r = t_aligned_alloc_zeroed(4096, 8192);
+        for (size_t k = 0; k < 8192; k++)
+            if (q[k] || r[k]) { fprintf(stderr, "zeroed block over freed memory has a non-zero byte at %zu\n", k); return 1; }
+        t_free(q);
+        t_free(r);
+    }
     uint32_t ids = 0;
     long steps = argc > 1 ? atol(argv[1]) : 300000;
     for (long step = 0; step < steps; step++) {
@@ -48,9 +62,16 @@ int main(int argc, char **argv)
         uint64_t op = next_random() % 10;
         if (!slot[i].p) {
             size_t n = random_size();
-            size_t align = op == 0 ? (size_t)1 << (4 + next_random() % 9) : 0;
-            slot[i].p = align ? t_aligned_alloc(align, n ? n : 1) : t_malloc(n);
+            size_t align = op == 0 || op == 2 ? (size_t)1 << (4 + next_random() % 9) : 0;
+            /* op 1 and 2: zeroed (calloc, aligned_alloc_zeroed), which clear only memory that
+               was ever inside a block: every byte must read zero, whatever was there before */
+            int zeroed = op == 1 || op == 2;
+            slot[i].p = op == 1 ? t_calloc(1, n) : op == 2 ? t_aligned_alloc_zeroed(align, n ? n : 1)
+                      : align ? t_aligned_alloc(align, n ? n : 1) : t_malloc(n);
             if (!slot[i].p) { fprintf(stderr, "unexpected out of memory\n"); return 1; }
+            if (zeroed)
+                for (size_t k = 0; k < n; k++)
+                    if (slot[i].p[k]) { fprintf(stderr, "zeroed block has a non-zero byte at %zu of %zu\n", k, n); return 1; }
             if (((uintptr_t)slot[i].p & 15) || (align && ((uintptr_t)slot[i].p & (align - 1)))) {
                 fprintf(stderr, "misaligned block\n"); return 1;
             }
