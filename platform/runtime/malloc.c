@@ -141,6 +141,14 @@ static void account(struct heap *h, size_t size)
         h->peak = h->used;
 }
 
+/* Moves the top up to `top` (the two places blocks grow into it), raising the fresh mark. */
+static void grow_top(struct heap *h, uintptr_t top)
+{
+    h->top = top;
+    if (top > h->fresh)
+        h->fresh = top;
+}
+
 static void *heap_alloc(struct heap *h, size_t n)
 {
     size_t size = request_size(n);
@@ -174,9 +182,7 @@ static void *heap_alloc(struct heap *h, size_t n)
     if (h->end - h->top < size)
         return NULL;
     uintptr_t b = h->top;
-    h->top += size;
-    if (h->top > h->fresh)
-        h->fresh = h->top;
+    grow_top(h, b + size);
     *(size_t *)b = size | IN_USE;       /* a free block never borders the top */
     account(h, size);
     return (void *)(b + 8);
@@ -340,9 +346,7 @@ void *realloc(void *p, size_t n)
     }
     uintptr_t next = b + have;
     if (next == h->top && h->end - b >= want) {           /* grow into the top */
-        h->top = b + want;
-        if (h->top > h->fresh)
-            h->fresh = h->top;
+        grow_top(h, b + want);
         *(size_t *)b = want | (*(size_t *)b & FLAGS);
         account(h, want - have);
         return p;
