@@ -175,6 +175,29 @@ describe("over a tap device, with Linux's TCP as the peer", { skip }, () => {
     });
   });
 
+  describe("the address's announcement", () => {
+    test("leaves when the stack comes up, not when the app's synchronous start-up ends", async () => {
+      // Linux adds a neighbour from a gratuitous ARP only with arp_accept; the guest then keeps
+      // its core busy for 1.5 s after the stack came up (test/fixtures/apps/announce-spin.ts).
+      await ns.must("sysctl", ["-q", "-w", "net.ipv4.conf.tap0.arp_accept=1"]);
+      await ns.must("ip", ["neigh", "flush", "dev", "tap0"]);
+      const image = join(work, "announce-spin.elf");
+      await buildImage({ entry: join(repo, "test/fixtures/apps/announce-spin.ts"), output: image });
+      const guest = await Guest.boot(ns, image, ["--net", "tap:tap0", "--ip", `${GUEST}/24`, "--gw", HOST], "announce-spin: up");
+      try {
+        let neighbour = "";
+        while (!guest.console.includes("announce-spin: spun") && guest.child.exitCode === null) {
+          neighbour = (await ns.must("ip", ["neigh", "show", GUEST, "dev", "tap0"])).toString();
+          if (neighbour.includes("lladdr")) break;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assert.match(neighbour, /lladdr/, `no ARP announcement from the guest before its start-up ended:\n${guest.console}`);
+      } finally {
+        guest.stop();
+      }
+    });
+  });
+
   describe("through a relay that injects faults", () => {
     const RELAY_PORT = 40002, QEMU_PORT = 40001;
     let relay: FaultRelay;
