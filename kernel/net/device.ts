@@ -25,4 +25,18 @@ export interface NetDevice {
   /** Publishes the frames transmitted so far to the hardware now, rather than at the end
    *  of this stretch of JavaScript (a device that publishes each at once need not have it). */
   flush?(): void;
+  /**
+   * TCP segmentation offload: the largest frame (bytes) transmitSegmented() takes, 0 or absent
+   * without it. txBuffer() then hands out buffers of up to this many bytes.
+   */
+  readonly largeSend?: number;
+  /**
+   * Sends a frame holding ONE TCP/IPv4 segment larger than the link allows, for the device to
+   * cut into segments of `segmentSize` payload bytes (each with the headers of the first
+   * `headerLength` bytes: Ethernet, IPv4 without options, TCP with its options). The TCP
+   * checksum field holds the pseudo-header sum over the whole segment's length, folded to
+   * 16 bits and not complemented; the device completes each segment's checksum, IPv4 header
+   * checksum and identification, sequence number, and PSH/FIN only on the last.
+   */
+  transmitSegmented?(buffer: Uint8Array, length: number, headerLength: number, segmentSize: number): void;
 }

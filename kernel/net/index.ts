@@ -107,6 +107,9 @@ function up(): Stack {
       if (holds > 0) device.setReceiveHandler(receiveHandler);
     },
     poll: () => device.poll(), // unused by poll() below: the driver polls itself
+    // Segmentation offload, asked each time: a multiqueue pair learns it when its driver starts.
+    get largeSend() { return device.largeSend ?? 0; },
+    ...(device.transmitSegmented !== undefined ? { transmitSegmented: device.transmitSegmented.bind(device) } : {}),
   };
   const iface = new Ipv4Interface(gated);
   // Cores sharing one address pick local ports from disjoint slices (kernel/net/multiqueue.ts).

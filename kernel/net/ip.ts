@@ -17,6 +17,19 @@ export interface IpSender {
    * retries later (TCP's retransmission covers it).
    */
   send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean;
+  /**
+   * TCP segmentation offload (optional): the largest TCP segment, header included, that
+   * sendSegmented() can send to `destination` now; 0 when the device cannot cut segments, or
+   * while the next hop's link address is unknown (send() resolves it).
+   */
+  segmentedLimit?(destination: number): number;
+  /**
+   * Sends ONE TCP segment of `length` bytes (its `headerLength`-byte header included, at most
+   * segmentedLimit()) for the device to cut into segments of `segmentSize` payload bytes. `fill`
+   * writes the segment as for send(), with the checksum field holding the pseudo-header sum
+   * over `length`, folded and not complemented. False when it could not be sent now.
+   */
+  sendSegmented?(destination: number, length: number, headerLength: number, segmentSize: number, fill: (buffer: Uint8Array, offset: number) => void): boolean;
 }
 
 /** A transport protocol's input: called by the IP layer with a validated, reassembled packet. */

@@ -150,13 +150,14 @@ describe("over a tap device, with Linux's TCP as the peer", { skip }, () => {
     let guest: Guest;
     before(async () => {
       const image = join(work, "upload-sink.elf");
-      await buildImage({ entry: join(repo, "test/fixtures/apps/upload-sink.ts"), output: image });
+      await buildImage({ entry: join(repo, "test/fixtures/apps/upload-sink.ts"), output: image, files: site });
       guest = await Guest.boot(ns, image, ["--net", "tap:tap0", "--ip", `${GUEST}/24`, "--gw", HOST], "upload-sink: serving");
     });
     after(() => guest?.stop());
 
-    const framesReceived = async () =>
-      (JSON.parse((await curl(ns, guest, [`http://${GUEST}/net`])).toString()) as { counters: { framesReceived: number } }).counters.framesReceived;
+    const counters = async () =>
+      (JSON.parse((await curl(ns, guest, [`http://${GUEST}/net`])).toString()) as { counters: { framesReceived: number; framesSent: number } }).counters;
+    const framesReceived = async () => (await counters()).framesReceived;
 
     test("curl uploads 4 MiB and the guest's SHA-256 matches; Linux's large segments arrive whole (GUEST_TSO4)", async () => {
       const before = await framesReceived();
@@ -164,6 +165,13 @@ describe("over a tap device, with Linux's TCP as the peer", { skip }, () => {
       assert.equal(out, `${BIG} ${sha256(big)}\n`);
       // 4 MiB in MTU-sized segments would be ~2900 frames; with the offload most are up to 64 KiB.
       const frames = (await framesReceived()) - before;
+      assert.ok(frames < BIG / 1448 / 3, `${frames} frames for ${BIG} bytes: no large segments`);
+    });
+
+    test("curl downloads 4 MiB byte-exact, sent in large segments the device cuts (HOST_TSO4)", async () => {
+      const before = (await counters()).framesSent;
+      assert.equal(sha256(await curl(ns, guest, [`http://${GUEST}/big.bin`])), sha256(big));
+      const frames = (await counters()).framesSent - before;
       assert.ok(frames < BIG / 1448 / 3, `${frames} frames for ${BIG} bytes: no large segments`);
     });
 

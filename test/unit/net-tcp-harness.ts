@@ -5,10 +5,11 @@
  */
 import type { IpSender } from "../../kernel/net/ip.ts";
 import { PROTOCOL_TCP } from "../../kernel/net/ip.ts";
+import { pseudoHeaderSum } from "../../kernel/net/wire/checksum.ts";
 import {
   createTcpOptions, fillTcpChecksum, parseTcpOptions, tcpAcknowledgment, tcpDestinationPort, tcpFlags,
   tcpHeaderLength, tcpHeaderLengthFor, tcpSequence, tcpSourcePort, tcpWindow, type TcpHeaderFields,
-  type TcpOptions, writeTcpHeader,
+  type TcpOptions, TCP_FIN, TCP_PSH, writeTcpHeader,
 } from "../../kernel/net/wire/tcp.ts";
 import { TcpStack } from "../../kernel/net/socket/tcp.ts";
 import type { TcpConfig } from "../../kernel/net/socket/tcp-config.ts";
@@ -93,6 +94,56 @@ export class RecordingSender implements IpSender {
   }
 }
 
+/**
+ * What a device with TCP segmentation offload does with a large segment (sendSegmented):
+ * checks that its checksum field holds the folded pseudo-header sum over the whole segment,
+ * then cuts it into segments of `segmentSize` payload bytes with the same header, advancing
+ * the sequence number, PSH and FIN only on the last, each checksummed.
+ */
+export function cutSegment(source: number, destination: number, big: Uint8Array, headerLength: number, segmentSize: number): Uint8Array[] {
+  let partial = pseudoHeaderSum(source, destination, PROTOCOL_TCP, big.length);
+  partial = (partial & 0xffff) + (partial >>> 16);
+  partial = (partial & 0xffff) + (partial >>> 16);
+  if (((big[16]! << 8) | big[17]!) !== partial) throw new Error("a large segment without the pseudo-header sum in its checksum field");
+  if (tcpHeaderLength(big) !== headerLength) throw new Error(`header length ${headerLength} is not the segment's ${tcpHeaderLength(big)}`);
+  const payload = big.length - headerLength;
+  const first = tcpSequence(big), flags = tcpFlags(big);
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < payload; at += segmentSize) {
+    const n = Math.min(segmentSize, payload - at);
+    const piece = new Uint8Array(headerLength + n);
+    piece.set(big.subarray(0, headerLength));
+    piece.set(big.subarray(headerLength + at, headerLength + at + n), headerLength);
+    new DataView(piece.buffer).setUint32(4, (first + at) >>> 0);
+    piece[13] = at + n === payload ? flags : flags & ~(TCP_PSH | TCP_FIN);
+    piece[16] = 0;
+    piece[17] = 0;
+    fillTcpChecksum(source, destination, piece);
+    pieces.push(piece);
+  }
+  return pieces;
+}
+
+/** A RecordingSender with segmentation offload: large segments are recorded whole, with their segment size. */
+export class SegmentingSender extends RecordingSender {
+  readonly large: { segment: Segment; segmentSize: number; pieces: Uint8Array[] }[] = [];
+  constructor(address: number, readonly limit = 65_000) {
+    super(address);
+  }
+  segmentedLimit(_destination: number): number {
+    return this.refuse ? 0 : this.limit;
+  }
+  sendSegmented(destination: number, length: number, headerLength: number, segmentSize: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
+    if (this.refuse || length > this.limit) return false;
+    const bytes = new Uint8Array(length);
+    fill(bytes, 0);
+    const segment = parseSegment(this.address, destination, bytes);
+    this.large.push({ segment, segmentSize, pieces: cutSegment(this.address, destination, bytes, headerLength, segmentSize) });
+    this.sent.push(segment);
+    return true;
+  }
+}
+
 /** Deterministic PRNG (mulberry32). */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -137,7 +188,11 @@ export class SimulatedLink {
   /** When set, called for each packet; returning false drops it (tests that cut the wire). */
   filter: ((source: number, bytes: Uint8Array) => boolean) | null = null;
 
-  constructor(readonly faults: LinkFaults = {}, config: Partial<TcpConfig> = {}, configB: Partial<TcpConfig> = config) {
+  /** Large segments sent through sendSegmented (with `segmentation`), by both stacks. */
+  segmentedSends = 0;
+
+  /** `segmentation`: both stacks' senders offer TCP segmentation offload up to this segment length. */
+  constructor(readonly faults: LinkFaults = {}, config: Partial<TcpConfig> = {}, configB: Partial<TcpConfig> = config, segmentation = 0) {
     this.random = seededRandom(faults.seed ?? 1);
     const link = this;
     const makeSender = (address: number): IpSender => ({
@@ -149,6 +204,17 @@ export class SimulatedLink {
         link.transmit(address, destination, bytes);
         return true;
       },
+      ...(segmentation > 0 ? {
+        segmentedLimit: () => segmentation,
+        sendSegmented(destination: number, length: number, headerLength: number, segmentSize: number, fill: (buffer: Uint8Array, offset: number) => void) {
+          if (length > segmentation) throw new Error(`a ${length}-byte segment beyond the ${segmentation} offered`);
+          const bytes = new Uint8Array(length);
+          fill(bytes, 0);
+          link.segmentedSends++;
+          for (const piece of cutSegment(address, destination, bytes, headerLength, segmentSize)) link.transmit(address, destination, piece);
+          return true;
+        },
+      } : {}),
     });
     this.a = new TcpStack(makeSender(ADDRESS_A), { ...config, isnSecret: SECRET });
     this.b = new TcpStack(makeSender(ADDRESS_B), { ...configB, isnSecret: new Uint8Array([9, 9, 9, 9, 9, 9, 9, 9]) });

@@ -64,6 +64,7 @@ const VIRTIO_NET_F_GUEST_CSUM = 1;
 const VIRTIO_NET_F_MTU = 3;
 const VIRTIO_NET_F_GUEST_TSO4 = 7;
 const VIRTIO_NET_F_MAC = 5;
+const VIRTIO_NET_F_HOST_TSO4 = 11;
 const VIRTIO_NET_F_MRG_RXBUF = 15;
 const VIRTIO_NET_F_STATUS = 16;
 const VIRTIO_NET_F_CTRL_VQ = 17;
@@ -81,6 +82,10 @@ const VIRTIO_NET_S_LINK_UP = 1;
 // virtio_net_hdr (§5.1.6.1).
 const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+const HDR_GSO_TYPE = 1;
+const HDR_HDR_LEN = 2;
+const HDR_GSO_SIZE = 4;
 const HDR_CSUM_START = 6;
 const HDR_CSUM_OFFSET = 8;
 const HDR_NUM_BUFFERS = 10;
@@ -105,6 +110,12 @@ const MAX_MERGED_FRAME = 65535 + 18;
 /** Receive buffers posted during start-up; the rest follow in idle passes (deferredStart). Enough
  *  for a 64 KiB GUEST_TSO4 segment in 2 KiB buffers. */
 const RX_POSTED_AT_START = 64;
+/** Largest frame handed to the device for TCP segmentation (HOST_TSO4): its IPv4 packet stays
+ *  under the 64 KiB limit of the total-length field. */
+const LARGE_FRAME = 65536;
+/** Transmit buffers of LARGE_FRAME bytes, allocated (one DMA block, 256 KiB) on the first large
+ *  send: a connection's send buffer (64 KiB) has at most one in flight at a time. */
+const LARGE_BUFFERS = 4;
 
 /** Sizing of a virtio-net device's buffers (all optional). */
 export interface NetDeviceOptions {
@@ -146,6 +157,8 @@ export interface NetOffload {
   readonly mergeableRxBuffers: boolean;
   /** VIRTIO_NET_F_GUEST_TSO4: received TCP segments may exceed the MTU (up to a 64 KiB IPv4 packet). */
   readonly rxLargeSegments: boolean;
+  /** VIRTIO_NET_F_HOST_TSO4: transmitSegmented() hands the device TCP segments of up to 64 KiB to cut. */
+  readonly txLargeSegments: boolean;
   /** VIRTIO_NET_F_MQ: the device has `maxQueuePairs` pairs. */
   readonly multiqueue: boolean;
   readonly maxQueuePairs: number;
@@ -171,6 +184,8 @@ export interface NetCounters {
   txFull: number;
   /** Frames transmitted with the checksum left to the device. */
   txChecksumOffloaded: number;
+  /** Of txFrames, the large TCP segments left to the device to cut (HOST_TSO4). */
+  txSegmented: number;
 }
 
 /** Receive handler: the frame (a view, valid only during the call) and whether its TCP/UDP checksum is already verified. */
@@ -183,9 +198,11 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   readonly offload: NetOffload;
   /** Bytes of virtio_net_hdr before each frame (10 or 12). */
   readonly headerLength: number;
+  /** NetDevice.largeSend: LARGE_FRAME with HOST_TSO4, else 0 (also once the large buffers could not be allocated). */
+  largeSend: number;
   readonly counters: NetCounters = {
     rxFrames: 0, rxBytes: 0, rxDrops: 0, rxErrors: 0, rxMerged: 0, rxChecksumVerified: 0,
-    txFrames: 0, txBytes: 0, txFull: 0, txChecksumOffloaded: 0,
+    txFrames: 0, txBytes: 0, txFull: 0, txChecksumOffloaded: 0, txSegmented: 0,
   };
   /** Called when the device reports a configuration change (e.g. the link went up or down). */
   onLinkChange: ((up: boolean) => void) | null = null;
@@ -241,7 +258,18 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
   };
   /** Bound rather than an arrow function: no interpreter frame of its own per frame received. */
   private readonly rxUsedFn = this.receive.bind(this);
+  // Large transmit buffers (HOST_TSO4): slots txCount + i of the transmit queue's tokens.
+  private largeMemory: ArrayBuffer | null = null;
+  private largeBytes: Uint8Array | null = null;
+  private largePhys = 0;
+  private largeStride = 0;
+  private readonly largeFrames: Uint8Array[] = [];
+  private readonly largeFree: number[] = [];
   private readonly txUsedFn = (slot: number): void => {
+    if (slot >= this.txCount) {
+      this.largeFree.push(slot - this.txCount);
+      return;
+    }
     this.txInFlight[slot] = 0;
     this.txFree[this.txFreeCount++] = slot;
   };
@@ -262,8 +290,8 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       this.negotiate([
         VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MTU, VIRTIO_NET_F_MAC,
         VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_STATUS, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ,
-        VIRTIO_F_ANY_LAYOUT, VIRTIO_NET_F_GUEST_TSO4,
-      ], [[VIRTIO_NET_F_GUEST_TSO4, [VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MRG_RXBUF]]]);
+        VIRTIO_F_ANY_LAYOUT, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_HOST_TSO4,
+      ], [[VIRTIO_NET_F_GUEST_TSO4, [VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_MRG_RXBUF]], [VIRTIO_NET_F_HOST_TSO4, [VIRTIO_NET_F_CSUM]]]);
     } else {
       t.features = BigInt(`0x${setup.features}`);
       this.remoteWakeable = setup.wakeable;
@@ -305,6 +333,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
       rxChecksum: t.has(VIRTIO_NET_F_GUEST_CSUM),
       mergeableRxBuffers: mergeable,
       rxLargeSegments: t.has(VIRTIO_NET_F_GUEST_TSO4),
+      txLargeSegments: t.has(VIRTIO_NET_F_HOST_TSO4) && t.has(VIRTIO_NET_F_CSUM),
       multiqueue,
       maxQueuePairs: Math.max(1, config.pairs),
       queuePairs: setup !== undefined ? 1 : Math.max(1, options.queuePairs ?? 1),
@@ -360,7 +389,9 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.rxViewLengths = new Int32Array(this.rxCount).fill(-1);
 
     this.txStride = (this.headerLength + MAX_FRAME + 63) & ~63;
-    this.txCount = perRing(this.txq);
+    // The large buffers take ring entries too: the small ones leave them room.
+    this.largeSend = this.offload.txLargeSegments && perRing(this.txq) > 2 * LARGE_BUFFERS ? LARGE_FRAME : 0;
+    this.txCount = perRing(this.txq) - (this.largeSend > 0 ? LARGE_BUFFERS : 0);
     const tx = hw.dmaAlloc(this.txCount * this.txStride, 4096);
     this.txMemory = tx.buffer;
     this.txBytes = new Uint8Array(tx.buffer);
@@ -464,6 +495,7 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
 
   txBuffer(length: number): Uint8Array | null {
     if (!(length >= 0 && length <= this.txStride - this.headerLength)) {
+      if (length > 0 && length <= this.largeSend) return this.largeBuffer();
       throw new RangeError(`${this.name}: a ${length}-byte frame does not fit a transmit buffer (${this.txStride - this.headerLength} bytes)`);
     }
     if (this.txFreeCount === 0 && this.broken === null) this.txq.poll(this.txUsedFn);
@@ -473,6 +505,68 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     }
     const slot = this.txFree[this.txFreeCount - 1]!;
     return this.txFrames[slot] ?? this.txView(slot);
+  }
+
+  /** A free large buffer (allocating them on first use), or null when all are in flight. */
+  private largeBuffer(): Uint8Array | null {
+    if (this.broken !== null) return null;
+    if (this.largeMemory === null) {
+      this.largeStride = (this.headerLength + LARGE_FRAME + 63) & ~63;
+      let block: { buffer: ArrayBuffer; phys: number };
+      try {
+        block = hw.dmaAlloc(LARGE_BUFFERS * this.largeStride, 4096);
+      } catch {
+        // A heap too small for them: the stack goes on with ordinary segments (largeSend 0).
+        this.largeSend = 0;
+        this.counters.txFull++;
+        return null;
+      }
+      this.largeMemory = block.buffer;
+      this.largeBytes = new Uint8Array(block.buffer);
+      this.largePhys = block.phys;
+      for (let i = 0; i < LARGE_BUFFERS; i++) {
+        this.largeFrames.push(new Uint8Array(block.buffer, i * this.largeStride + this.headerLength, LARGE_FRAME));
+        this.largeFree.push(LARGE_BUFFERS - 1 - i);
+      }
+    }
+    if (this.largeFree.length === 0) this.txq.poll(this.txUsedFn);
+    if (this.largeFree.length === 0) {
+      this.counters.txFull++;
+      return null;
+    }
+    return this.largeFrames[this.largeFree[this.largeFree.length - 1]!]!;
+  }
+
+  /** NetDevice.transmitSegmented (HOST_TSO4, §5.1.6.2): one GSO_TCPV4 frame in a large buffer. */
+  transmitSegmented(buffer: Uint8Array, length: number, headerLength: number, segmentSize: number): void {
+    const frames = this.largeFrames;
+    let k = this.largeFree.length - 1;
+    while (k >= 0 && frames[this.largeFree[k]!] !== buffer) k--;
+    if (k < 0) throw new RangeError(`${this.name}: transmitSegmented() of a buffer that txBuffer() did not hand out as a large one, or that is already in flight`);
+    const csumStart = ETHERNET_HEADER + 20;
+    if (!(headerLength >= csumStart + 20 && headerLength <= length && length <= LARGE_FRAME && segmentSize > 0 && segmentSize < 65536)) {
+      throw new RangeError(`${this.name}: segmented transmit of ${length} bytes with ${headerLength} bytes of headers and segments of ${segmentSize} is out of range`);
+    }
+    if (this.broken !== null) return;
+    const index = this.largeFree[k]!;
+    this.largeFree[k] = this.largeFree[this.largeFree.length - 1]!;
+    this.largeFree.pop();
+    const at = index * this.largeStride;
+    const h = this.largeBytes!;
+    h[at] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h[at + HDR_GSO_TYPE] = VIRTIO_NET_HDR_GSO_TCPV4;
+    h[at + HDR_HDR_LEN] = headerLength & 0xff;
+    h[at + HDR_HDR_LEN + 1] = headerLength >> 8;
+    h[at + HDR_GSO_SIZE] = segmentSize & 0xff;
+    h[at + HDR_GSO_SIZE + 1] = segmentSize >> 8;
+    h[at + HDR_CSUM_START] = csumStart;
+    h[at + HDR_CSUM_START + 1] = 0;
+    h[at + HDR_CSUM_OFFSET] = 16; // the TCP checksum field
+    h[at + HDR_CSUM_OFFSET + 1] = 0;
+    // Cannot fail: the small buffers left LARGE_BUFFERS ring entries for these.
+    this.enqueue(this.largePhys + at, length, this.txCount + index);
+    this.counters.txSegmented++;
+    this.counters.txChecksumOffloaded++;
   }
 
   private txView(slot: number): Uint8Array {
@@ -533,15 +627,20 @@ export class VirtioNet extends VirtioDriver implements NetDevice {
     this.txFree[i] = this.txFree[this.txFreeCount - 1]!;
     this.txFreeCount--;
     this.txInFlight[slot] = 1;
-    const phys = this.txPhys + at;
-    const q = this.txq;
     // Cannot fail: there are no more buffers than ring entries.
+    this.enqueue(this.txPhys + at, length, slot);
+  }
+
+  /** Puts the buffer at `phys` (virtio_net_hdr, then `length` frame bytes) on the transmit
+   *  queue as request `token`, to be kicked at the end of this stretch of JavaScript. */
+  private enqueue(phys: number, length: number, token: number): void {
+    const q = this.txq;
     if (this.splitHeader) {
       q.addOut(phys, this.headerLength);
       q.addOut(phys + this.headerLength, length);
-      q.submit(slot);
+      q.submit(token);
     } else {
-      q.submitOne(phys, this.headerLength + length, false, slot);
+      q.submitOne(phys, this.headerLength + length, false, token);
     }
     this.counters.txFrames++;
     this.counters.txBytes += length;
@@ -798,6 +897,15 @@ export class VirtioNetQueuePair implements NetDevice {
 
   transmit(buffer: Uint8Array, length: number): void {
     this.driver!.transmit(buffer, length);
+  }
+
+  /** The pair's driver's NetDevice.largeSend (0 until the owner hands the pair over). */
+  get largeSend(): number {
+    return this.driver !== null ? this.driver.largeSend : 0;
+  }
+
+  transmitSegmented(buffer: Uint8Array, length: number, headerLength: number, segmentSize: number): void {
+    this.driver!.transmitSegmented(buffer, length, headerLength, segmentSize);
   }
 
   setReceiveHandler(handler: NetReceiveHandler | null): void {

@@ -11,7 +11,7 @@
  */
 import type { NetDevice } from "../device.ts";
 import type { IpSender, TransportInput } from "../ip.ts";
-import { PROTOCOL_ICMP, PROTOCOL_UDP } from "../ip.ts";
+import { PROTOCOL_ICMP, PROTOCOL_TCP, PROTOCOL_UDP } from "../ip.ts";
 import type { ArpError } from "../wire/arp.ts";
 import { ARP_OPERATION_REPLY, ARP_OPERATION_REQUEST, ARP_PACKET_LENGTH, ArpPacket, emitArp } from "../wire/arp.ts";
 import { sumWordsFrom } from "../wire/checksum.ts";
@@ -262,6 +262,54 @@ export class Ipv4Interface implements IpSender {
   }
 
   // ───────────────────────────── send path ─────────────────────────────
+
+  /** IpSender.segmentedLimit: see kernel/net/ip.ts. */
+  segmentedLimit(destination: number): number {
+    const large = this.device.largeSend ?? 0;
+    if (!(large > 0) || this.device.transmitSegmented === undefined) return 0;
+    destination >>>= 0;
+    if (!(destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === this.neighbors.generation)) {
+      if (destination === this.address) return 0;
+      const nextHop = this.route(destination);
+      if (nextHop < 0 || nextHop === IPV4_BROADCAST || this.neighbors.lookup(nextHop, this.now) === null) return 0;
+    }
+    const limit = large - ETHERNET_HEADER_LENGTH - IPV4_HEADER_LENGTH;
+    return limit < IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH ? limit : IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH;
+  }
+
+  /** IpSender.sendSegmented: see kernel/net/ip.ts (TCP only; never fragmented, DF set). */
+  sendSegmented(destination: number, length: number, headerLength: number, segmentSize: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
+    destination >>>= 0;
+    const device = this.device;
+    if (!(length <= this.segmentedLimit(destination)) || device.transmitSegmented === undefined) {
+      this.drops["send-too-large"]++;
+      return false;
+    }
+    const neighbors = this.neighbors;
+    let mac: Uint8Array | null;
+    if (destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === neighbors.generation) {
+      mac = this.sendMac;
+    } else {
+      const nextHop = this.route(destination);
+      mac = neighbors.lookup(nextHop, this.now);
+      if (mac === null) return false; // (segmentedLimit() said it was known)
+      this.remember(destination, mac, neighbors.expiresAt(nextHop), neighbors.generation);
+    }
+    const frameLength = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length;
+    const frame = device.txBuffer(frameLength);
+    if (frame === null) { this.drops["send-no-transmit-buffer"]++; return false; }
+    // The device gives each segment the next identification (RFC 6864: with DF set it only has
+    // to differ between datagrams in flight): skip as many as it will use.
+    const identification = this.nextIdentification;
+    this.nextIdentification = (identification + Math.ceil((length - headerLength) / segmentSize)) & 0xffff;
+    writeEthernetHeader(frame, 0, mac!, this.mac, ETHERTYPE_IPV4);
+    writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, destination, PROTOCOL_TCP, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
+    fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
+    device.transmitSegmented(frame, frameLength, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + headerLength, segmentSize);
+    this.counters.framesSent++;
+    this.counters.packetsSent++;
+    return true;
+  }
 
   /** IpSender.send: see kernel/net/ip.ts. Fragments when `length` exceeds maxSegment. */
   send(destination: number, protocol: number, length: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {

@@ -1035,6 +1035,9 @@ export class TcpConnection {
     const bufferSequence = this.sendBufferSequence;
     const maxSegment = this.maxSegment;
     const window = this.sendWindow < this.congestion.window ? this.sendWindow : this.congestion.window;
+    // Payload bytes one segment may carry with the device's segmentation offload (0: none);
+    // asked at most once per call, and only when more than one segment's worth is sendable.
+    let large = -1;
     while (ring !== null) {
       const sendNext = this.sendNext;
       const offset = ((sendNext - bufferSequence) | 0);
@@ -1049,6 +1052,19 @@ export class TcpConnection {
       let length = available < maxSegment ? available : maxSegment;
       if (usable < length) length = usable;
       if (length < 0) length = 0;
+      if (available > maxSegment && usable >= 2 * maxSegment && (((sendNext - this.sendMax) | 0) >= 0)) {
+        // New data for several segments: one large segment that the device cuts into ones of
+        // maxSegment payload bytes (TSO). Whole segments only: a short tail goes the usual
+        // way (Nagle, SWS avoidance), and so does the segment that carries the FIN.
+        if (large < 0) large = this.segmentedPayloadLimit();
+        if (large >= 2 * maxSegment) {
+          let bytes = available < large ? available : large;
+          if (usable < bytes) bytes = usable;
+          bytes -= bytes % maxSegment;
+          if (bytes === available && finPending) bytes -= maxSegment;
+          if (bytes > maxSegment) length = bytes;
+        }
+      }
       const finDue = finPending && length === available;
       if (length === 0 && !finDue) break; // window closed: the persist timer takes over
       if (!finDue && length < maxSegment) {
@@ -1087,6 +1103,14 @@ export class TcpConnection {
       }
     }
     if (this.ackNow) this.sendAckNow(now);
+  }
+
+  /** Payload bytes of the largest segment sendSegmented() takes to this peer now (0: none). */
+  private segmentedPayloadLimit(): number {
+    const ip = this.host.ip;
+    if (ip.segmentedLimit === undefined || ip.sendSegmented === undefined) return 0;
+    const limit = ip.segmentedLimit(this.remoteAddress) - (this.timestampsEnabled ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH);
+    return limit > 0 ? limit : 0;
   }
 
   private persistInterval(): number {
@@ -1199,7 +1223,9 @@ export class TcpConnection {
     this.fillDataLength = length;
     // Only SYNs carry options other than timestamps (sendSyn sets and clears them).
     const headerLength = syn ? tcpHeaderLengthFor(h) : timestamps ? TCP_HEADER_LENGTH + 12 : TCP_HEADER_LENGTH;
-    const ok = host.ip.send(this.remoteAddress, PROTOCOL_TCP, headerLength + length, this.fill);
+    const ok = length > this.maxSegment
+      ? host.ip.sendSegmented!(this.remoteAddress, headerLength + length, headerLength, this.maxSegment, this.fill)
+      : host.ip.send(this.remoteAddress, PROTOCOL_TCP, headerLength + length, this.fill);
     this.fillSource = null;
     if (ok) host.counters.segmentsSent++;
     else host.counters.droppedSendFailed++;
@@ -1253,6 +1279,16 @@ export class TcpConnection {
     // The checksum (RFC 9293 §3.1) summed in place over the segment, the pseudo-header's
     // constant part precomputed; two folds suffice below 2^32 (any segment under 64 KiB).
     const total = headerLength + length;
+    if (length > this.maxSegment) {
+      // For the device to cut (sendSegmented): the pseudo-header sum over the whole segment,
+      // folded, not complemented; each piece's checksum is completed from it.
+      let partial = this.pseudoHeaderSum + total;
+      partial = (partial & 0xffff) + (partial >>> 16);
+      partial = (partial & 0xffff) + (partial >>> 16);
+      buffer[offset + 16] = partial >> 8;
+      buffer[offset + 17] = partial;
+      return;
+    }
     let sum = sumWordsFrom(buffer, offset, offset + total, this.pseudoHeaderSum + total);
     sum = (sum & 0xffff) + (sum >>> 16);
     sum = ~((sum & 0xffff) + (sum >>> 16));
