@@ -3,6 +3,8 @@
  * stack segment by segment, and a simulated lossy link between two stacks with a virtual
  * clock (seeded PRNG: loss, reordering, duplication, delay).
  */
+import { createHash } from "node:crypto";
+import type { TcpSocket } from "../../kernel/net/socket/tcp-api.ts";
 import type { IpSender } from "../../kernel/net/ip.ts";
 import { PROTOCOL_TCP } from "../../kernel/net/ip.ts";
 import { pseudoHeaderSum } from "../../kernel/net/wire/checksum.ts";
@@ -154,6 +156,34 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** `length` bytes from seededRandom(seed). */
+export function randomBytes(length: number, seed: number): Uint8Array {
+  const random = seededRandom(seed);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = (random() * 256) | 0;
+  return out;
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** Everything a socket yields until end of stream. */
+export async function readAll(socket: TcpSocket): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = await socket.read();
+    if (chunk === null) break;
+    chunks.push(chunk);
+    total += chunk.length;
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.length; }
+  return out;
 }
 
 /** Fault injection for SimulatedLink. */

@@ -2,13 +2,12 @@
 // what the connection hands sendSegmented(), and whole transfers through a lossy link whose
 // devices cut them (test/unit/net-tcp-harness.ts cutSegment).
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { test } from "node:test";
 import { TcpSockets, type TcpSocket } from "../../kernel/net/socket/tcp-api.ts";
 import { TcpStack } from "../../kernel/net/socket/tcp.ts";
 import { TcpState, type TcpConnection } from "../../kernel/net/socket/tcp-connection.ts";
 import { TCP_ACK, TCP_FIN, TCP_SYN } from "../../kernel/net/wire/tcp.ts";
-import { ADDRESS_A, ADDRESS_B, buildSegment, SECRET, seededRandom, SegmentingSender, SimulatedLink, type Segment } from "./net-tcp-harness.ts";
+import { ADDRESS_A, ADDRESS_B, buildSegment, randomBytes, readAll, SECRET, SegmentingSender, sha256, SimulatedLink, type Segment } from "./net-tcp-harness.ts";
 
 const PORT = 80;
 const PEER_PORT = 40000;
@@ -132,21 +131,6 @@ test("no large segments while the device offers none to this peer (the link addr
   s.sender.segmentedLimit = limit;
 });
 
-function randomBytes(length: number, seed: number): Uint8Array {
-  const random = seededRandom(seed);
-  return new Uint8Array(length).map(() => (random() * 256) | 0);
-}
-
-async function readAll(socket: TcpSocket): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for (;;) {
-    const chunk = await socket.read();
-    if (chunk === null) break;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 for (const [name, faults] of [
   ["a clean link", { delay: 2 }],
   ["5% loss, reordering and duplication", { loss: 0.05, reorder: 0.05, duplicate: 0.02, delay: 3, seed: 7 }],
@@ -170,9 +154,8 @@ for (const [name, faults] of [
     const clientSide = a.connect(ADDRESS_B, 8080).then(async (socket) => (atClient = await exchange(socket, up)));
     await link.run(() => done === 2);
     await Promise.all([serverSide, clientSide]);
-    const sha = (d: Uint8Array) => createHash("sha256").update(d).digest("hex");
-    assert.equal(sha(atServer!), sha(up));
-    assert.equal(sha(atClient!), sha(down));
+    assert.equal(sha256(atServer!), sha256(up));
+    assert.equal(sha256(atClient!), sha256(down));
     assert.ok(link.segmentedSends > 20, `${link.segmentedSends} large segments`);
   });
 }

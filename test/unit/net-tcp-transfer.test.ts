@@ -1,35 +1,8 @@
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { test } from "node:test";
 import { TcpSockets, type TcpSocket } from "../../kernel/net/socket/tcp-api.ts";
 import type { TcpConfig } from "../../kernel/net/socket/tcp-config.ts";
-import { ADDRESS_B, seededRandom, SimulatedLink, type LinkFaults } from "./net-tcp-harness.ts";
-
-function randomBytes(length: number, seed: number): Uint8Array {
-  const random = seededRandom(seed);
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i++) out[i] = (random() * 256) | 0;
-  return out;
-}
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-async function readAll(socket: TcpSocket): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const chunk = await socket.read();
-    if (chunk === null) break;
-    chunks.push(chunk);
-    total += chunk.length;
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.length; }
-  return out;
-}
+import { ADDRESS_B, randomBytes, readAll, seededRandom, sha256, SimulatedLink, type LinkFaults } from "./net-tcp-harness.ts";
 
 async function writeInChunks(socket: TcpSocket, data: Uint8Array, chunk: number): Promise<void> {
   for (let offset = 0; offset < data.length; offset += chunk) await socket.write(data.subarray(offset, offset + chunk));

@@ -266,35 +266,34 @@ export class Ipv4Interface implements IpSender {
   /** IpSender.segmentedLimit: see kernel/net/ip.ts. */
   segmentedLimit(destination: number): number {
     const large = this.device.largeSend ?? 0;
-    if (!(large > 0) || this.device.transmitSegmented === undefined) return 0;
-    destination >>>= 0;
-    if (!(destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === this.neighbors.generation)) {
-      if (destination === this.address) return 0;
-      const nextHop = this.route(destination);
-      if (nextHop < 0 || nextHop === IPV4_BROADCAST || this.neighbors.lookup(nextHop, this.now) === null) return 0;
-    }
+    if (!(large > 0) || this.device.transmitSegmented === undefined || this.segmentationMac(destination >>> 0) === null) return 0;
     const limit = large - ETHERNET_HEADER_LENGTH - IPV4_HEADER_LENGTH;
     return limit < IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH ? limit : IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH;
+  }
+
+  /** The next hop's link address for a large segment to `destination` if it is known now
+   *  (remembered, or in the neighbour cache: then remembered), else null. */
+  private segmentationMac(destination: number): Uint8Array | null {
+    const neighbors = this.neighbors;
+    if (destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === neighbors.generation) return this.sendMac;
+    if (destination === this.address) return null;
+    const nextHop = this.route(destination);
+    if (nextHop < 0 || nextHop === IPV4_BROADCAST) return null;
+    const mac = neighbors.lookup(nextHop, this.now);
+    if (mac !== null) this.remember(destination, mac, neighbors.expiresAt(nextHop), neighbors.generation);
+    return mac;
   }
 
   /** IpSender.sendSegmented: see kernel/net/ip.ts (TCP only; never fragmented, DF set). */
   sendSegmented(destination: number, length: number, headerLength: number, segmentSize: number, fill: (buffer: Uint8Array, offset: number) => void): boolean {
     destination >>>= 0;
     const device = this.device;
-    if (!(length <= this.segmentedLimit(destination)) || device.transmitSegmented === undefined) {
+    if (!(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length <= (device.largeSend ?? 0)) || length > IPV4_MAX_DATAGRAM - IPV4_HEADER_LENGTH || device.transmitSegmented === undefined) {
       this.drops["send-too-large"]++;
       return false;
     }
-    const neighbors = this.neighbors;
-    let mac: Uint8Array | null;
-    if (destination === this.sendDestination && this.now < this.sendMacUntil && this.sendGeneration === neighbors.generation) {
-      mac = this.sendMac;
-    } else {
-      const nextHop = this.route(destination);
-      mac = neighbors.lookup(nextHop, this.now);
-      if (mac === null) return false; // (segmentedLimit() said it was known)
-      this.remember(destination, mac, neighbors.expiresAt(nextHop), neighbors.generation);
-    }
+    const mac = this.segmentationMac(destination);
+    if (mac === null) { this.drops["send-neighbor-unresolved"]++; return false; } // (segmentedLimit() said it was known)
     const frameLength = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + length;
     const frame = device.txBuffer(frameLength);
     if (frame === null) { this.drops["send-no-transmit-buffer"]++; return false; }
@@ -302,7 +301,7 @@ export class Ipv4Interface implements IpSender {
     // to differ between datagrams in flight): skip as many as it will use.
     const identification = this.nextIdentification;
     this.nextIdentification = (identification + Math.ceil((length - headerLength) / segmentSize)) & 0xffff;
-    writeEthernetHeader(frame, 0, mac!, this.mac, ETHERTYPE_IPV4);
+    writeEthernetHeader(frame, 0, mac, this.mac, ETHERTYPE_IPV4);
     writeIpv4Header(frame, ETHERNET_HEADER_LENGTH, this.address, destination, PROTOCOL_TCP, length, identification, this.ttl, IPV4_DONT_FRAGMENT);
     fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
     device.transmitSegmented(frame, frameLength, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + headerLength, segmentSize);
