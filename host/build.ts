@@ -5,11 +5,11 @@
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { BuildFailure, Message, Plugin } from "esbuild";
-import { encodeSourceMapTable } from "../kernel/sourcemap.ts";
+import { encodeSourceMapTable, encodeSourceMapTables } from "../kernel/sourcemap.ts";
 import { packDirectory } from "./pack.ts";
 import { ToolError, UsageError } from "./run.ts";
 
@@ -57,15 +57,26 @@ export interface BuildResult {
   imageBytes: number;
   bundleBytes: number;
   bytecodeBytes: number;
+  /** ES modules in the image: the entry and the chunks split off for dynamic import(). */
+  modules: number;
   sourceMapBytes: number;
   timings: BuildTimings;
 }
 
-/** The esbuild output kept in memory: the bundle and its (version 3) source map. */
+/** One generated JavaScript file kept in memory, with its (version 3) source map. */
 export interface Bundle {
   code: string;
   map: SourceMapV3;
 }
+
+/** One ES module of the bundle: the entry ("app.js") or a chunk split off for a dynamic import(). */
+export interface BundleFile extends Bundle {
+  /** The file name ("app.js", "chunk-HASH.js"): its module name in the image and in stack frames. */
+  name: string;
+}
+
+/** The entry module's file name (qjsc records it; stack frames carry it). */
+export const ENTRY_FILE = "app.js";
 
 /** The subset of a version 3 source map that Torito uses. */
 export interface SourceMapV3 {
@@ -129,10 +140,13 @@ function toritoResolvePlugin(repo: string): Plugin {
 }
 
 /**
- * Bundles the kernel and the app into one ES module in memory. Source map `sources` are made
- * relative to `cwd`.
+ * Bundles the kernel and the app into ES modules in memory: the entry ("app.js", listed
+ * first) and the chunks esbuild splits off. A module reached only through a dynamic
+ * `import()` (the kernel's file system drivers, an app's own lazy modules) is a chunk of
+ * its own, read from the image when first imported, not at boot; code shared by the entry
+ * and such a chunk is a chunk both import. Source map `sources` are made relative to `cwd`.
  */
-export async function bundleApp(entry: string, repo: string, cwd: string): Promise<Bundle> {
+export async function bundleApp(entry: string, repo: string, cwd: string): Promise<BundleFile[]> {
   const esbuild = await import("esbuild");
   const paths = platformPaths(repo);
   const stdin = `import ${JSON.stringify(paths.kernelInit)};\nimport ${JSON.stringify(entry)};\n`;
@@ -142,6 +156,7 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
       stdin: { contents: stdin, resolveDir: repo, sourcefile: "torito-entry.js", loader: "js" },
       bundle: true,
       format: "esm",
+      splitting: true,
       target: "es2022",
       platform: "neutral",
       sourcemap: "external",
@@ -150,7 +165,9 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
       legalComments: "none",
       charset: "utf8",
       write: false,
-      outfile: join(cwd, "app.js"),
+      outdir: cwd,
+      entryNames: ENTRY_FILE.replace(/\.js$/, ""),
+      chunkNames: "chunk-[hash]",
       absWorkingDir: cwd,
       logLevel: "silent",
       plugins: [
@@ -173,17 +190,26 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
     if (Array.isArray(errors)) throw new BundleError(formatEsbuildErrors(errors));
     throw e;
   }
-  const js = result.outputFiles.find((f) => f.path.endsWith(".js"));
-  const mapFile = result.outputFiles.find((f) => f.path.endsWith(".js.map"));
-  if (!js || !mapFile) throw new ToolError("esbuild produced no output");
-  const map = JSON.parse(mapFile.text) as SourceMapV3;
-  // esbuild writes sources relative to the output file's directory, which is cwd here;
-  // normalise anyway so the table never depends on esbuild's choice.
-  const outDir = dirname(mapFile.path);
-  map.sources = map.sources.map((s) => relative(cwd, resolve(outDir, map.sourceRoot ?? "", s)) || s);
-  delete map.sourceRoot;
-  map.file = "app.js";
-  return { code: js.text, map };
+  const files: BundleFile[] = [];
+  for (const js of result.outputFiles) {
+    if (!js.path.endsWith(".js")) continue;
+    const mapFile = result.outputFiles.find((f) => f.path === `${js.path}.map`);
+    if (!mapFile) throw new ToolError(`esbuild produced no source map for ${basename(js.path)}`);
+    const map = JSON.parse(mapFile.text) as SourceMapV3;
+    // esbuild writes sources relative to the output file's directory, which is cwd here;
+    // normalise anyway so the table never depends on esbuild's choice.
+    const outDir = dirname(mapFile.path);
+    map.sources = map.sources.map((s) => relative(cwd, resolve(outDir, map.sourceRoot ?? "", s)) || s);
+    delete map.sourceRoot;
+    map.file = basename(js.path);
+    files.push({ name: map.file, code: js.text, map });
+  }
+  const entryIndex = files.findIndex((f) => f.name === ENTRY_FILE);
+  if (entryIndex < 0) throw new ToolError("esbuild produced no output");
+  // the entry first (the image's module 0), then the chunks in a stable order
+  const [entryFile] = files.splice(entryIndex, 1);
+  files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return [entryFile!, ...files];
 }
 
 /**
@@ -219,30 +245,108 @@ export async function lowerBlockScopes(bundle: Bundle): Promise<Bundle> {
 }
 
 /**
- * Extracts the byte array named `name` from C source emitted by `qjsc -c`
- * (`const uint8_t name[N] = { 0x.., ... };`) and checks its declared length.
+ * Every byte array in C source emitted by `qjsc -c` (`const uint8_t name[N] = { 0x.., ... };`),
+ * by C name; an array whose declared length is not what it holds maps to that error.
  */
-export function parseQjscOutput(cSource: string, name: string): Uint8Array {
-  const start = new RegExp(`\\b${name}\\s*\\[\\s*(\\d*)\\s*\\]\\s*=\\s*\\{`).exec(cSource);
-  if (!start) throw new ToolError(`qjsc output has no array '${name}'`);
-  const bodyStart = start.index + start[0].length;
-  const bodyEnd = cSource.indexOf("}", bodyStart);
-  if (bodyEnd < 0) throw new ToolError(`qjsc output: unterminated array '${name}'`);
-  const body = cSource.slice(bodyStart, bodyEnd);
-  const hex = body.match(/0x[0-9a-fA-F]{1,2}/g) ?? [];
-  const bytes = Uint8Array.from(hex, (h) => parseInt(h, 16));
-  const declared = start[1] ? Number(start[1]) : bytes.length;
-  if (declared !== bytes.length) throw new ToolError(`qjsc output: '${name}' declares ${declared} bytes but holds ${bytes.length}`);
-  return bytes;
+export function parseQjscArrays(cSource: string): Map<string, Uint8Array | ToolError> {
+  const arrays = new Map<string, Uint8Array | ToolError>();
+  const start = /\b(\w+)\s*\[\s*(\d*)\s*\]\s*=\s*\{/g;
+  for (let m = start.exec(cSource); m !== null; m = start.exec(cSource)) {
+    const name = m[1]!;
+    const bodyStart = m.index + m[0].length;
+    const bodyEnd = cSource.indexOf("}", bodyStart);
+    if (bodyEnd < 0) {
+      arrays.set(name, new ToolError(`qjsc output: unterminated array '${name}'`));
+      break;
+    }
+    const hex = cSource.slice(bodyStart, bodyEnd).match(/0x[0-9a-fA-F]{1,2}/g) ?? [];
+    const bytes = Uint8Array.from(hex, (h) => parseInt(h, 16));
+    const declared = m[2] ? Number(m[2]) : bytes.length;
+    arrays.set(name, declared === bytes.length ? bytes : new ToolError(`qjsc output: '${name}' declares ${declared} bytes but holds ${bytes.length}`));
+    start.lastIndex = bodyEnd;
+  }
+  return arrays;
+}
+
+/** The C name qjsc gives a module compiled from `file` (its get_c_name()): "chunk-AB2.js" → "qjsc_chunk_AB2". */
+export function qjscName(file: string): string {
+  return `qjsc_${basename(file).replace(/\.[^.]*$/, "").replace(/[^0-9A-Za-z]/g, "_")}`;
 }
 
 /**
- * Encodes the source map into the table linked beside the bytecode (the kernel's compact
- * format; `JSON.stringify(map)` bytes would be the raw fallback). Sources are already relative
- * to the build's cwd; "app.js" is the file name qjsc records, so stack frames naming it map.
+ * Compiles the bundle's modules to bytecode with qjsc, in `work` (where the files are). qjsc
+ * also compiles every module a file imports statically, so one run on the entry yields the
+ * entry and the chunks it imports; only chunks reached by dynamic import() alone need runs
+ * of their own. Returns the bytecode of each file, in the bundle's order.
  */
-export function encodeSourceMap(map: SourceMapV3): Uint8Array {
-  return encodeSourceMapTable(map, { file: "app.js" });
+export async function compileModules(qjsc: string, files: readonly BundleFile[], work: string): Promise<Uint8Array[]> {
+  const compiled = new Map<string, Uint8Array | ToolError>();
+  for (const file of files) {
+    if (compiled.has(qjscName(file.name))) continue;
+    const out = `${file.name}.c`;
+    await tool(qjsc, ["-c", "-m", "-o", out, file.name], work, "qjsc");
+    for (const [name, bytes] of parseQjscArrays(readFileSync(join(work, out), "utf8"))) {
+      if (!compiled.has(name)) compiled.set(name, bytes);
+    }
+  }
+  return files.map((file) => {
+    const bytes = compiled.get(qjscName(file.name));
+    if (bytes instanceof ToolError) throw bytes;
+    if (!bytes) throw new ToolError(`qjsc output has no array '${qjscName(file.name)}' for ${file.name}`);
+    return bytes;
+  });
+}
+
+/**
+ * The image's module table (platform/runtime/main.c reads it):
+ *
+ *   0   u32  magic "TJM1"
+ *   4   u32  module count (module 0 is the entry, run at boot; the others are read when imported)
+ *   8   per module: u32 name offset, u32 name length, u32 bytecode offset, u32 bytecode length
+ *       (offsets from the table's start; names are the module names imports resolve to)
+ *   ..  the names (UTF-8), then each module's bytecode, 8-byte aligned
+ *
+ * All integers little-endian.
+ */
+export function encodeModuleTable(modules: readonly { name: string; bytecode: Uint8Array }[]): Uint8Array {
+  const names = modules.map((m) => Buffer.from(m.name, "utf8"));
+  const align = (n: number) => (n + 7) & ~7;
+  let at = 8 + 16 * modules.length;
+  const nameAt: number[] = [];
+  for (const name of names) {
+    nameAt.push(at);
+    at += name.length;
+  }
+  const dataAt: number[] = [];
+  for (const m of modules) {
+    at = align(at);
+    dataAt.push(at);
+    at += m.bytecode.length;
+  }
+  const out = new Uint8Array(at);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, MODULE_TABLE_MAGIC, true);
+  view.setUint32(4, modules.length, true);
+  modules.forEach((m, i) => {
+    view.setUint32(8 + 16 * i, nameAt[i]!, true);
+    view.setUint32(12 + 16 * i, names[i]!.length, true);
+    view.setUint32(16 + 16 * i, dataAt[i]!, true);
+    view.setUint32(20 + 16 * i, m.bytecode.length, true);
+    out.set(names[i]!, nameAt[i]!);
+    out.set(m.bytecode, dataAt[i]!);
+  });
+  return out;
+}
+
+const MODULE_TABLE_MAGIC = 0x314d4a54; // "TJM1" little-endian
+
+/**
+ * Encodes the source maps into the tables linked beside the bytecode (the kernel's compact
+ * format, one table per generated file). Sources are already relative to the build's cwd;
+ * each table carries its file's name, which stack frames in that file name.
+ */
+export function encodeSourceMap(files: readonly Bundle[]): Uint8Array {
+  return encodeSourceMapTables(files.map((f) => encodeSourceMapTable(f.map, { file: f.map.file ?? ENTRY_FILE })));
 }
 
 function gasString(path: string): string {
@@ -316,16 +420,16 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
 
   const work = mkdtempSync(join(tmpdir(), "torito-build-"));
   try {
-    const bundle = await lowerBlockScopes(await bundleApp(entry, repo, cwd));
+    const files = await Promise.all((await bundleApp(entry, repo, cwd)).map(async (f) => ({ ...f, ...(await lowerBlockScopes(f)) })));
     const t1 = performance.now();
 
-    writeFileSync(join(work, "app.js"), bundle.code);
-    await tool(paths.qjsc, ["-c", "-m", "-N", "torito_app", "-o", "app.c", "app.js"], work, "qjsc");
-    const bytecode = parseQjscOutput(readFileSync(join(work, "app.c"), "utf8"), "torito_app");
+    for (const f of files) writeFileSync(join(work, f.name), f.code);
+    const compiled = await compileModules(paths.qjsc, files, work);
+    const bytecode = encodeModuleTable(files.map((f, i) => ({ name: f.name, bytecode: compiled[i]! })));
     writeFileSync(join(work, "app.jsbc"), bytecode);
     const t2 = performance.now();
 
-    const table = encodeSourceMap(bundle.map);
+    const table = encodeSourceMap(files);
     writeFileSync(join(work, "sourcemap.bin"), table);
     const t3 = performance.now();
 
@@ -346,7 +450,8 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
     const result: BuildResult = {
       output,
       imageBytes: statSync(output).size,
-      bundleBytes: Buffer.byteLength(bundle.code),
+      bundleBytes: files.reduce((sum, f) => sum + Buffer.byteLength(f.code), 0),
+      modules: files.length,
       bytecodeBytes: bytecode.length,
       sourceMapBytes: table.length,
       timings: { bundle: t1 - t0, bytecode: t2 - t1, sourcemap: t3 - t2, link: t4 - t3, total: t4 - t0 },
@@ -355,7 +460,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       const ms = (n: number) => `${n.toFixed(0)} ms`;
       const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
       const tm = result.timings;
-      options.log(`bundle ${ms(tm.bundle)} (${kib(result.bundleBytes)}), bytecode ${ms(tm.bytecode)} (${kib(result.bytecodeBytes)}), source map ${ms(tm.sourcemap)} (${kib(result.sourceMapBytes)}), link ${ms(tm.link)}`);
+      options.log(`bundle ${ms(tm.bundle)} (${kib(result.bundleBytes)}), bytecode ${ms(tm.bytecode)} (${kib(result.bytecodeBytes)}${result.modules > 1 ? ` in ${result.modules} modules` : ""}), source map ${ms(tm.sourcemap)} (${kib(result.sourceMapBytes)}), link ${ms(tm.link)}`);
       options.log(`${relative(cwd, output) || output}: ${kib(result.imageBytes)} in ${ms(tm.total)}`);
     }
     return result;

@@ -2,33 +2,33 @@
  * Formatting of uncaught errors and unhandled rejections (LoopHooks.formatError), and the
  * lazily loaded source map that turns bundle positions in stacks into TypeScript ones.
  *
- * The table is read from hw.sourceMap() the first time a stack is mapped, never at boot.
+ * The tables are read from hw.sourceMap() the first time a stack is mapped, never at boot.
  */
 import { hw } from "./hw.ts";
 import { inspect, setStackMapper } from "./inspect.ts";
-import { SourceMapTable } from "./sourcemap.ts";
+import { SourceMaps } from "./sourcemap.ts";
 
 /** undefined: not loaded yet; null: no table in the image (or it is unreadable). */
-let table: SourceMapTable | null | undefined;
+let maps: SourceMaps | null | undefined;
 
-/** The image's source map table, loaded on first use; null when the image has none. */
-export function sourceMapTable(): SourceMapTable | null {
-  if (table === undefined) {
-    table = null;
+/** The image's source map tables (one per generated file), loaded on first use; null when the image has none. */
+export function sourceMaps(): SourceMaps | null {
+  if (maps === undefined) {
+    maps = null;
     try {
       const buffer = hw.sourceMap();
-      if (buffer !== null) table = new SourceMapTable(buffer);
+      if (buffer !== null) maps = new SourceMaps(buffer);
     } catch {
-      table = null;
+      maps = null;
     }
   }
-  return table;
+  return maps;
 }
 
 /** Rewrites an engine stack's frames to TypeScript positions (unchanged when unmapped). */
 export function mapStack(stack: string): string {
-  const t = sourceMapTable();
-  return t === null ? stack : t.mapStack(stack);
+  const m = sourceMaps();
+  return m === null ? stack : m.mapStack(stack);
 }
 
 setStackMapper(mapStack);

@@ -19,6 +19,10 @@
  *                    deltas from the previous mapped segment of the same line (from 0,0,0)
  *
  * Lines are 1-based and columns 1-based at the API (as in stack traces); 0-based inside.
+ *
+ * An image holds one table per generated file (the entry module and each chunk split off
+ * for a dynamic import()), one after the other, each padded to a multiple of 4 bytes:
+ * `encodeSourceMapTables` and `SourceMaps`.
  */
 import { TextDecoder, TextEncoder } from "./encoding.ts";
 
@@ -245,6 +249,8 @@ export class SourceMapTable {
   /** Source paths, relative to the build's base directory. */
   readonly sources: readonly string[];
   private readonly lineCount: number;
+  /** The table's own length in bytes (what follows it belongs to the next table). */
+  readonly byteLength: number;
   private readonly offsets: DataView;
   private readonly data: Uint8Array;
 
@@ -262,8 +268,18 @@ export class SourceMapTable {
     this.sources = header.sources;
     const offsetsStart = 12 + ((headerLength + 3) & ~3);
     const offsetsLength = (this.lineCount + 1) * 4;
+    if (offsetsStart + offsetsLength > bytes.byteLength) throw new Error("truncated Torito source map table");
     this.offsets = new DataView(bytes.buffer, bytes.byteOffset + offsetsStart, offsetsLength);
-    this.data = bytes.subarray(offsetsStart + offsetsLength);
+    const dataStart = offsetsStart + offsetsLength;
+    const dataLength = this.offsets.getUint32(this.lineCount * 4, true);
+    if (dataStart + dataLength > bytes.byteLength) throw new Error("truncated Torito source map table");
+    this.data = bytes.subarray(dataStart, dataStart + dataLength);
+    this.byteLength = dataStart + dataLength;
+  }
+
+  /** Whether frames naming `file` belong to this table. */
+  covers(file: string): boolean {
+    return this.file === "" || file === this.file || file.endsWith(`/${this.file}`);
   }
 
   /**
@@ -335,21 +351,66 @@ export class SourceMapTable {
    * and frames of other files are kept as they are.
    */
   mapStack(stack: string): string {
-    const lines = stack.split("\n");
-    for (let i = 0; i < lines.length; i++) {
-      const text = lines[i]!;
-      if (!text.includes(" at ")) continue;
-      const m = FRAME_WITH_NAME.exec(text) ?? FRAME_BARE.exec(text);
-      if (m === null) continue;
-      const [, prefix, name, file, lineText, columnText] = m;
-      if (this.file !== "" && file !== this.file && !file!.endsWith(`/${this.file}`)) continue;
-      const pos = this.lookup(Number(lineText), columnText === undefined ? 1 : Number(columnText));
-      if (pos === null) continue;
-      const location = `${pos.source}:${pos.line}:${pos.column}`;
-      lines[i] = name === undefined || name === "" ? `${prefix}${location}` : `${prefix}${name} (${location})`;
-    }
-    return lines.join("\n");
+    return mapFrames(stack, (file) => (this.covers(file) ? this : null));
   }
+}
+
+/** The tables of every generated file of an image, found by the file name frames carry. */
+export class SourceMaps {
+  readonly tables: readonly SourceMapTable[];
+
+  constructor(buffer: ArrayBuffer | Uint8Array) {
+    const bytes = buffer instanceof Uint8Array ? buffer : new Uint8Array(buffer);
+    const tables: SourceMapTable[] = [];
+    for (let at = 0; at < bytes.byteLength;) {
+      const table = new SourceMapTable(bytes.subarray(at));
+      tables.push(table);
+      at += (table.byteLength + 3) & ~3;
+    }
+    if (tables.length === 0) throw new Error("no Torito source map table");
+    this.tables = tables;
+  }
+
+  /** The table of generated file `file`, or null. */
+  forFile(file: string): SourceMapTable | null {
+    for (const table of this.tables) if (table.covers(file)) return table;
+    return null;
+  }
+
+  /** SourceMapTable.mapStack over every table: each frame is mapped by its file's. */
+  mapStack(stack: string): string {
+    return mapFrames(stack, (file) => this.forFile(file));
+  }
+}
+
+/** Concatenates tables (one per generated file) as an image holds them. */
+export function encodeSourceMapTables(tables: readonly Uint8Array[]): Uint8Array {
+  const padded = (n: number) => (n + 3) & ~3;
+  const out = new Uint8Array(tables.reduce((sum, t) => sum + padded(t.length), 0));
+  let at = 0;
+  for (const table of tables) {
+    out.set(table, at);
+    at += padded(table.length);
+  }
+  return out;
+}
+
+function mapFrames(stack: string, tableFor: (file: string) => SourceMapTable | null): string {
+  const lines = stack.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i]!;
+    if (!text.includes(" at ")) continue;
+    const m = FRAME_WITH_NAME.exec(text) ?? FRAME_BARE.exec(text);
+    if (m === null) continue;
+    const [, prefix, name, file, lineText, columnText] = m;
+    const table = tableFor(file!);
+    if (table === null) continue;
+    const pos = table.lookup(Number(lineText), columnText === undefined ? 1 : Number(columnText));
+    if (pos === null) continue;
+    const location = `${pos.source}:${pos.line}:${pos.column}`;
+    lines[i] = name === undefined || name === "" ? `${prefix}${location}` : `${prefix}${name} (${location})`;
+  }
+  return lines.join("\n");
 }
 
 /** `    at name (file:line[:col])` */

@@ -2,13 +2,12 @@
  * The filesystem unit: the VFS with this core's mounts, set up on first use (boot time is
  * not spent on file systems an app never touches): /app holds the files packed into the
  * image; /share, the host directory of `torito run --fs DIR` (virtio-fs); /disk, ext2 on
- * the first virtio-blk disk (`torito run --disk FILE`).
+ * the first virtio-blk disk (`torito run --disk FILE`). The virtio-fs and ext2 drivers are
+ * dynamic imports: chunks of their own in the image, read only when such a device exists.
  */
 import { hw, isNative } from "../hw.ts";
-import { blk } from "../devices/index.ts";
-import { mountExt2 } from "./ext2/ext2.ts";
+import { blk, ownedCount } from "../devices/index.ts";
 import { ImageFs } from "./imagefs.ts";
-import { mountVirtioFs } from "./virtiofs.ts";
 import { onBeforeExit } from "../process/scheduler.ts";
 import { cores, onKernelMessage, postKernelMessage } from "../process/cores.ts";
 import { mount, onFirstUse, syncAll, syncIfDirty } from "./vfs.ts";
@@ -70,11 +69,14 @@ onFirstUse(async () => {
   if (blob) mount("/app", new ImageFs(blob));
   if (!isNative) return;
   // /share: the host directory of `torito run --fs DIR` (virtio-fs)
-  const share = mountVirtioFs();
-  if (share) mount("/share", share);
+  if (ownedCount("fs") > 0) {
+    const share = (await import("./virtiofs.ts")).mountVirtioFs();
+    if (share) mount("/share", share);
+  }
   // /disk: the first virtio-blk disk, if it holds ext2 (a raw disk stays reachable via blk)
   if (blk.count() > 0) {
     try {
+      const { mountExt2 } = await import("./ext2/ext2.ts");
       mount("/disk", await mountExt2(blk.open(0), { log: (line) => console.log(line) }));
     } catch (e) {
       console.error(`fs: /disk not mounted: ${e instanceof Error ? e.message : String(e)}`);

@@ -130,6 +130,76 @@ static void tls_init(unsigned core_id, uintptr_t fault_stack_top)
     core->fault_stack_top = fault_stack_top;
 }
 
+/* The image's modules (host/build.ts encodeModuleTable): "TJM1", a count, then per module
+   its name and bytecode as (offset, length) pairs from the table's start. Module 0 is the
+   entry; the others are chunks read when first imported (a dynamic import() of the kernel's
+   file system drivers, say), not at boot. */
+#define MODULE_TABLE_MAGIC 0x314d4a54u
+struct module_record { uint32_t name_offset, name_length, data_offset, data_length; };
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* Modules in the table, set by check_module_table() before anything is read. */
+static uint32_t module_total;
+
+/* Checks the table's records (every name and bytecode inside the table) and counts them. */
+static uint32_t check_module_table(void)
+{
+    size_t size = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
+    const uint8_t *t = torito_app_bytecode;
+    if (size < 8 || le32(t) != MODULE_TABLE_MAGIC)
+        boot_fail("the image holds no module table (rebuild it with this platform)");
+    uint32_t count = le32(t + 4);
+    if (count == 0 || count > (size - 8) / 16)
+        boot_fail("the image's module table is corrupt");
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *r = t + 8 + 16 * i;
+        uint64_t name_end = (uint64_t)le32(r) + le32(r + 4), data_end = (uint64_t)le32(r + 8) + le32(r + 12);
+        if (name_end > size || data_end > size || le32(r + 12) == 0)
+            boot_fail("the image's module table is corrupt");
+    }
+    return count;
+}
+
+static struct module_record module_at(uint32_t i)
+{
+    const uint8_t *r = torito_app_bytecode + 8 + 16 * i;
+    return (struct module_record){ le32(r), le32(r + 4), le32(r + 8), le32(r + 12) };
+}
+
+static JSValue read_module(JSContext *ctx, uint32_t i)
+{
+    struct module_record m = module_at(i);
+    return JS_ReadObject(ctx, torito_app_bytecode + m.data_offset, m.data_length, JS_READ_OBJ_BYTECODE);
+}
+
+/* QuickJS asks for a module the first time something imports it (its default normaliser
+   has already resolved "./chunk-X.js" against the importer). */
+static JSModuleDef *image_module_loader(JSContext *ctx, const char *name, void *opaque)
+{
+    (void)opaque;
+    size_t n = strlen(name);
+    for (uint32_t i = 1; i < module_total; i++) {
+        struct module_record m = module_at(i);
+        if (m.name_length != n || memcmp(torito_app_bytecode + m.name_offset, name, n) != 0)
+            continue;
+        JSValue module = read_module(ctx, i);
+        if (JS_IsException(module))
+            return NULL;
+        if (JS_VALUE_GET_TAG(module) != JS_TAG_MODULE) {
+            JS_FreeValue(ctx, module);
+            JS_ThrowSyntaxError(ctx, "image module '%s' is not an ES module", name);
+            return NULL;
+        }
+        /* loaded_modules holds the module: drop the reference JS_ReadObject returned */
+        JSModuleDef *def = JS_VALUE_GET_PTR(module);
+        JS_FreeValue(ctx, module);
+        return def;
+    }
+    JS_ThrowReferenceError(ctx, "cannot find module '%s' (the image holds no such module)", name);
+    return NULL;
+}
+
 /* One QuickJS runtime per core over this core's heap: every core loads the same bytecode
    and runs the module's top level (the app branches on `cores.id`). */
 static __attribute__((noreturn)) void run_app(void)
@@ -145,8 +215,9 @@ static __attribute__((noreturn)) void run_app(void)
     native_install(ctx);
     boot_milestone("engineReady");
 
-    size_t len = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
-    JSValue module = JS_ReadObject(ctx, torito_app_bytecode, len, JS_READ_OBJ_BYTECODE);
+    module_total = check_module_table();
+    JS_SetModuleLoaderFunc(rt, NULL, image_module_loader, NULL);
+    JSValue module = read_module(ctx, 0);
     if (JS_IsException(module))
         fatal_error(ctx, "cannot load the app's bytecode: ", JS_GetException(ctx));
     if (JS_VALUE_GET_TAG(module) == JS_TAG_MODULE && JS_ResolveModule(ctx, module) < 0)

@@ -280,12 +280,13 @@ describe("torito build (fake platform: copying qjsc, fixture object as the platf
     mkdirSync(join(fake, "build/platform"), { recursive: true });
     writeFileSync(join(fake, "kernel/init.ts"), `(globalThis as any).marker = "KERNEL_INIT";\nexport {};\n`);
     writeFileSync(join(fake, "kernel/api.ts"), `export const version = "API_MODULE";\n`);
-    // Stands in for qjsc -c: emits the input file's bytes as the C array.
+    // Stands in for qjsc -c: emits the input file's bytes as the C array, named as qjsc names it.
     const qjsc = join(fake, "build/quickjs/host/qjsc");
     writeFileSync(qjsc, `#!${process.execPath}
 const fs = require("fs");
 const a = process.argv.slice(2);
-const name = a[a.indexOf("-N") + 1], out = a[a.indexOf("-o") + 1], input = a[a.length - 1];
+const out = a[a.indexOf("-o") + 1], input = a[a.length - 1];
+const name = "qjsc_" + require("path").basename(input).replace(/\\.[^.]*$/, "").replace(/[^0-9A-Za-z]/g, "_");
 const bytes = [...fs.readFileSync(input)].map((b) => "0x" + b.toString(16).padStart(2, "0"));
 fs.writeFileSync(out, "const uint32_t " + name + "_size = " + bytes.length + ";\\n\\nconst uint8_t " + name + "[" + bytes.length + "] = {\\n " + bytes.join(", ") + ",\\n};\\n");
 `);
@@ -305,7 +306,8 @@ SECTIONS {
     writeFileSync(join(fake, "build/platform/link.txt"), `# inputs\n--start-group\n${fixtureObject}\n--end-group\n`);
     const appDir = join(work, "apps/hello");
     mkdirSync(appDir, { recursive: true });
-    writeFileSync(join(appDir, "app.ts"), `import { version } from "torito";\nconsole.log("APP_BODY", version);\n`);
+    writeFileSync(join(appDir, "app.ts"), `import { version } from "torito";\nconsole.log("APP_BODY", version);\nvoid import("./later.ts");\n`);
+    writeFileSync(join(appDir, "later.ts"), `console.log("LAZY_CHUNK");\n`);
 
     const output = join(work, "out/hello.elf");
     const logs: string[] = [];
@@ -329,12 +331,27 @@ SECTIONS {
     const bytecodeAt = image.indexOf("KERNEL_INIT");
     assert.ok(bytecodeAt > 0 && bytecodeAt < image.indexOf("APP_BODY"), "kernel init runs before the app");
     assert.ok(image.includes("API_MODULE"), `"torito" resolved to kernel/api.ts`);
+    // The module table: the entry, then the chunk split off for the dynamic import().
+    const bytes = readFileSync(output);
+    const modulesAt = image.indexOf("TJM1");
+    assert.ok(modulesAt > 0, "module table is linked");
+    const names = Array.from({ length: bytes.readUInt32LE(modulesAt + 4) }, (_, i) => {
+      const record = modulesAt + 8 + 16 * i;
+      return image.slice(modulesAt + bytes.readUInt32LE(record), modulesAt + bytes.readUInt32LE(record) + bytes.readUInt32LE(record + 4));
+    });
+    assert.equal(names.length, 2, names.join());
+    assert.equal(names[0], "app.js");
+    assert.match(names[1]!, /^chunk-[A-Z0-9]+\.js$/);
+    assert.ok(image.indexOf("LAZY_CHUNK") > image.indexOf("APP_BODY"), "the chunk's code follows the entry's");
     const tableAt = image.indexOf("TSM1");
     assert.ok(tableAt > 0, "source map table is linked");
     const headerLength = readFileSync(output).readUInt32LE(tableAt + 8);
     const header = JSON.parse(image.slice(tableAt + 12, tableAt + 12 + headerLength)) as { file: string; sources: string[] };
     assert.equal(header.file, "app.js");
     assert.ok(header.sources.includes("apps/hello/app.ts"), header.sources.join());
+    const chunkTableAt = image.indexOf("TSM1", tableAt + 4);
+    const chunkHeader = JSON.parse(image.slice(chunkTableAt + 12, chunkTableAt + 12 + bytes.readUInt32LE(chunkTableAt + 8))) as { file: string; sources: string[] };
+    assert.deepEqual(chunkHeader, { file: names[1], sources: ["apps/hello/later.ts"] });
     const symbols = spawnSync("nm", [output], { encoding: "utf8" }).stdout;
     for (const s of ["torito_app_bytecode", "torito_app_bytecode_end", "torito_app_sourcemap", "torito_app_sourcemap_end"]) {
       assert.match(symbols, new RegExp(` R ${s}\\n`));

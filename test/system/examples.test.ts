@@ -19,6 +19,7 @@ const images = testImages("examples", {
   encoding: "test/fixtures/apps/encoding.ts",
   chatty: "test/fixtures/apps/chatty.ts",
   cyclic: "test/fixtures/apps/cyclic-garbage.ts",
+  lazy: "test/fixtures/apps/lazy-import.ts",
 });
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
 
@@ -64,6 +65,19 @@ for (const accel of accels) {
       assert.equal(r.status, 1, r.stdout + r.stderr);
       assert.match(r.stdout, /^Uncaught \(in promise\) RangeError: quota exhausted$/m);
       assert.match(r.stdout, /at fetchQuota \(test\/fixtures\/apps\/rejection\.ts:4:\d+\)/);
+    });
+
+    test("a dynamically imported module is read when imported, once, and its stack maps to its source", () => {
+      const r = run(images.lazy, accel);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      const lines = r.stdout.split("\n");
+      assert.deepEqual(lines.slice(0, 5), [
+        "entry on core 0", "lazy module evaluated", "lazy module on core 0 of 1", "same module: true",
+        "Uncaught (in promise) Error: lazy failure in the chunk",
+      ]);
+      // the frame inside the chunk and the entry's frame, each through its own file's table
+      assert.match(r.stdout, /^ {4}at fail \(test\/fixtures\/apps\/lazy-module\.ts:12:\d+\)$/m);
+      assert.match(r.stdout, /^ {4}at <anonymous> \(test\/fixtures\/apps\/lazy-import\.ts:10:\d+\)$/m);
     });
 
     test("an exhausted JavaScript heap is reported as such and exits 4", () => {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
-import { appAssembly, bundleApp, formatEsbuildErrors, lowerBlockScopes, parseQjscOutput, BundleError } from "../../host/build.ts";
+import { appAssembly, bundleApp, encodeModuleTable, formatEsbuildErrors, lowerBlockScopes, parseQjscArrays, qjscName, BundleError } from "../../host/build.ts";
 import { RUN_FLAGS, parseArgs, runOptionsFromArgs, type FlagSpec } from "../../host/cli.ts";
 import {
   UsageError, checkImageFits, defaultAccel, inspectImage, kernelCommandLine, parseMem, parsePort, parseSize,
@@ -201,12 +201,28 @@ describe("build helpers", () => {
   const work = mkdtempSync(join(tmpdir(), "torito-unit-"));
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  test("parseQjscOutput reads the byte array back and checks its length", () => {
-    const c = `/* File generated automatically by the QuickJS compiler. */\n\n#include <inttypes.h>\n\n` +
-      `const uint32_t torito_app_size = 5;\n\nconst uint8_t torito_app[5] = {\n 0x02, 0x0a, 0xff,\n 0x00, 0x7F,\n};\n`;
-    assert.deepEqual([...parseQjscOutput(c, "torito_app")], [2, 10, 255, 0, 127]);
-    assert.throws(() => parseQjscOutput(c.replace("[5]", "[6]"), "torito_app"), /declares 6 bytes but holds 5/);
-    assert.throws(() => parseQjscOutput(c, "other"), /no array 'other'/);
+  test("parseQjscArrays reads every module qjsc wrote, by the C name qjsc gives each file, and checks lengths", () => {
+    const c = `/* File generated automatically by the QuickJS compiler. */\n\n#include <inttypes.h>\n\nconst uint32_t qjsc_chunk_AB2_size = 2;\n\nconst uint8_t qjsc_chunk_AB2[2] = {\n 0x01, 0x02,\n};\n\n` +
+      `const uint32_t qjsc_app_size = 3;\n\nconst uint8_t qjsc_app[3] = {\n 0x03, 0x04,\n};\n`;
+    const arrays = parseQjscArrays(c);
+    assert.deepEqual([...arrays.keys()], ["qjsc_chunk_AB2", "qjsc_app"]);
+    assert.deepEqual([...(arrays.get(qjscName("chunk-AB2.js")) as Uint8Array)], [1, 2]);
+    assert.deepEqual([...(parseQjscArrays(c.replace("0x01, 0x02", "0x02, 0x0a, 0xff,\n 0x00, 0x7F").replace("AB2[2]", "AB2[5]")).get("qjsc_chunk_AB2") as Uint8Array)], [2, 10, 255, 0, 127]);
+    assert.match(String(arrays.get(qjscName("app.js"))), /'qjsc_app' declares 3 bytes but holds 2/);
+    assert.equal(qjscName("/w/x.y-z.js"), "qjsc_x_y_z");
+  });
+
+  test("encodeModuleTable: magic, count, then each module's name and bytecode by offset and length", () => {
+    const table = encodeModuleTable([{ name: "app.js", bytecode: new Uint8Array([1, 2, 3]) }, { name: "chunk-Q.js", bytecode: new Uint8Array([9]) }]);
+    const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+    assert.equal(Buffer.from(table.subarray(0, 4)).toString("latin1"), "TJM1");
+    assert.equal(view.getUint32(4, true), 2);
+    const modules = [0, 1].map((i) => {
+      const at = 8 + 16 * i, name = view.getUint32(at, true), data = view.getUint32(at + 8, true);
+      assert.equal(data % 8, 0, "bytecode is 8-byte aligned");
+      return [Buffer.from(table.subarray(name, name + view.getUint32(at + 4, true))).toString(), [...table.subarray(data, data + view.getUint32(at + 12, true))]];
+    });
+    assert.deepEqual(modules, [["app.js", [1, 2, 3]], ["chunk-Q.js", [9]]]);
   });
 
   test("appAssembly defines the four symbols around the two blobs", () => {
@@ -225,7 +241,10 @@ describe("build helpers", () => {
     const appDir = join(work, "elsewhere/app");
     mkdirSync(appDir, { recursive: true });
     writeFileSync(join(appDir, "main.ts"), `import { greet } from "torito";\nconsole.log(greet("APP_SECOND"));\n`);
-    const bundle = await bundleApp(join(appDir, "main.ts"), repo, join(work, "elsewhere"));
+    const files = await bundleApp(join(appDir, "main.ts"), repo, join(work, "elsewhere"));
+    assert.deepEqual(files.map((f) => f.name), ["app.js"]);
+    const bundle = files[0]!;
+    assert.equal(bundle.map.file, "app.js");
     assert.ok(bundle.code.indexOf("KERNEL_FIRST") < bundle.code.indexOf("APP_SECOND"));
     assert.match(bundle.code, /function greet\(name\)/);
     assert.ok(bundle.map.sources.includes("app/main.ts"), bundle.map.sources.join());
@@ -235,7 +254,7 @@ describe("build helpers", () => {
     mkdirSync(join(repo, "kernel/node"), { recursive: true });
     writeFileSync(join(repo, "kernel/node/path.ts"), `export const sep = "NODE_PATH_SHIM";\n`);
     writeFileSync(join(appDir, "node.ts"), `import { sep } from "node:path";\nconsole.log(sep);\n`);
-    assert.match((await bundleApp(join(appDir, "node.ts"), repo, work)).code, /NODE_PATH_SHIM/);
+    assert.match((await bundleApp(join(appDir, "node.ts"), repo, work))[0]!.code, /NODE_PATH_SHIM/);
     writeFileSync(join(appDir, "fs.ts"), `import { readFileSync } from "node:fs";\nconsole.log(readFileSync);\n`);
     await assert.rejects(bundleApp(join(appDir, "fs.ts"), repo, work),
       (e: unknown) => e instanceof BundleError && /^elsewhere\/app\/fs\.ts:1:\d+: "node:fs" is not available in torito/.test(e.lines[0]!));
@@ -246,6 +265,26 @@ describe("build helpers", () => {
       assert.ok(e.lines.length >= 1 && e.lines.every((l) => /^elsewhere\/app\/broken\.ts:\d+:\d+: /.test(l)), e.lines.join("\n"));
       return true;
     });
+  });
+
+  test("bundleApp splits a module reached only by import() into a chunk, with its own source map", async () => {
+    const repo = join(work, "split");
+    mkdirSync(join(repo, "kernel"), { recursive: true });
+    writeFileSync(join(repo, "kernel/init.ts"), `export {};\n`);
+    writeFileSync(join(repo, "kernel/api.ts"), `export const shared = "SHARED";\n`);
+    writeFileSync(join(repo, "main.ts"), `import { shared } from "torito";\nconsole.log(shared);\nconst m = await import("./lazy.ts");\nconsole.log(m.lazy);\n`);
+    writeFileSync(join(repo, "lazy.ts"), `import { shared } from "torito";\nexport const lazy = "LAZY_" + shared;\n`);
+    const files = await bundleApp(join(repo, "main.ts"), repo, repo);
+    // the entry, the lazy module's chunk and the code both use, each an ES module
+    assert.equal(files[0]!.name, "app.js");
+    assert.equal(files.length, 3, files.map((f) => f.name).join());
+    for (const f of files.slice(1)) assert.match(f.name, /^chunk-[A-Z0-9]+\.js$/);
+    const lazy = files.find((f) => f.code.includes("LAZY_"))!, shared = files.find((f) => f.code.includes("\"SHARED\""))!;
+    assert.ok(lazy !== files[0] && shared !== files[0] && lazy !== shared);
+    assert.match(files[0]!.code, new RegExp(`import\\("\\./${lazy.name.replace(".", "\\.")}"\\)`));
+    assert.match(files[0]!.code, new RegExp(`from "\\./${shared.name.replace(".", "\\.")}"`));
+    assert.deepEqual([lazy.map.file, lazy.map.sources], [lazy.name, ["lazy.ts"]]);
+    assert.deepEqual([shared.map.file, shared.map.sources], [shared.name, ["kernel/api.ts"]]);
   });
 
   test("lowerBlockScopes leaves no let/const binding, keeps per-iteration closures and maps back to the TypeScript", async () => {
@@ -263,7 +302,7 @@ describe("build helpers", () => {
       `throw new Error("MARKER");`,
       ``,
     ].join("\n"));
-    const lowered = await lowerBlockScopes(await bundleApp(join(repo, "main.ts"), repo, repo));
+    const lowered = await lowerBlockScopes((await bundleApp(join(repo, "main.ts"), repo, repo))[0]!);
     assert.doesNotMatch(lowered.code, /\b(let|const)\s/);
     const g = globalThis as { lowered?: unknown; hidden?: unknown };
     assert.throws(() => new Function(lowered.code)(), /MARKER/);

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { TraceMap, originalPositionFor } from "@jridgewell/trace-mapping";
 import { build } from "esbuild";
-import { encodeSourceMapTable, SourceMapTable, type RawSourceMap } from "../../kernel/sourcemap.ts";
+import { encodeSourceMapTable, encodeSourceMapTables, SourceMaps, SourceMapTable, type RawSourceMap } from "../../kernel/sourcemap.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "../..");
@@ -104,4 +104,29 @@ test("segments without a source (unmapped ranges) look up as null", () => {
   assert.equal(table.lookup(1, 7), null);
   assert.deepEqual(table.lookup(1, 12), { source: "a.ts", line: 3, column: 1 });
   assert.equal(table.lookup(2, 1), null);
+});
+
+test("an image's tables (the entry's and each chunk's) map each frame by its file; a cut table is refused", () => {
+  // app.js line 1 → main.ts 1:1 (then an unmapped segment: the table is 65 bytes, padded); chunk-Z.js line 1 → lazy.ts 5:1
+  const app = encodeSourceMapTable({ version: 3, sources: ["main.ts"], mappings: "AAAA,C", names: [] }, { file: "app.js" });
+  const chunk = encodeSourceMapTable({ version: 3, sources: ["lazy.ts"], mappings: "AAIA", names: [] }, { file: "chunk-Z.js" });
+  const both = encodeSourceMapTables([app, chunk]);
+  assert.equal(app.length % 4, 1);
+  assert.equal(both.length, app.length + 3 + chunk.length);
+  const maps = new SourceMaps(both);
+  assert.deepEqual(maps.tables.map((t) => t.file), ["app.js", "chunk-Z.js"]);
+  assert.equal(maps.forFile("other.js"), null);
+  assert.equal(maps.mapStack([
+    "Error: x",
+    "    at lazy (chunk-Z.js:1:1)",
+    "    at main (app.js:1:1)",
+    "    at other (other.js:1:1)",
+  ].join("\n")), [
+    "Error: x",
+    "    at lazy (lazy.ts:5:1)",
+    "    at main (main.ts:1:1)",
+    "    at other (other.js:1:1)",
+  ].join("\n"));
+  assert.throws(() => new SourceMaps(both.subarray(0, both.length - 8)), /truncated Torito source map table/);
+  assert.throws(() => new SourceMaps(new Uint8Array(0)), /no Torito source map table/);
 });
