@@ -184,8 +184,14 @@ static JSModuleDef *image_module_loader(JSContext *ctx, const char *name, void *
         if (m.name_length != n || memcmp(torito_app_bytecode + m.name_offset, name, n) != 0)
             continue;
         JSValue module = read_module(ctx, i);
-        if (JS_IsException(module))
+        if (JS_IsException(module)) {
+            JSValue error = JS_GetException(ctx);
+            const char *why = JS_ToCString(ctx, error);
+            JS_ThrowSyntaxError(ctx, "image module '%s' is damaged: %s", name, why ? why : "unreadable bytecode");
+            JS_FreeCString(ctx, why);
+            JS_FreeValue(ctx, error);
             return NULL;
+        }
         if (JS_VALUE_GET_TAG(module) != JS_TAG_MODULE) {
             JS_FreeValue(ctx, module);
             JS_ThrowSyntaxError(ctx, "image module '%s' is not an ES module", name);

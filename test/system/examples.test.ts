@@ -3,8 +3,10 @@
 // exit code the CLI returns.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import { kvmUsable, type Accel } from "../../host/run.ts";
 import { repo, testImages } from "../helpers/images.ts";
 
@@ -22,6 +24,8 @@ const images = testImages("examples", {
   lazy: "test/fixtures/apps/lazy-import.ts",
 });
 const accels: Accel[] = kvmUsable().ok ? ["kvm", "tcg"] : ["tcg"];
+const scratch = mkdtempSync(join(tmpdir(), "torito-examples-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
 
 function run(image: string, accel: Accel, extra: string[] = [], appArgs: string[] = []) {
   const args = [cli, "run", image, "--accel", accel, ...extra, ...(appArgs.length ? ["--", ...appArgs] : [])];
@@ -78,6 +82,38 @@ for (const accel of accels) {
       // the frame inside the chunk and the entry's frame, each through its own file's table
       assert.match(r.stdout, /^ {4}at fail \(test\/fixtures\/apps\/lazy-module\.ts:12:\d+\)$/m);
       assert.match(r.stdout, /^ {4}at <anonymous> \(test\/fixtures\/apps\/lazy-import\.ts:10:\d+\)$/m);
+    });
+
+    test("a damaged module table stops the boot with a clear message; a damaged chunk fails only its import()", () => {
+      const image = readFileSync(images.lazy);
+      // the table: "TJM1" and a count whose records all lie inside the image (the magic is also an immediate in the runtime's code)
+      let at = -1;
+      for (let i = image.indexOf("TJM1"); i >= 0 && at < 0; i = image.indexOf("TJM1", i + 1)) {
+        const count = image.readUInt32LE(i + 4);
+        if (count > 0 && count < 1000 && i + 8 + 16 * count < image.length) at = i;
+      }
+      assert.ok(at > 0, "module table found");
+      const damaged = (name: string, change: (copy: Buffer) => void) => {
+        const copy = Buffer.from(image);
+        change(copy);
+        const path = join(scratch, `${accel}-${name}.elf`);
+        writeFileSync(path, copy);
+        return run(path, accel);
+      };
+      const noTable = damaged("magic", (b) => b.write("XJM1", at, "latin1"));
+      assert.equal(noTable.status, 6, noTable.stdout + noTable.stderr);
+      assert.match(noTable.stdout + noTable.stderr, /boot failed: the image holds no module table/);
+      const badCount = damaged("count", (b) => b.writeUInt32LE(1_000_000, at + 4));
+      assert.equal(badCount.status, 6, badCount.stdout + badCount.stderr);
+      assert.match(badCount.stdout + badCount.stderr, /boot failed: the image's module table is corrupt/);
+      const badChunk = damaged("chunk", (b) => {
+        for (let i = 0; i < b.readUInt32LE(at + 4); i++) {
+          const data = at + b.readUInt32LE(at + 16 + 16 * i), length = b.readUInt32LE(at + 20 + 16 * i);
+          if (b.subarray(data, data + length).includes("lazy module evaluated")) b.fill(0, data + 1, data + 65);
+        }
+      });
+      assert.equal(badChunk.status, 1, badChunk.stdout + badChunk.stderr);
+      assert.match(badChunk.stdout, /^entry on core 0\nUncaught \(in promise\) \[SyntaxError: image module 'chunk-[A-Z0-9]+\.js' is damaged: SyntaxError: /);
     });
 
     test("an exhausted JavaScript heap is reported as such and exits 4", () => {
