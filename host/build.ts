@@ -353,8 +353,24 @@ function gasString(path: string): string {
   return `"${path.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-/** The assembly source that wraps the bytecode and source map table in `.rodata.torito_app`. */
-export function appAssembly(bytecodePath: string, sourceMapPath: string, filesPath?: string): string {
+/**
+ * Room for cold data below 2 MiB (platform/include/torito/shared.h: COLD_BASE up to
+ * RUNTIME_BASE; the platform's linker script refuses more).
+ */
+export const COLD_CAPACITY = 0x200000 - 0x170000;
+
+/**
+ * The assembly source that wraps the bytecode, the source map tables and the packed files in
+ * `.rodata.torito_app`; with `coldSourceMap` the tables go to `.cold.torito_sourcemap`
+ * instead (the platform places it below 2 MiB, off the memory the app touches as it runs).
+ */
+export function appAssembly(bytecodePath: string, sourceMapPath: string, filesPath?: string, coldSourceMap = false): string {
+  const sourceMap = [
+    `\t.balign 16`,
+    `torito_app_sourcemap:`,
+    `\t.incbin ${gasString(sourceMapPath)}`,
+    `torito_app_sourcemap_end:`,
+  ];
   return [
     `\t.section .rodata.torito_app,"a"`,
     `\t.balign 16`,
@@ -363,14 +379,12 @@ export function appAssembly(bytecodePath: string, sourceMapPath: string, filesPa
     `torito_app_bytecode:`,
     `\t.incbin ${gasString(bytecodePath)}`,
     `torito_app_bytecode_end:`,
-    `\t.balign 16`,
-    `torito_app_sourcemap:`,
-    `\t.incbin ${gasString(sourceMapPath)}`,
-    `torito_app_sourcemap_end:`,
+    ...(coldSourceMap ? [] : sourceMap),
     `\t.balign 16`,
     `torito_app_files:`,
     ...(filesPath !== undefined ? [`\t.incbin ${gasString(filesPath)}`] : []),
     `torito_app_files_end:`,
+    ...(coldSourceMap ? [`\t.section .cold.torito_sourcemap,"a"`, ...sourceMap] : []),
     `\t.section .note.GNU-stack,"",@progbits`,
     ``,
   ].join("\n");
@@ -438,7 +452,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       filesPath = join(work, "files.bin");
       writeFileSync(filesPath, packDirectory(resolve(cwd, options.files)));
     }
-    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin"), filesPath));
+    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin"), filesPath, table.length <= COLD_CAPACITY));
     await tool("as", ["--64", "-o", "app.o", "app.S"], work, "as");
     mkdirSync(dirname(output), { recursive: true });
     await tool("ld", [

@@ -317,7 +317,8 @@ iobitmap:
  * Page tables: identity map of the low 4 GiB.
  *   0..4 KiB        not present (null pointer dereferences fault)
  *   4 KiB..1 MiB    user (hvm_start_info, command line and memory map live here)
- *   1..2 MiB        supervisor only: this code, its stacks and these tables
+ *   1 MiB..COLD_BASE supervisor only: this code, its stacks and these tables
+ *   COLD_BASE..2 MiB user, read-only: the image's cold data (source map tables)
  *   2 MiB..4 GiB    user, 2 MiB pages; 0xfe000000.. (virtio-mmio, IOAPIC, LAPIC) uncached
  */
         .section .pagetables, "aw"
@@ -366,8 +367,10 @@ pt0:
         .rept 511
         .if n < 256
         .quad (n << 12) | 0x7
-        .else
+        .elseif n < (COLD_BASE >> 12)
         .quad (n << 12) | 0x3
+        .else
+        .quad (n << 12) | 0x5            /* cold data: user, read-only */
         .endif
         .set n, n + 1
         .endr

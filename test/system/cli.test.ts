@@ -271,6 +271,31 @@ describe("running fixture images under QEMU", () => {
   });
 });
 
+describe("torito build: the source map tables", () => {
+  test("go below 2 MiB (cold data) when they fit, among the read-only data when they do not; stacks map either way", async () => {
+    const dir = join(work, "maps");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "small.ts"), `function boom(): never {\n  throw new Error("SMALL");\n}\nboom();\n`);
+    // 20,000 more generated lines: tables larger than the 576 KiB below 2 MiB
+    const lines = ["const table: number[] = [];"];
+    for (let i = 0; i < 20_000; i++) lines.push(`table.push(${i});`);
+    lines.push(`function boom(): never {`, `  throw new Error("BIG " + table.length);`, `}`, `boom();`, ``);
+    writeFileSync(join(dir, "big.ts"), lines.join("\n"));
+    const address = (image: string, symbol: string) =>
+      parseInt(new RegExp(`^([0-9a-f]+) R ${symbol}$`, "m").exec(spawnSync("nm", [image], { encoding: "utf8" }).stdout)?.[1] ?? "", 16);
+    for (const [name, cold, message, line] of [["small", true, "SMALL", 2], ["big", false, "BIG 20000", 20_003]] as const) {
+      const image = join(dir, `${name}.elf`);
+      await buildImage({ entry: `maps/${name}.ts`, output: image, cwd: work });
+      const at = address(image, "torito_app_sourcemap"), end = address(image, "torito_app_sourcemap_end");
+      assert.equal(at >= 0x170000 && end <= 0x200000, cold, `${name}: tables at 0x${at.toString(16)}-0x${end.toString(16)}`);
+      assert.equal(at >= 0x200000, !cold);
+      const r = torito(["run", image]);
+      assert.equal(r.status, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`^Uncaught Error: ${message}\n {4}at boom \\(maps/${name}\\.ts:${line}:\\d+\\)$`, "m"));
+    }
+  });
+});
+
 describe("torito build (fake platform: copying qjsc, fixture object as the platform)", () => {
   test("links bytecode and source map into an image that boots, in well under a second", async () => {
     // A repo with the layout buildImage expects, whose "platform" is the PVH test object.
@@ -298,7 +323,7 @@ SECTIONS {
   . = 0x100000;
   .note.Xen : { *(.note.Xen) } :text :note
   .text : { *(.text) } :text
-  .rodata : { *(.rodata .rodata.*) } :text
+  .rodata : { *(.rodata .rodata.*) *(.cold .cold.*) } :text
   /DISCARD/ : { *(.note.GNU-stack) }
 }
 `);

@@ -231,6 +231,11 @@ describe("build helpers", () => {
     assert.match(s, /\.globl torito_app_bytecode, torito_app_bytecode_end, torito_app_sourcemap, torito_app_sourcemap_end/);
     assert.match(s, /torito_app_bytecode:\n\t\.incbin "\/t\/app\.jsbc"\ntorito_app_bytecode_end:/);
     assert.match(s, /torito_app_sourcemap:\n\t\.incbin "\/t\/we\\"ird\.bin"\ntorito_app_sourcemap_end:/);
+    assert.doesNotMatch(s, /\.cold/);
+    // cold: the source map tables in their own section (the platform puts it below 2 MiB), the rest as before
+    const cold = appAssembly("/t/app.jsbc", "/t/map.bin", "/t/files.bin", true);
+    assert.match(cold, /\t\.section \.cold\.torito_sourcemap,"a"\n\t\.balign 16\ntorito_app_sourcemap:\n\t\.incbin "\/t\/map\.bin"\ntorito_app_sourcemap_end:\n\t\.section \.note\.GNU-stack/);
+    assert.match(cold, /torito_app_bytecode_end:\n\t\.balign 16\ntorito_app_files:\n\t\.incbin "\/t\/files\.bin"\ntorito_app_files_end:/);
   });
 
   test("bundleApp puts the kernel first, resolves 'torito' from anywhere, maps sources relative to cwd", async () => {
