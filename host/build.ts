@@ -1,6 +1,7 @@
 /**
- * `torito build`: app.ts → one ES module (kernel first, then the app) → QuickJS bytecode →
- * linked with the platform into a PVH ELF image, with the source map table beside the bytecode.
+ * `torito build`: app.ts → ES modules (the entry: kernel first, then the app; a chunk per
+ * module reached only by dynamic import()) → QuickJS bytecode in a module table → linked
+ * with the platform into a PVH ELF image, with a source map table per module beside it.
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -227,7 +228,7 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
 export async function lowerBlockScopes(bundle: Bundle): Promise<Bundle> {
   const swc = await import("@swc/core");
   const out = await swc.transform(bundle.code, {
-    filename: bundle.map.file ?? "app.js",
+    filename: bundle.map.file ?? ENTRY_FILE,
     inputSourceMap: JSON.stringify(bundle.map),
     sourceMaps: true,
     isModule: true,
