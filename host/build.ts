@@ -76,8 +76,11 @@ export interface BundleFile extends Bundle {
   name: string;
 }
 
-/** The entry module's file name (qjsc records it; stack frames carry it). */
+/** Module 0's file name: it imports the kernel's start-up, then the app (see bundleApp). */
 export const ENTRY_FILE = "app.js";
+/** The kernel's start-up (kernel/init.ts) and the app, as esbuild names their entry points. */
+const KERNEL_FILE = "kernel.js";
+const APP_FILE = "main.js";
 
 /** The subset of a version 3 source map that Torito uses. */
 export interface SourceMapV3 {
@@ -96,6 +99,7 @@ export function platformPaths(repo: string) {
     qjsc: join(repo, "build/quickjs/host/qjsc"),
     linkScript: join(repo, "build/platform/link.ld"),
     linkInputs: join(repo, "build/platform/link.txt"),
+    layout: join(repo, "build/platform/layout.txt"),
     kernelInit: join(repo, "kernel/init.ts"),
     kernelApi: join(repo, "kernel/api.ts"),
   };
@@ -141,20 +145,24 @@ function toritoResolvePlugin(repo: string): Plugin {
 }
 
 /**
- * Bundles the kernel and the app into ES modules in memory: the entry ("app.js", listed
- * first) and the chunks esbuild splits off. A module reached only through a dynamic
- * `import()` (the kernel's file system drivers, an app's own lazy modules) is a chunk of
- * its own, read from the image when first imported, not at boot; code shared by the entry
- * and such a chunk is a chunk both import. Source map `sources` are made relative to `cwd`.
+ * Bundles the kernel and the app into ES modules in memory, module 0 first. The kernel's
+ * start-up (kernel/init.ts, "kernel.js") and the app ("main.js") are two entry points, and
+ * module 0 ("app.js") imports the one, then the other: the kernel's start-up and everything it
+ * imports run before any of the app's modules, which may use what it installs (console,
+ * TextEncoder, timers...) at their top level. A module reached only through a dynamic
+ * `import()` (the kernel's file system drivers, an app's own lazy modules) is a chunk of its
+ * own, read from the image when first imported; code two of these share is a chunk they both
+ * import, read with the first. Source map `sources` are made relative to `cwd`.
  */
 export async function bundleApp(entry: string, repo: string, cwd: string): Promise<BundleFile[]> {
   const esbuild = await import("esbuild");
   const paths = platformPaths(repo);
-  const stdin = `import ${JSON.stringify(paths.kernelInit)};\nimport ${JSON.stringify(entry)};\n`;
   let result;
   try {
     result = await esbuild.build({
-      stdin: { contents: stdin, resolveDir: repo, sourcefile: "torito-entry.js", loader: "js" },
+      // An entry point is kept whole, even inside this package, whose package.json "sideEffects"
+      // list would otherwise let esbuild drop an app outside the listed folders.
+      entryPoints: [{ in: paths.kernelInit, out: KERNEL_FILE.replace(/\.js$/, "") }, { in: entry, out: APP_FILE.replace(/\.js$/, "") }],
       bundle: true,
       format: "esm",
       splitting: true,
@@ -167,24 +175,10 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
       charset: "utf8",
       write: false,
       outdir: cwd,
-      entryNames: ENTRY_FILE.replace(/\.js$/, ""),
       chunkNames: "chunk-[hash]",
       absWorkingDir: cwd,
       logLevel: "silent",
-      plugins: [
-        toritoResolvePlugin(repo),
-        {
-          // The app's module is run for its effects, always: inside this package (package.json's
-          // "sideEffects" list) esbuild would otherwise drop an app outside the listed folders.
-          name: "torito-entry",
-          setup(build) {
-            // stdin's sourcefile, as esbuild names the importer (against the working or resolve dir)
-            const importers = new Set([join(cwd, "torito-entry.js"), join(repo, "torito-entry.js")]);
-            build.onResolve({ filter: /.*/ }, (args) =>
-              importers.has(args.importer) && args.path === entry ? { path: resolve(entry), sideEffects: true } : undefined);
-          },
-        },
-      ],
+      plugins: [toritoResolvePlugin(repo)],
     });
   } catch (e) {
     const errors = (e as BuildFailure).errors;
@@ -205,12 +199,14 @@ export async function bundleApp(entry: string, repo: string, cwd: string): Promi
     map.file = basename(js.path);
     files.push({ name: map.file, code: js.text, map });
   }
-  const entryIndex = files.findIndex((f) => f.name === ENTRY_FILE);
-  if (entryIndex < 0) throw new ToolError("esbuild produced no output");
-  // the entry first (the image's module 0), then the chunks in a stable order
-  const [entryFile] = files.splice(entryIndex, 1);
+  if (!files.some((f) => f.name === KERNEL_FILE) || !files.some((f) => f.name === APP_FILE)) throw new ToolError("esbuild produced no output");
   files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return [entryFile!, ...files];
+  const first: BundleFile = {
+    name: ENTRY_FILE,
+    code: `import "./${KERNEL_FILE}";\nimport "./${APP_FILE}";\n`,
+    map: { version: 3, sources: [], names: [], mappings: "", file: ENTRY_FILE },
+  };
+  return [first, ...files];
 }
 
 /**
@@ -355,10 +351,19 @@ function gasString(path: string): string {
 }
 
 /**
- * Room for cold data below 2 MiB (platform/include/torito/shared.h: COLD_BASE up to
- * RUNTIME_BASE; the platform's linker script refuses more).
+ * The image layout the platform was built with (platform/include/torito/shared.h), as its
+ * build wrote it to build/platform/layout.txt: cold data may fill [coldBase, runtimeBase),
+ * and the platform's linker script refuses more.
  */
-export const COLD_CAPACITY = 0x200000 - 0x170000;
+export function readLayout(repo: string): { coldBase: number; runtimeBase: number } {
+  const { layout } = platformPaths(repo);
+  const values = new Map(readFileSync(layout, "utf8").split("\n").map((l) => l.trim().split(/\s+/)).filter((f) => f.length === 2).map(([k, v]) => [k!, Number(v)]));
+  const coldBase = values.get("cold_base"), runtimeBase = values.get("runtime_base");
+  if (!Number.isInteger(coldBase) || !Number.isInteger(runtimeBase) || runtimeBase! < coldBase!) {
+    throw new ToolError(`${layout}: no cold_base and runtime_base (rebuild the platform)`);
+  }
+  return { coldBase: coldBase!, runtimeBase: runtimeBase! };
+}
 
 /**
  * The assembly source that wraps the bytecode, the source map tables and the packed files in
@@ -426,10 +431,11 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
   const paths = platformPaths(repo);
 
   if (!existsSync(entry) || !statSync(entry).isFile()) throw new UsageError(`entry '${options.entry}' not found`);
-  for (const needed of [paths.qjsc, paths.linkScript, paths.linkInputs]) {
+  for (const needed of [paths.qjsc, paths.linkScript, paths.linkInputs, paths.layout]) {
     if (!existsSync(needed)) throw new ToolError(PLATFORM_NOT_BUILT);
   }
   const linkInputs = readLinkInputs(repo);
+  const layout = readLayout(repo);
   const missing = linkInputs.find((p) => !p.startsWith("-") && !existsSync(p));
   if (missing !== undefined) throw new ToolError(`${PLATFORM_NOT_BUILT} (missing ${relative(cwd, missing)})`);
 
@@ -453,7 +459,7 @@ export async function buildImage(options: BuildOptions): Promise<BuildResult> {
       filesPath = join(work, "files.bin");
       writeFileSync(filesPath, packDirectory(resolve(cwd, options.files)));
     }
-    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin"), filesPath, table.length <= COLD_CAPACITY));
+    writeFileSync(join(work, "app.S"), appAssembly(join(work, "app.jsbc"), join(work, "sourcemap.bin"), filesPath, table.length <= layout.runtimeBase - layout.coldBase));
     await tool("as", ["--64", "-o", "app.o", "app.S"], work, "as");
     mkdirSync(dirname(output), { recursive: true });
     await tool("ld", [

@@ -70,8 +70,12 @@ onFirstUse(async () => {
   if (!isNative) return;
   // /share: the host directory of `torito run --fs DIR` (virtio-fs)
   if (ownedCount("fs") > 0) {
-    const share = (await import("./virtiofs.ts")).mountVirtioFs();
-    if (share) mount("/share", share);
+    try {
+      const share = (await import("./virtiofs.ts")).mountVirtioFs();
+      if (share) mount("/share", share);
+    } catch (e) {
+      console.error(`fs: /share not mounted: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
   // /disk: the first virtio-blk disk, if it holds ext2 (a raw disk stays reachable via blk)
   if (blk.count() > 0) {

@@ -131,15 +131,16 @@ static void tls_init(unsigned core_id, uintptr_t fault_stack_top)
 }
 
 /* The image's modules (host/build.ts encodeModuleTable): "TJM1", a count, then per module
-   its name and bytecode as (offset, length) pairs from the table's start. Module 0 is the
-   entry; the others are chunks read when first imported (a dynamic import() of the kernel's
-   file system drivers, say), not at boot. */
+   its name and bytecode as (offset, length) pairs from the table's start. Module 0 is read
+   at boot; it imports the kernel's start-up and the app, which are read then too, with the
+   chunks they import statically. A chunk reached only by a dynamic import() (the kernel's
+   file system drivers, say) is read when first imported. */
 #define MODULE_TABLE_MAGIC 0x314d4a54u
 struct module_record { uint32_t name_offset, name_length, data_offset, data_length; };
 
 static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
-/* Modules in the table, set by check_module_table() before anything is read. */
+/* Modules in the table: checked by the boot core before it starts the others. */
 static uint32_t module_total;
 
 /* Checks the table's records (every name and bytecode inside the table) and counts them. */
@@ -200,7 +201,16 @@ static JSModuleDef *image_module_loader(JSContext *ctx, const char *name, void *
         /* loaded_modules holds the module: drop the reference JS_ReadObject returned */
         JSModuleDef *def = JS_VALUE_GET_PTR(module);
         JS_FreeValue(ctx, module);
-        return def;
+        /* QuickJS finds it by the name its bytecode records (qjsc's): the table's must agree,
+           or every import would read it again */
+        JSAtom recorded = JS_GetModuleName(ctx, def);
+        const char *recorded_name = JS_AtomToCString(ctx, recorded);
+        int same = recorded_name && strcmp(recorded_name, name) == 0;
+        if (!same)
+            JS_ThrowSyntaxError(ctx, "image module '%s' records the name '%s'", name, recorded_name ? recorded_name : "?");
+        JS_FreeCString(ctx, recorded_name);
+        JS_FreeAtom(ctx, recorded);
+        return same ? def : NULL;
     }
     JS_ThrowReferenceError(ctx, "cannot find module '%s' (the image holds no such module)", name);
     return NULL;
@@ -221,7 +231,6 @@ static __attribute__((noreturn)) void run_app(void)
     native_install(ctx);
     boot_milestone("engineReady");
 
-    module_total = check_module_table();
     JS_SetModuleLoaderFunc(rt, NULL, image_module_loader, NULL);
     JSValue module = read_module(ctx, 0);
     if (JS_IsException(module))
@@ -269,6 +278,7 @@ void runtime_main(void)
     uintptr_t region_end = ram_end_above_image(si);
     if (region_end <= region_start + (1u << 20))
         boot_fail("less than 1 MiB of memory above the image (raise --mem)");
+    module_total = check_module_table();    /* once, before the other cores read it */
     /* With one vCPU QEMU runs acpi=off: no RSDP, one region, no other work. */
     heap_init(0, region_start, si->rsdp_paddr ? smp_plan(si->rsdp_paddr, region_start, region_end) : region_end);
     smp_start_cores();

@@ -247,10 +247,14 @@ describe("build helpers", () => {
     mkdirSync(appDir, { recursive: true });
     writeFileSync(join(appDir, "main.ts"), `import { greet } from "torito";\nconsole.log(greet("APP_SECOND"));\n`);
     const files = await bundleApp(join(appDir, "main.ts"), repo, join(work, "elsewhere"));
-    assert.deepEqual(files.map((f) => f.name), ["app.js"]);
-    const bundle = files[0]!;
-    assert.equal(bundle.map.file, "app.js");
-    assert.ok(bundle.code.indexOf("KERNEL_FIRST") < bundle.code.indexOf("APP_SECOND"));
+    // module 0 imports the kernel's start-up, then the app: two entry points of their own
+    assert.deepEqual(files.map((f) => f.name), ["app.js", "kernel.js", "main.js"]);
+    assert.equal(files[0]!.code, `import "./kernel.js";\nimport "./main.js";\n`);
+    assert.match(files[1]!.code, /KERNEL_FIRST/);
+    assert.doesNotMatch(files[1]!.code, /APP_SECOND/);
+    const bundle = files[2]!;
+    assert.equal(bundle.map.file, "main.js");
+    assert.match(bundle.code, /APP_SECOND/);
     assert.match(bundle.code, /function greet\(name\)/);
     assert.ok(bundle.map.sources.includes("app/main.ts"), bundle.map.sources.join());
     assert.ok(bundle.map.sources.includes("../repo/kernel/api.ts"), bundle.map.sources.join());
@@ -259,7 +263,7 @@ describe("build helpers", () => {
     mkdirSync(join(repo, "kernel/node"), { recursive: true });
     writeFileSync(join(repo, "kernel/node/path.ts"), `export const sep = "NODE_PATH_SHIM";\n`);
     writeFileSync(join(appDir, "node.ts"), `import { sep } from "node:path";\nconsole.log(sep);\n`);
-    assert.match((await bundleApp(join(appDir, "node.ts"), repo, work))[0]!.code, /NODE_PATH_SHIM/);
+    assert.match((await bundleApp(join(appDir, "node.ts"), repo, work))[2]!.code, /NODE_PATH_SHIM/);
     writeFileSync(join(appDir, "fs.ts"), `import { readFileSync } from "node:fs";\nconsole.log(readFileSync);\n`);
     await assert.rejects(bundleApp(join(appDir, "fs.ts"), repo, work),
       (e: unknown) => e instanceof BundleError && /^elsewhere\/app\/fs\.ts:1:\d+: "node:fs" is not available in torito/.test(e.lines[0]!));
@@ -280,14 +284,14 @@ describe("build helpers", () => {
     writeFileSync(join(repo, "main.ts"), `import { shared } from "torito";\nconsole.log(shared);\nconst m = await import("./lazy.ts");\nconsole.log(m.lazy);\n`);
     writeFileSync(join(repo, "lazy.ts"), `import { shared } from "torito";\nexport const lazy = "LAZY_" + shared;\n`);
     const files = await bundleApp(join(repo, "main.ts"), repo, repo);
-    // the entry, the lazy module's chunk and the code both use, each an ES module
-    assert.equal(files[0]!.name, "app.js");
-    assert.equal(files.length, 3, files.map((f) => f.name).join());
-    for (const f of files.slice(1)) assert.match(f.name, /^chunk-[A-Z0-9]+\.js$/);
+    // module 0, the lazy module's chunk, the code both use, the kernel's start-up and the app: each an ES module
+    const names = files.map((f) => f.name);
+    assert.deepEqual(names.map((n) => n.replace(/^chunk-[A-Z0-9]+\.js$/, "chunk")), ["app.js", "chunk", "chunk", "kernel.js", "main.js"]);
     const lazy = files.find((f) => f.code.includes("LAZY_"))!, shared = files.find((f) => f.code.includes("\"SHARED\""))!;
-    assert.ok(lazy !== files[0] && shared !== files[0] && lazy !== shared);
-    assert.match(files[0]!.code, new RegExp(`import\\("\\./${lazy.name.replace(".", "\\.")}"\\)`));
-    assert.match(files[0]!.code, new RegExp(`from "\\./${shared.name.replace(".", "\\.")}"`));
+    const app = files.find((f) => f.name === "main.js")!;
+    assert.ok(lazy.name.startsWith("chunk-") && shared.name.startsWith("chunk-") && lazy !== shared);
+    assert.match(app.code, new RegExp(`import\\("\\./${lazy.name.replace(".", "\\.")}"\\)`));
+    assert.match(app.code, new RegExp(`from "\\./${shared.name.replace(".", "\\.")}"`));
     assert.deepEqual([lazy.map.file, lazy.map.sources], [lazy.name, ["lazy.ts"]]);
     assert.deepEqual([shared.map.file, shared.map.sources], [shared.name, ["kernel/api.ts"]]);
   });
@@ -307,7 +311,7 @@ describe("build helpers", () => {
       `throw new Error("MARKER");`,
       ``,
     ].join("\n"));
-    const lowered = await lowerBlockScopes((await bundleApp(join(repo, "main.ts"), repo, repo))[0]!);
+    const lowered = await lowerBlockScopes((await bundleApp(join(repo, "main.ts"), repo, repo)).find((f) => f.name === "main.js")!);
     assert.doesNotMatch(lowered.code, /\b(let|const)\s/);
     const g = globalThis as { lowered?: unknown; hidden?: unknown };
     assert.throws(() => new Function(lowered.code)(), /MARKER/);
