@@ -20,9 +20,9 @@
  *
  * Lines are 1-based and columns 1-based at the API (as in stack traces); 0-based inside.
  *
- * An image holds one table per generated file (the entry module and each chunk split off
- * for a dynamic import()), one after the other, each padded to a multiple of 4 bytes:
- * `encodeSourceMapTables` and `SourceMaps`.
+ * An image holds one table per module (module 0, the kernel's start-up, the app and each
+ * chunk esbuild split off: host/build.ts), one after the other, each padded to a multiple
+ * of 4 bytes: `encodeSourceMapTables` and `SourceMaps`.
  */
 import { TextDecoder, TextEncoder } from "./encoding.ts";
 
