@@ -298,7 +298,8 @@ export async function compileModules(qjsc: string, files: readonly BundleFile[],
  * The image's module table (platform/runtime/main.c reads it):
  *
  *   0   u32  magic "TJM1"
- *   4   u32  module count (module 0 is the entry, run at boot; the others are read when imported)
+ *   4   u32  module count (module 0 is run at boot, read with every module it imports
+ *            statically; a chunk reached only by import() is read when first imported)
  *   8   per module: u32 name offset, u32 name length, u32 bytecode offset, u32 bytecode length
  *       (offsets from the table's start; names are the module names imports resolve to)
  *   ..  the names (UTF-8), then each module's bytecode, 8-byte aligned
@@ -342,8 +343,8 @@ const MODULE_TABLE_MAGIC = 0x314d4a54; // "TJM1" little-endian
  * format, one table per generated file). Sources are already relative to the build's cwd;
  * each table carries its file's name, which stack frames in that file name.
  */
-export function encodeSourceMap(files: readonly Bundle[]): Uint8Array {
-  return encodeSourceMapTables(files.map((f) => encodeSourceMapTable(f.map, { file: f.map.file ?? ENTRY_FILE })));
+export function encodeSourceMap(files: readonly BundleFile[]): Uint8Array {
+  return encodeSourceMapTables(files.map((f) => encodeSourceMapTable(f.map, { file: f.name })));
 }
 
 function gasString(path: string): string {

@@ -143,29 +143,27 @@ static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | 
 /* Modules in the table: checked by the boot core before it starts the others. */
 static uint32_t module_total;
 
-/* Checks the table's records (every name and bytecode inside the table) and counts them. */
-static uint32_t check_module_table(void)
-{
-    size_t size = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
-    const uint8_t *t = torito_app_bytecode;
-    if (size < 8 || le32(t) != MODULE_TABLE_MAGIC)
-        boot_fail("the image holds no module table (rebuild it with this platform)");
-    uint32_t count = le32(t + 4);
-    if (count == 0 || count > (size - 8) / 16)
-        boot_fail("the image's module table is corrupt");
-    for (uint32_t i = 0; i < count; i++) {
-        const uint8_t *r = t + 8 + 16 * i;
-        uint64_t name_end = (uint64_t)le32(r) + le32(r + 4), data_end = (uint64_t)le32(r + 8) + le32(r + 12);
-        if (name_end > size || data_end > size || le32(r + 12) == 0)
-            boot_fail("the image's module table is corrupt");
-    }
-    return count;
-}
-
 static struct module_record module_at(uint32_t i)
 {
     const uint8_t *r = torito_app_bytecode + 8 + 16 * i;
     return (struct module_record){ le32(r), le32(r + 4), le32(r + 8), le32(r + 12) };
+}
+
+/* Checks the table's records (every name and bytecode inside the table) and counts them. */
+static uint32_t check_module_table(void)
+{
+    size_t size = (size_t)(torito_app_bytecode_end - torito_app_bytecode);
+    if (size < 8 || le32(torito_app_bytecode) != MODULE_TABLE_MAGIC)
+        boot_fail("the image holds no module table (rebuild it with this platform)");
+    uint32_t count = le32(torito_app_bytecode + 4);
+    if (count == 0 || count > (size - 8) / 16)
+        boot_fail("the image's module table is corrupt");
+    for (uint32_t i = 0; i < count; i++) {
+        struct module_record m = module_at(i);
+        if ((uint64_t)m.name_offset + m.name_length > size || (uint64_t)m.data_offset + m.data_length > size || m.data_length == 0)
+            boot_fail("the image's module table is corrupt");
+    }
+    return count;
 }
 
 static JSValue read_module(JSContext *ctx, uint32_t i)
@@ -174,46 +172,55 @@ static JSValue read_module(JSContext *ctx, uint32_t i)
     return JS_ReadObject(ctx, torito_app_bytecode + m.data_offset, m.data_length, JS_READ_OBJ_BYTECODE);
 }
 
+/* The index of the module named `name` (module 0 is never imported), or 0 when none is. */
+static uint32_t find_module(const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 1; i < module_total; i++) {
+        struct module_record m = module_at(i);
+        if (m.name_length == n && memcmp(torito_app_bytecode + m.name_offset, name, n) == 0)
+            return i;
+    }
+    return 0;
+}
+
 /* QuickJS asks for a module the first time something imports it (its default normaliser
    has already resolved "./chunk-X.js" against the importer). */
 static JSModuleDef *image_module_loader(JSContext *ctx, const char *name, void *opaque)
 {
     (void)opaque;
-    size_t n = strlen(name);
-    for (uint32_t i = 1; i < module_total; i++) {
-        struct module_record m = module_at(i);
-        if (m.name_length != n || memcmp(torito_app_bytecode + m.name_offset, name, n) != 0)
-            continue;
-        JSValue module = read_module(ctx, i);
-        if (JS_IsException(module)) {
-            JSValue error = JS_GetException(ctx);
-            const char *why = JS_ToCString(ctx, error);
-            JS_ThrowSyntaxError(ctx, "image module '%s' is damaged: %s", name, why ? why : "unreadable bytecode");
-            JS_FreeCString(ctx, why);
-            JS_FreeValue(ctx, error);
-            return NULL;
-        }
-        if (JS_VALUE_GET_TAG(module) != JS_TAG_MODULE) {
-            JS_FreeValue(ctx, module);
-            JS_ThrowSyntaxError(ctx, "image module '%s' is not an ES module", name);
-            return NULL;
-        }
-        /* loaded_modules holds the module: drop the reference JS_ReadObject returned */
-        JSModuleDef *def = JS_VALUE_GET_PTR(module);
-        JS_FreeValue(ctx, module);
-        /* QuickJS finds it by the name its bytecode records (qjsc's): the table's must agree,
-           or every import would read it again */
-        JSAtom recorded = JS_GetModuleName(ctx, def);
-        const char *recorded_name = JS_AtomToCString(ctx, recorded);
-        int same = recorded_name && strcmp(recorded_name, name) == 0;
-        if (!same)
-            JS_ThrowSyntaxError(ctx, "image module '%s' records the name '%s'", name, recorded_name ? recorded_name : "?");
-        JS_FreeCString(ctx, recorded_name);
-        JS_FreeAtom(ctx, recorded);
-        return same ? def : NULL;
+    uint32_t i = find_module(name);
+    if (i == 0) {
+        JS_ThrowReferenceError(ctx, "cannot find module '%s' (the image holds no such module)", name);
+        return NULL;
     }
-    JS_ThrowReferenceError(ctx, "cannot find module '%s' (the image holds no such module)", name);
-    return NULL;
+    JSValue module = read_module(ctx, i);
+    if (JS_IsException(module)) {
+        JSValue error = JS_GetException(ctx);
+        const char *why = JS_ToCString(ctx, error);
+        JS_ThrowSyntaxError(ctx, "image module '%s' is damaged: %s", name, why ? why : "unreadable bytecode");
+        JS_FreeCString(ctx, why);
+        JS_FreeValue(ctx, error);
+        return NULL;
+    }
+    if (JS_VALUE_GET_TAG(module) != JS_TAG_MODULE) {
+        JS_FreeValue(ctx, module);
+        JS_ThrowSyntaxError(ctx, "image module '%s' is not an ES module", name);
+        return NULL;
+    }
+    /* loaded_modules holds the module: drop the reference JS_ReadObject returned */
+    JSModuleDef *def = JS_VALUE_GET_PTR(module);
+    JS_FreeValue(ctx, module);
+    /* QuickJS finds it by the name its bytecode records (qjsc's): the table's must agree,
+       or every import would read it again */
+    JSAtom recorded = JS_GetModuleName(ctx, def);
+    const char *recorded_name = JS_AtomToCString(ctx, recorded);
+    int same = recorded_name && strcmp(recorded_name, name) == 0;
+    if (!same)
+        JS_ThrowSyntaxError(ctx, "image module '%s' records the name '%s'", name, recorded_name ? recorded_name : "?");
+    JS_FreeCString(ctx, recorded_name);
+    JS_FreeAtom(ctx, recorded);
+    return same ? def : NULL;
 }
 
 /* One QuickJS runtime per core over this core's heap: every core loads the same bytecode
